@@ -1,0 +1,71 @@
+"""The one small interface every email provider speaks.
+
+The send loop hands a provider one `Batch`: a rendered issue (merge
+placeholders still in it) and the recipients of that batch with their
+merge values. The provider maps fields onto its own API and answers with one
+`DeliveryResult` per recipient, in the vocabulary of `Status`. Providers map
+fields; they never decide who gets what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, Sequence
+
+from ..personalize import Envelope
+from ..render import RenderedIssue
+
+
+class Status(str, Enum):
+    ACCEPTED = "accepted"   # the provider took responsibility for delivery
+    REJECTED = "rejected"   # the provider refused this recipient for good (bad address, 400)
+    FAILED = "failed"       # it did not go out; trying again later may work
+    UNKNOWN = "unknown"     # the request may or may not have gone out (timeout after sending)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one provider call sends: one rendered issue, up to `max_batch_size` envelopes."""
+
+    issue: RenderedIssue
+    envelopes: Sequence[Envelope]
+    batch_id: str
+    lists: tuple[str, ...] = ()
+    test: bool = False           # a test send: subject already prefixed, no list headers needed
+    sandbox: bool = False        # provider-side validation only (SendGrid sandbox mode)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    email: str
+    status: Status
+    message_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    max_batch_size: int
+    rehearsal: bool = False      # True: nothing leaves the machine (outbox)
+
+
+class Provider(Protocol):
+    info: ProviderInfo
+
+    def send(self, batch: Batch) -> list[DeliveryResult]:
+        """Send one batch; one result per envelope, same order.
+
+        Raises ProviderAuthError on 401/403 (stop everything),
+        TransientProviderError when the batch certainly did not go out and may
+        be tried again (429, 5xx, connection refused), ProviderError for any
+        other failure of the whole batch. A request that may have gone out
+        (timeout after sending) answers UNKNOWN for each envelope; a batch the
+        provider refused as invalid (400) answers REJECTED with its message.
+        The send loop owns retries and backoff (campaign/send.py).
+        """
+        ...
+
+    def close(self) -> None:
+        ...
