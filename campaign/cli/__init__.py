@@ -1,0 +1,21 @@
+"""The `campaign` command line: a thin shell over the library.
+
+Each command parses options, calls one library function, prints, and turns a
+CampaignError into one line on stderr and a non-zero exit code. Commands live
+in one module per area (preview, audience, send, check) and register on `app`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .common import app, run_app
+
+# Importing the command modules registers their commands on `app`.
+from . import preview  # noqa: E402,F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    run_app()

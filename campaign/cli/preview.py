@@ -1,0 +1,1 @@
+"""`campaign preview`: write the issue's HTML and text to build/issue-N/ (in progress)."""
