@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 from .errors import LedgerError
 
@@ -25,6 +26,52 @@ MIGRATIONS: list[tuple[str, str]] = [
             note       TEXT NOT NULL DEFAULT '',
             created_at TEXT NOT NULL               -- ISO 8601, UTC
         );
+        """,
+    ),
+    (
+        "0002_send_ledger",
+        """
+        CREATE TABLE send_runs (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            issue       INTEGER NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind IN ('real', 'outbox', 'sandbox')),
+            provider    TEXT NOT NULL,
+            started_at  TEXT NOT NULL,
+            finished_at TEXT,
+            outcome     TEXT NOT NULL DEFAULT 'running'
+                        CHECK (outcome IN ('running', 'completed', 'interrupted', 'paused', 'stopped', 'crashed')),
+            message     TEXT NOT NULL DEFAULT '',
+            options     TEXT NOT NULL DEFAULT '',   -- the flags this run was given, e.g. --resend-unknown
+            forced      INTEGER NOT NULL DEFAULT 0, -- 1: preflight check errors were overridden with --force
+            findings    TEXT NOT NULL DEFAULT ''    -- what --force overrode
+        );
+        CREATE INDEX send_runs_issue ON send_runs (issue, kind);
+        CREATE TABLE deliveries (
+            issue       INTEGER NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind IN ('real', 'outbox', 'sandbox')),
+            email       TEXT NOT NULL,
+            name        TEXT NOT NULL DEFAULT '',
+            lists       TEXT NOT NULL DEFAULT '',   -- space-separated list names
+            status      TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'in_flight', 'accepted', 'rejected', 'failed', 'unknown')),
+            provider    TEXT NOT NULL DEFAULT '',
+            message_id  TEXT NOT NULL DEFAULT '',
+            batch_id    TEXT NOT NULL DEFAULT '',
+            run_id      INTEGER REFERENCES send_runs (id),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            accepted_at TEXT,
+            PRIMARY KEY (issue, kind, email)
+        );
+        CREATE INDEX deliveries_status ON deliveries (issue, kind, status);
+        CREATE TRIGGER deliveries_accepted_is_final
+        BEFORE UPDATE OF status ON deliveries
+        WHEN OLD.status = 'accepted' AND NEW.status <> 'accepted'
+        BEGIN
+            SELECT RAISE(ABORT, 'an accepted delivery is final: nobody is mailed an issue twice');
+        END;
         """,
     ),
 ]
@@ -80,4 +127,234 @@ def _migrate(connection: sqlite3.Connection) -> None:
 
 def _statements(script: str) -> list[str]:
     # executescript() would COMMIT on its own; run statement by statement inside our transaction.
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
+    # Pieces are joined until SQLite calls them complete, so a trigger body's inner ';' is kept.
+    statements, pending = [], ""
+    for line in script.splitlines():
+        line = line.split("--", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        pending += line + "\n"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
+
+
+# --- The send ledger: one row per issue, kind and address -------------------------------------
+#
+# `kind` keeps rehearsals apart from real deliveries: 'real' (SendGrid or SMTP, whichever sent
+# it, so switching provider half-way mails nobody twice), 'outbox' and 'sandbox' (nothing
+# delivered; a rehearsal never makes the real send skip anyone). Dry runs and test sends write
+# nothing at all.
+
+REAL = "real"
+KINDS = ("real", "outbox", "sandbox")
+PENDING, IN_FLIGHT, ACCEPTED, REJECTED, FAILED, UNKNOWN = (
+    "pending", "in_flight", "accepted", "rejected", "failed", "unknown",
+)
+STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, FAILED, UNKNOWN)
+CRASH_NOTE = ("the send stopped while this batch was with the provider: it may or may not have "
+              "been delivered; resend only with --resend-unknown")
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One ledger row: what happened to one issue for one address."""
+
+    issue: int
+    kind: str
+    email: str
+    name: str
+    lists: tuple[str, ...]
+    status: str
+    provider: str
+    message_id: str
+    batch_id: str
+    attempts: int
+    last_error: str
+    created_at: str
+    updated_at: str
+    accepted_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Delivery":
+        return cls(
+            issue=row["issue"], kind=row["kind"], email=row["email"], name=row["name"],
+            lists=tuple(row["lists"].split()), status=row["status"], provider=row["provider"],
+            message_id=row["message_id"], batch_id=row["batch_id"], attempts=row["attempts"],
+            last_error=row["last_error"], created_at=row["created_at"], updated_at=row["updated_at"],
+            accepted_at=row["accepted_at"],
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the provider said about one address, ready to record."""
+
+    email: str
+    status: str
+    message_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SendRun:
+    id: int
+    issue: int
+    kind: str
+    provider: str
+    started_at: str
+    finished_at: str | None
+    outcome: str
+    message: str
+    options: str
+    forced: bool
+    findings: str
+
+
+def start_run(connection: sqlite3.Connection, issue: int, kind: str, provider: str,
+              options: str = "", forced: bool = False, findings: str = "") -> int:
+    with transaction(connection):
+        cursor = connection.execute(
+            f"INSERT INTO send_runs (issue, kind, provider, started_at, options, forced, findings) "
+            f"VALUES (?, ?, ?, {_NOW}, ?, ?, ?)",
+            (issue, kind, provider, options, int(forced), findings),
+        )
+    return int(cursor.lastrowid)
+
+
+def finish_run(connection: sqlite3.Connection, run_id: int, outcome: str, message: str = "") -> None:
+    with transaction(connection):
+        connection.execute(
+            f"UPDATE send_runs SET outcome = ?, message = ?, finished_at = {_NOW} WHERE id = ?",
+            (outcome, message, run_id),
+        )
+
+
+def runs(connection: sqlite3.Connection, issue: int, kind: str | None = None) -> list[SendRun]:
+    query = "SELECT * FROM send_runs WHERE issue = ?" + (" AND kind = ?" if kind else "") + " ORDER BY id"
+    rows = connection.execute(query, (issue, kind) if kind else (issue,))
+    return [SendRun(id=row["id"], issue=row["issue"], kind=row["kind"], provider=row["provider"],
+                    started_at=row["started_at"], finished_at=row["finished_at"], outcome=row["outcome"],
+                    message=row["message"], options=row["options"], forced=bool(row["forced"]),
+                    findings=row["findings"]) for row in rows]
+
+
+def mark_crashed_runs(connection: sqlite3.Connection, issue: int, kind: str) -> int:
+    """Runs still 'running' when no send holds the lock died without saying so (kill -9, power)."""
+    with transaction(connection):
+        cursor = connection.execute(
+            "UPDATE send_runs SET outcome = 'crashed', message = 'the process stopped without finishing' "
+            "WHERE issue = ? AND kind = ? AND outcome = 'running'",
+            (issue, kind),
+        )
+    return cursor.rowcount
+
+
+def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
+                    recipients: Iterable[tuple[str, str, tuple[str, ...]]], run_id: int) -> int:
+    """Add a pending row for every (email, name, lists) without one; existing rows are untouched."""
+    with transaction(connection):
+        before = connection.total_changes
+        connection.executemany(
+            f"INSERT OR IGNORE INTO deliveries (issue, kind, email, name, lists, run_id, created_at, updated_at) "
+            f"VALUES (?, ?, ?, ?, ?, ?, {_NOW}, {_NOW})",
+            ((issue, kind, email, name, " ".join(lists), run_id) for email, name, lists in recipients),
+        )
+        return connection.total_changes - before
+
+
+def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> list[Delivery]:
+    """Rows a dead process left in_flight become unknown (never guessed either way); returns them."""
+    with transaction(connection):
+        rows = connection.execute(
+            "SELECT * FROM deliveries WHERE issue = ? AND kind = ? AND status = 'in_flight' ORDER BY email",
+            (issue, kind),
+        ).fetchall()
+        connection.execute(
+            f"UPDATE deliveries SET status = 'unknown', last_error = ?, updated_at = {_NOW} "
+            f"WHERE issue = ? AND kind = ? AND status = 'in_flight'",
+            (CRASH_NOTE, issue, kind),
+        )
+    return [Delivery.from_row(row) for row in rows]
+
+
+def deliveries(connection: sqlite3.Connection, issue: int, kind: str,
+               statuses: Iterable[str] | None = None) -> list[Delivery]:
+    query = "SELECT * FROM deliveries WHERE issue = ? AND kind = ?"
+    params: list = [issue, kind]
+    if statuses is not None:
+        statuses = list(statuses)
+        query += f" AND status IN ({', '.join('?' for _ in statuses)})"
+        params += statuses
+    return [Delivery.from_row(row) for row in connection.execute(query + " ORDER BY rowid", params)]
+
+
+def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, str]:
+    rows = connection.execute("SELECT email, status FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
+    return {email: status for email, status in rows}
+
+
+def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails: Sequence[str],
+                   provider: str, batch_id: str, run_id: int) -> None:
+    """Write ahead: committed before the batch is handed to the provider."""
+    with transaction(connection):
+        connection.executemany(
+            f"UPDATE deliveries SET status = 'in_flight', provider = ?, batch_id = ?, run_id = ?, "
+            f"attempts = attempts + 1, updated_at = {_NOW} "
+            f"WHERE issue = ? AND kind = ? AND email = ? AND status NOT IN ('accepted', 'rejected')",
+            ((provider, batch_id, run_id, issue, kind, email) for email in emails),
+        )
+
+
+def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outcomes: Iterable[Outcome]) -> None:
+    """Committed as soon as the provider answers."""
+    with transaction(connection):
+        connection.executemany(
+            f"UPDATE deliveries SET status = ?, message_id = ?, last_error = ?, updated_at = {_NOW}, "
+            f"accepted_at = CASE WHEN ? = 'accepted' THEN {_NOW} ELSE accepted_at END "
+            f"WHERE issue = ? AND kind = ? AND email = ? AND status <> 'accepted'",
+            ((o.status, o.message_id, o.error, o.status, issue, kind, o.email) for o in outcomes),
+        )
+
+
+def counts(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, int]:
+    result = {status: 0 for status in STATUSES}
+    for status, number in connection.execute(
+        "SELECT status, count(*) FROM deliveries WHERE issue = ? AND kind = ? GROUP BY status", (issue, kind)
+    ):
+        result[status] = number
+    return result
+
+
+def counts_by(connection: sqlite3.Connection, issue: int, kind: str, column: str) -> dict[str, dict[str, int]]:
+    """{provider or list: {status: n}}; a person on two lists counts once under each."""
+    table: dict[str, dict[str, int]] = {}
+    if column == "provider":
+        rows = connection.execute(
+            "SELECT provider, status, count(*) FROM deliveries WHERE issue = ? AND kind = ? "
+            "GROUP BY provider, status", (issue, kind))
+        for key, status, number in rows:
+            table.setdefault(key or "(none yet)", {})[status] = number
+    elif column == "list":
+        rows = connection.execute(
+            "SELECT lists, status, count(*) FROM deliveries WHERE issue = ? AND kind = ? GROUP BY lists, status",
+            (issue, kind))
+        for lists, status, number in rows:
+            for name in lists.split() or ["(no list)"]:
+                bucket = table.setdefault(name, {})
+                bucket[status] = bucket.get(status, 0) + number
+    else:
+        raise ValueError(column)
+    return table
+
+
+def kinds_recorded(connection: sqlite3.Connection, issue: int) -> list[str]:
+    rows = connection.execute("SELECT DISTINCT kind FROM deliveries WHERE issue = ? "
+                              "UNION SELECT DISTINCT kind FROM send_runs WHERE issue = ?", (issue, issue))
+    recorded = {row[0] for row in rows}
+    return [kind for kind in KINDS if kind in recorded]
