@@ -151,3 +151,31 @@ def merge_values(
         view_url=links.view_url.format(issue=issue_number, token=token),
     )
     return values
+
+
+SAMPLE_RECIPIENT = {
+    "email": "reader@example.org",
+    "name": "Sample Reader",
+    "organisation": "Sample City Government",
+    "city": "Sample City",
+    "country": "Sample Country",
+}
+
+
+def envelope_for(recipient, settings, issue_number: int) -> Envelope:
+    """The envelope of one audience Recipient for one issue."""
+    values = merge_values(
+        recipient.email, recipient.name, recipient.fields,
+        issue_number=issue_number, links=settings.links, token_secret=settings.token_secret,
+    )
+    return Envelope(email=recipient.email, name=recipient.name, fields=values, lists=recipient.lists)
+
+
+def sample_envelope(settings, issue_number: int, columns: Mapping[str, str] | None = None) -> Envelope:
+    """Sample values for previews and test sends that are not personalised as anyone."""
+    sample = {**SAMPLE_RECIPIENT, **(columns or {})}
+    values = merge_values(
+        sample["email"], sample["name"], sample,
+        issue_number=issue_number, links=settings.links, token_secret=settings.token_secret,
+    )
+    return Envelope(email=sample["email"], name=sample["name"], fields=values)

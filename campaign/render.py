@@ -1,13 +1,38 @@
-"""Render once: content -> Jinja2 -> MJML -> mjml2html -> premailer -> HTML, plus the text twin.
+"""Render once: content -> Jinja2 -> MJML -> mjml2html -> premailer -> HTML, plus its plain-text twin.
 
-(Work in progress: the pipeline functions land here; RenderedIssue is the contract.)
+This is the expensive step (premailer dominates, about 100 ms); it runs once
+per issue. Recipient data never enters it: the layouts write merge
+placeholders such as `[[name|colleague]]`, which survive MJML and premailer
+unchanged and are filled per recipient by campaign/personalize.py.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
+import jinja2
+import premailer
+import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
+from mjml import mjml2html
+
+from . import prose
+from .config import Settings
+from .content import Issue, Section, load_issue
+from .errors import ContentError, LayoutError
 from .personalize import MergeTemplate
+
+BASE_LAYOUT = "base.mjml.j2"
+TEXT_LAYOUT = "issue.txt.j2"
+THEME_FILE = "theme.yaml"
+SECTION_LAYOUT = "sections/{kind}.mjml.j2"
+TEXT_RULE = "=" * 72
+MJML_ERROR_POSITION = re.compile(r"position (\d+):(\d+)")
 
 
 @dataclass(frozen=True)
@@ -20,7 +45,140 @@ class RenderedIssue:
     text: MergeTemplate
     preheader: str
     mjml: str = ""
-    issue: object = None  # the content.Issue it came from
+    issue: Issue | None = None
 
     def field_names(self) -> set[str]:
         return self.subject.field_names() | self.html.field_names() | self.text.field_names()
+
+
+def render_issue(settings: Settings, number: int, *, images_base: str | None = None) -> RenderedIssue:
+    """Load content/issue-N and render it: the one expensive step of a send.
+
+    `images_base` is where <img src> points: by default the public images URL
+    from campaign.toml; the local preview passes "images/".
+    """
+    issue = load_issue(settings.content_dir, number)
+    if images_base is None:
+        images_base = settings.links.images_url.format(issue=number)
+    return render(issue, settings, images_base)
+
+
+def render(issue: Issue, settings: Settings, images_base: str) -> RenderedIssue:
+    environment = layout_environment(settings.layouts_dir, images_base)
+    context = {"issue": issue, "sender": settings.sender, "theme": read_theme(settings.layouts_dir)}
+    mjml = render_mjml(environment, issue, context)
+    html = inline_css(compile_mjml(mjml, settings.layouts_dir))
+    text = render_layout(environment, TEXT_LAYOUT, {**context, "rule": TEXT_RULE}, issue.folder)
+    return RenderedIssue(
+        number=issue.number,
+        subject=MergeTemplate(issue.subject),
+        html=MergeTemplate(html),
+        text=MergeTemplate(text.strip() + "\n"),
+        preheader=issue.preheader,
+        mjml=mjml,
+        issue=issue,
+    )
+
+
+def layout_environment(layouts_dir: Path, images_base: str) -> jinja2.Environment:
+    if not layouts_dir.is_dir():
+        raise LayoutError(f"{layouts_dir}: no layouts folder; check layouts_dir in campaign.toml")
+    environment = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(layouts_dir),
+        autoescape=lambda name: not (name or "").endswith(".txt.j2"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.globals.update(
+        markdown=prose.to_html,
+        text=prose.to_text,
+        image_url=lambda name: name if re.match(r"^https?://", name) else images_base + name,
+    )
+    return environment
+
+
+def read_theme(layouts_dir: Path) -> dict:
+    path = layouts_dir / THEME_FILE
+    try:
+        theme = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LayoutError(f"{path}: missing; the layouts need their colours and fonts") from None
+    except yaml.YAMLError as error:
+        raise LayoutError(f"{path}: malformed YAML ({error}); fix the file") from None
+    if not isinstance(theme, dict):
+        raise LayoutError(f"{path}: expected 'name: value' settings")
+    return theme
+
+
+def render_mjml(environment: jinja2.Environment, issue: Issue, context: dict) -> str:
+    """Each section through its kind's partial, then the base layout around them."""
+    sections = [Markup(render_section(environment, section, context)) for section in issue.sections]
+    return render_layout(environment, BASE_LAYOUT, {**context, "sections": sections}, issue.folder)
+
+
+def render_section(environment: jinja2.Environment, section: Section, context: dict) -> str:
+    name = SECTION_LAYOUT.format(kind=section.kind)
+    return render_layout(environment, name, {**context, "section": section}, section.source)
+
+
+def render_layout(environment: jinja2.Environment, name: str, context: dict, content: Path) -> str:
+    """Render one layout; any failure names the layout (with line) and the content it was given."""
+    try:
+        return environment.get_template(name).render(context)
+    except jinja2.TemplateNotFound as error:
+        missing = Path(environment.loader.searchpath[0]) / error.name
+        raise LayoutError(f"{missing}: missing layout, needed by {content}; create it or fix the "
+                          "section's 'kind'") from None
+    except jinja2.TemplateSyntaxError as error:
+        raise LayoutError(f"{error.filename}:{error.lineno}: {error.message}") from None
+    except jinja2.UndefinedError as error:
+        raise ContentError(f"{_template_position(error)}: {error.message} while rendering {content}; "
+                           "add the field to the content or fix the layout") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise LayoutError(f"{_template_position(error)}: {error} while rendering {content}") from None
+
+
+def _template_position(error: BaseException) -> str:
+    """The innermost layout file and line in a Jinja traceback."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename.endswith(".j2"):
+            return f"{frame.filename}:{frame.lineno}"
+    return "layouts"
+
+
+def compile_mjml(mjml: str, layouts_dir: Path) -> str:
+    """MJML to HTML with MRML; MRML does not validate, so unknown tags are caught here."""
+    try:
+        html = mjml2html(mjml, fonts={})  # fonts={}: no Google Fonts <link> or @import
+    except ValueError as error:
+        raise LayoutError(f"{layouts_dir}: MJML error {_mjml_context(mjml, str(error))}") from None
+    leftover = re.search(r"<mj-[a-z-]+", html)
+    if leftover:
+        raise LayoutError(f"{layouts_dir}: unknown MJML tag {leftover.group(0)}> "
+                          f"{_mjml_context(mjml, f'position {mjml.find(leftover.group(0))}:0')}")
+    return html
+
+
+def _mjml_context(mjml: str, message: str) -> str:
+    match = MJML_ERROR_POSITION.search(message)
+    if not match:
+        return f"({message})"
+    start = int(match.group(1))
+    line = mjml.count("\n", 0, start) + 1
+    snippet = mjml[start:start + 40].split("\n")[0]
+    return f"({message.split(' position')[0].strip() or 'syntax'}) at line {line} of the merged MJML, near {snippet!r}"
+
+
+def inline_css(html: str) -> str:
+    """Inline CSS with premailer, keeping what email clients and MJML need."""
+    inlined = premailer.transform(
+        html,
+        allow_network=False,                       # never fetch <link> stylesheets
+        strip_important=False,                     # MJML's mobile rules need !important
+        disable_basic_attributes=["width", "height"],  # keep <img width> for Outlook
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+    )
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = "<!doctype html>\n" + inlined    # premailer drops MJML's lowercase doctype
+    return inlined

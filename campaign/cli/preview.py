@@ -1,1 +1,33 @@
-"""`campaign preview`: write the issue's HTML and text to build/issue-N/ (in progress)."""
+"""`campaign preview`: the issue as readers will see it, in build/issue-N/."""
+
+from __future__ import annotations
+
+import webbrowser
+from typing import Annotated
+
+import typer
+
+from ..preview import write_preview
+from .common import AsOption, ConfigOption, IssueOption, RecipientsOption, command, out, settings_from
+
+
+@command("preview")
+def preview(
+    issue: IssueOption,
+    as_email: AsOption = None,
+    recipients: RecipientsOption = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in the default browser.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Render an issue to build/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
+    settings = settings_from(config, recipients)
+    envelope = None
+    if as_email:
+        from ..audience_lookup import envelope_of  # noqa: PLC0415  (wired once the audience lands)
+
+        envelope = envelope_of(settings, as_email, issue)
+    files = write_preview(settings, issue, envelope)
+    out.print(f"HTML: {files.html}  ({files.size_bytes / 1024:.1f} KB)")
+    out.print(f"Text: {files.text}")
+    if open_browser:
+        webbrowser.open(files.html.resolve().as_uri())

@@ -1,0 +1,49 @@
+"""The local preview: the issue's HTML and text, personalised, in build/issue-N/."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .files import write_text_atomic
+from .personalize import Envelope, personalize, sample_envelope
+from .render import RenderedIssue, render_issue
+
+PREVIEW_IMAGES = "images/"
+
+
+@dataclass(frozen=True)
+class PreviewFiles:
+    html: Path
+    text: Path
+    images: Path
+    size_bytes: int
+
+
+def write_preview(settings: Settings, number: int, envelope: Envelope | None = None) -> PreviewFiles:
+    """Render issue `number` once and write it, personalised, as index.html and index.txt."""
+    rendered = render_issue(settings, number, images_base=PREVIEW_IMAGES)
+    envelope = envelope or sample_envelope(settings, number)
+    return write_personalized(settings, rendered, envelope)
+
+
+def write_personalized(settings: Settings, rendered: RenderedIssue, envelope: Envelope) -> PreviewFiles:
+    folder = settings.issue_build_dir(rendered.number)
+    message = personalize(rendered, envelope)
+    html_path, text_path = folder / "index.html", folder / "index.txt"
+    write_text_atomic(html_path, message.html)
+    write_text_atomic(text_path, message.text)
+    images = copy_images(rendered.issue.images_dir, folder / "images")
+    return PreviewFiles(html=html_path, text=text_path, images=images,
+                        size_bytes=len(message.html.encode("utf-8")))
+
+
+def copy_images(source: Path, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        for image in source.iterdir():
+            if image.is_file():
+                shutil.copy2(image, target / image.name)
+    return target
