@@ -1,18 +1,347 @@
-"""Recipients CSV -> validated, deduplicated recipients minus suppressions (in progress).
+"""Recipients CSV -> validated, deduplicated recipients minus suppressions.
 
-`Recipient` is the contract other stages rely on.
+Two steps, each a plain function over plain values:
+
+* `load_recipients(path, settings)` reads every row of the recipients file and
+  collects every problem (file line numbers, header = line 1). One bad row never
+  stops the others from being checked.
+* `select_audience(recipient_file, lists, suppressions)` picks the people on the
+  selected lists, one copy per address, minus suppressions, and says why every
+  other row is left out.
+
+`Recipient` is the contract later stages (personalize, send, ledger) rely on.
 """
 
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from email_validator import EmailNotValidError, validate_email
+
+from .config import Settings
+from .errors import RecipientsError, UsageError
+
+REQUIRED_COLUMNS = ("email", "lists")
+LIST_SEPARATOR = re.compile(r"[;,]")
+# C0 and C1 controls (CR, LF, TAB, NUL...), line/paragraph separators, bidi overrides, stray BOMs.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]+")
+SPACES = re.compile(r"\s+")
+HEADER_NAME = re.compile(r"[^a-z0-9_]+")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     email: str                       # validated and normalised (email-validator)
     name: str
     lists: tuple[str, ...]           # every selected list this person is on, in config order
     fields: Mapping[str, str] = field(default_factory=dict)  # every column but email and lists, cleaned
     line: int = 0                    # line in the recipients file (first occurrence)
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Something wrong with one row of the recipients file."""
+
+    line: int
+    email: str                       # as written in the file (cleaned of control characters)
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """One valid row as read: the address normalised, lists known, fields cleaned."""
+
+    line: int
+    email: str
+    lists: tuple[str, ...]           # in config order
+    fields: Mapping[str, str]        # every column but email and lists (name included)
+
+    @property
+    def name(self) -> str:
+        return self.fields.get("name", "")
+
+
+@dataclass(frozen=True)
+class RecipientFile:
+    """Everything read from a recipients file: valid rows, problems and warnings, by line."""
+
+    path: Path
+    columns: tuple[str, ...]         # normalised header names, in file order
+    rows: tuple[RecipientRow, ...]   # valid rows in file order, duplicates included
+    problems: tuple[RowProblem, ...]  # rows that cannot be used (errors)
+    warnings: tuple[RowProblem, ...]  # rows used, but cleaned or merged
+    row_count: int                   # data rows read (blank lines not counted)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def unique_count(self) -> int:
+        return len({row.email for row in self.rows})
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """One row of the recipients file that does not get this send, and why."""
+
+    email: str
+    line: int
+    reason: str                      # e.g. "duplicate of line 12", "suppressed: unsubscribed on 2026-05-02"
+    kind: str                        # invalid | duplicate | suppressed | not_selected
+    name: str = ""                   # when the row was readable
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who gets a send (one Recipient per address) and every row left out."""
+
+    lists: tuple[str, ...]           # the selected lists, in config order
+    recipients: tuple[Recipient, ...]
+    exclusions: tuple[Exclusion, ...]  # sorted by line
+
+    def excluded(self, kind: str) -> tuple[Exclusion, ...]:
+        return tuple(exclusion for exclusion in self.exclusions if exclusion.kind == kind)
+
+    def count_on(self, list_name: str) -> int:
+        return sum(1 for recipient in self.recipients if list_name in recipient.lists)
+
+
+def normalise_email(address: str) -> str:
+    """The one canonical form of an address: validated, ASCII domain, lower case.
+
+    Raises EmailNotValidError with email-validator's explanation.
+    """
+    result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    return (result.ascii_email or result.normalized).lower()
+
+
+def clean_text(value: str) -> str:
+    """No CR, LF or other control character survives; runs of whitespace become one space."""
+    if not value.isprintable():
+        value = CONTROL_CHARACTERS.sub(" ", value)
+    if "  " in value or value[:1].isspace() or value[-1:].isspace():
+        value = SPACES.sub(" ", value).strip()
+    return value
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def resolve_lists(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The selected list names in config order (default: every list); unknown names are a UsageError."""
+    known = settings.list_names()
+    if not requested:
+        return known
+    by_folded = {name.casefold(): name for name in known}
+    unknown = [name for name in requested if name.strip().casefold() not in by_folded]
+    if unknown:
+        raise UsageError(f"unknown list {unknown[0]!r}; known lists: {', '.join(known)}")
+    wanted = {by_folded[name.strip().casefold()] for name in requested}
+    return tuple(name for name in known if name in wanted)
+
+
+def load_recipients(path: Path, settings: Settings) -> RecipientFile:
+    """Read and check every row of a recipients CSV (UTF-8, with or without BOM)."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            return _read(path, csv.reader(stream), settings.list_names())
+    except FileNotFoundError:
+        raise RecipientsError(f"{path}: no such recipients file; check --recipients or campaign.toml") from None
+    except IsADirectoryError:
+        raise RecipientsError(f"{path}: is a folder, not a recipients CSV file") from None
+    except UnicodeDecodeError as error:
+        raise RecipientsError(
+            f"{path}: not UTF-8 text (byte {error.start} cannot be decoded); save it as CSV UTF-8"
+        ) from None
+    except csv.Error as error:
+        raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
+
+
+def _read(path: Path, reader, list_names: tuple[str, ...]) -> RecipientFile:
+    header = next(reader, None)
+    while header is not None and not any(cell.strip() for cell in header):
+        header = next(reader, None)
+    if header is None:
+        raise RecipientsError(f"{path}: the file is empty; the first line must be a header with email and lists")
+    columns = _columns(path, header)
+    checker = _RowChecker(columns, list_names)
+    previous_line = reader.line_num
+    for cells in reader:
+        line, previous_line = previous_line + 1, reader.line_num
+        if cells and (len(cells) > 1 or cells[0].strip()):
+            checker.check(line, cells)
+    return RecipientFile(
+        path=path,
+        columns=tuple(columns),
+        rows=tuple(checker.rows),
+        problems=tuple(checker.problems),
+        warnings=tuple(sorted(checker.warnings, key=lambda warning: warning.line)),
+        row_count=checker.row_count,
+    )
+
+
+def _columns(path: Path, header: list[str]) -> list[str]:
+    columns = [HEADER_NAME.sub("_", clean_text(cell).lower()).strip("_") for cell in header]
+    named = [column for column in columns if column]
+    duplicated = sorted({column for column in named if named.count(column) > 1})
+    if duplicated:
+        raise RecipientsError(f"{path}: the header names column {duplicated[0]!r} twice; keep one")
+    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    if missing:
+        found = ", ".join(named) or "nothing"
+        raise RecipientsError(f"{path}: the header has no {missing[0]!r} column (found: {found}); "
+                              "line 1 must name the columns, e.g. email,name,lists")
+    return columns
+
+
+class _RowChecker:
+    """Checks rows one by one, keeping valid rows, problems and warnings."""
+
+    def __init__(self, columns: list[str], list_names: tuple[str, ...]):
+        self.columns = columns
+        self.width = len(columns)
+        self.email_index = columns.index("email")
+        self.lists_index = columns.index("lists")
+        self.field_columns = [(index, column) for index, column in enumerate(columns)
+                              if column and index not in (self.email_index, self.lists_index)]
+        self.list_names = list_names
+        self.list_by_folded = {name.casefold(): name for name in list_names}
+        self.list_order = {name: position for position, name in enumerate(list_names)}
+        self.list_cache: dict[str, tuple[str, ...] | str] = {}
+        self.first_line: dict[str, int] = {}
+        self.rows: list[RecipientRow] = []
+        self.problems: list[RowProblem] = []
+        self.warnings: list[RowProblem] = []
+        self.row_count = 0
+
+    def check(self, line: int, cells: list[str]) -> None:
+        self.row_count += 1
+        written = clean_text(cells[self.email_index]) if self.email_index < len(cells) else ""
+        if len(cells) != self.width:
+            self.problem(line, written, f"has {len(cells)} columns, the header has {self.width}")
+            return
+        if not written:
+            self.problem(line, "", "empty email")
+            return
+        lists = self.lists(cells[self.lists_index])
+        if isinstance(lists, str):
+            self.problem(line, written, lists)
+            return
+        try:
+            email = normalise_email(written)
+        except EmailNotValidError as error:
+            self.problem(line, written, f"invalid address: {error}")
+            return
+        fields = self.fields(line, written, cells)
+        first = self.first_line.setdefault(email, line)
+        if first != line:
+            self.warnings.append(RowProblem(line, written, f"duplicate of line {first} (one copy is sent)"))
+        self.rows.append(RecipientRow(line, email, lists, fields))
+
+    def problem(self, line: int, email: str, reason: str) -> None:
+        self.problems.append(RowProblem(line, email, reason))
+
+    def lists(self, cell: str) -> tuple[str, ...] | str:
+        """The row's lists in config order (tuples shared between rows), or the reason they are wrong."""
+        cached = self.list_cache.get(cell)
+        if cached is None:
+            cached = self.list_cache[cell] = self._parse_lists(cell)
+        return cached
+
+    def _parse_lists(self, cell: str) -> tuple[str, ...] | str:
+        names = [clean_text(name) for name in LIST_SEPARATOR.split(cell)]
+        names = [name for name in names if name]
+        if not names:
+            return f"no list named; lists must name one or more of: {', '.join(self.list_names)}"
+        unknown = [name for name in names if name.casefold() not in self.list_by_folded]
+        if unknown:
+            return f"unknown list {unknown[0]!r}; known lists: {', '.join(self.list_names)}"
+        found = {self.list_by_folded[name.casefold()] for name in names}
+        return tuple(sorted(found, key=self.list_order.__getitem__))
+
+    def fields(self, line: int, written: str, cells: list[str]) -> dict[str, str]:
+        fields = {}
+        for index, column in self.field_columns:
+            raw = cells[index]
+            value = clean_text(raw)
+            if not raw.isprintable() and CONTROL_CHARACTERS.search(raw):
+                self.warnings.append(RowProblem(
+                    line, written, f"{column}: line breaks or control characters removed"))
+            fields[column] = value
+        return fields
+
+
+def select_audience(
+    recipient_file: RecipientFile,
+    lists: Sequence[str],
+    suppressions: Mapping[str, tuple[str, str]] | None = None,
+) -> Audience:
+    """One Recipient per address on any of `lists`, minus suppressions; every other row explained.
+
+    `lists` are known list names (see `resolve_lists`); `suppressions` maps a
+    normalised address to (reason, date), as `suppressions.suppressed_emails` returns.
+    """
+    suppressions = suppressions or {}
+    selected = tuple(lists)
+    exclusions = [Exclusion(problem.email, problem.line, problem.reason, "invalid")
+                  for problem in recipient_file.problems]
+    groups: dict[str, list[RecipientRow]] = {}
+    for row in recipient_file.rows:
+        groups.setdefault(row.email, []).append(row)
+    recipients = []
+    for email, rows in groups.items():
+        first = rows[0]
+        for duplicate in rows[1:]:
+            exclusions.append(Exclusion(email, duplicate.line, f"duplicate of line {first.line}", "duplicate",
+                                        duplicate.name))
+        on = _lists_of(rows, selected)
+        if not on:
+            exclusions.append(Exclusion(email, first.line, "not on a selected list", "not_selected", first.name))
+        elif email in suppressions:
+            reason, date = suppressions[email]
+            exclusions.append(Exclusion(email, first.line, f"suppressed: {reason} on {date}", "suppressed",
+                                        first.name))
+        else:
+            recipients.append(Recipient(email=email, name=first.name, lists=on, fields=first.fields,
+                                        line=first.line))
+    exclusions.sort(key=lambda exclusion: exclusion.line)
+    return Audience(lists=selected, recipients=tuple(recipients), exclusions=tuple(exclusions))
+
+
+def _lists_of(rows: list[RecipientRow], selected: tuple[str, ...]) -> tuple[str, ...]:
+    if len(rows) == 1:
+        on_lists = rows[0].lists
+    else:
+        on_lists = {name for row in rows for name in row.lists}
+    return tuple(name for name in selected if name in on_lists)
+
+
+MANIFEST_COLUMNS = ("line", "email", "name", "lists", "status", "reason")
+
+
+def write_manifest(audience: Audience, path: Path) -> int:
+    """Write who gets the send and who is left out (and why) as a spreadsheet-safe CSV; return rows written."""
+    entries: list[tuple[int, Iterable[str]]] = []
+    for recipient in audience.recipients:
+        entries.append((recipient.line, (recipient.email, recipient.name, ";".join(recipient.lists),
+                                         "included", "")))
+    for exclusion in audience.exclusions:
+        entries.append((exclusion.line, (exclusion.email, exclusion.name, "", "excluded", exclusion.reason)))
+    entries.sort(key=lambda entry: entry[0])
+    try:
+        with Path(path).open("w", encoding="utf-8-sig", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(MANIFEST_COLUMNS)
+            for line, cells in entries:
+                writer.writerow([str(line), *(spreadsheet_safe(cell) for cell in cells)])
+    except OSError as error:
+        raise RecipientsError(f"{path}: cannot write the manifest ({error.strerror})") from None
+    return len(entries)

@@ -1,0 +1,174 @@
+"""`campaign lists`, `campaign audience`, `campaign recipients check`, `campaign suppress ...`."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
+from ..errors import CampaignError
+from ..ledger import open_ledger
+from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
+                            suppressed_emails_at)
+from .common import ConfigOption, ListOption, RecipientsOption, app, command, err, fail, out, settings_from
+
+recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
+suppress_app = typer.Typer(help="Manage the suppression list: people who never get mail.", no_args_is_help=True)
+app.add_typer(recipients_app, name="recipients")
+app.add_typer(suppress_app, name="suppress")
+
+CsvOption = Annotated[
+    Optional[Path],
+    typer.Option("--csv", help="Also write the result to this CSV file (spreadsheet-safe).", dir_okay=False),
+]
+
+
+def say(text: str) -> None:
+    """Data on stdout, printed as is (no rich markup or emoji codes from file contents)."""
+    out.print(text, markup=False, emoji=False)
+
+
+def note(text: str) -> None:
+    """Diagnostics on stderr, printed as is."""
+    err.print(text, markup=False, emoji=False)
+
+
+def subcommand(typer_app: typer.Typer, name: str):
+    """Register a command on a sub-app; CampaignErrors become one line and an exit code."""
+
+    def register(function):
+        @functools.wraps(function)
+        def guarded(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except CampaignError as error:
+                fail(error)
+
+        typer_app.command(name)(guarded)
+        return function
+
+    return register
+
+
+@command("lists")
+def lists_command(config: ConfigOption = None, recipients: RecipientsOption = None) -> None:
+    """Print each mailing list with how many people a send to it reaches."""
+    settings = settings_from(config, recipients)
+    recipient_file = load_recipients(settings.recipients, settings)
+    suppressions = suppressed_emails_at(settings.database)
+    say(f"{'list':<16} {'recipients':>10} {'suppressed':>10}  description")
+    for mailing_list in settings.lists:
+        audience = select_audience(recipient_file, (mailing_list.name,), suppressions)
+        say(f"{mailing_list.name:<16} {len(audience.recipients):>10,} "
+        f"{len(audience.excluded('suppressed')):>10,}  {mailing_list.description}")
+    if recipient_file.problems:
+        note(f"{len(recipient_file.problems):,} rows of {recipient_file.path} cannot be used; "
+        "see `campaign recipients check`")
+
+
+@command("audience")
+def audience_command(
+    config: ConfigOption = None,
+    recipients: RecipientsOption = None,
+    list_names: ListOption = None,
+    issue: Annotated[Optional[int], typer.Option("--issue", "-i", help="Issue number, e.g. 30.", min=1)] = None,
+    csv_path: CsvOption = None,
+) -> None:
+    """Print who a send reaches: the final count and every row left out, with its reason."""
+    settings = settings_from(config, recipients)
+    selected = resolve_lists(settings, list_names)
+    recipient_file = load_recipients(settings.recipients, settings)
+    audience = select_audience(recipient_file, selected, suppressed_emails_at(settings.database))
+    title = f"Issue {issue} to" if issue else "Sending to"
+    say(f"{title} {', '.join(selected)}: {len(audience.recipients):,} recipients "
+              f"({', '.join(f'{name} {audience.count_on(name):,}' for name in selected)})")
+    if audience.exclusions:
+        say(f"{len(audience.exclusions):,} rows of {recipient_file.path} left out:")
+        for exclusion in audience.exclusions:
+            say(f"  line {exclusion.line}: {exclusion.email or '(empty)'}: {exclusion.reason}")
+    if csv_path is not None:
+        written = write_manifest(audience, csv_path)
+        note(f"wrote {written:,} rows to {csv_path}")
+
+
+@subcommand(recipients_app, "check")
+def recipients_check(
+    file: Annotated[Optional[Path], typer.Argument(help="Recipients CSV (default: the one in campaign.toml).",
+                                                   dir_okay=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check a recipients file without sending: every bad row by line number; exit 1 if any."""
+    settings = settings_from(config, file)
+    recipient_file = load_recipients(settings.recipients, settings)
+    name = str(file if file is not None else recipient_file.path)
+    findings = sorted([(problem, "error") for problem in recipient_file.problems]
+                      + [(warning, "warning") for warning in recipient_file.warnings],
+                      key=lambda finding: finding[0].line)
+    for problem, severity in findings:
+        email = f" {problem.email}:" if problem.email else ""
+        say(f"{name}:{problem.line}: {severity}:{email} {problem.reason}")
+    say(f"{recipient_file.row_count:,} rows: {len(recipient_file.rows):,} valid "
+              f"({recipient_file.unique_count():,} unique addresses), "
+              f"{len(recipient_file.problems):,} with errors, {len(recipient_file.warnings):,} warnings")
+    if recipient_file.problems:
+        raise typer.Exit(1)
+
+
+@subcommand(suppress_app, "add")
+def suppress_add(
+    email: Annotated[str, typer.Argument(help="The address to suppress.")],
+    reason: Annotated[str, typer.Option("--reason", help=f"One of: {', '.join(REASONS)}.")] = "manual",
+    date: Annotated[Optional[str], typer.Option("--date", help="When (YYYY-MM-DD; default today).")] = None,
+    note: Annotated[str, typer.Option("--note", help="Free text kept with the suppression.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Suppress one address: it never gets another issue, whatever the recipients file says."""
+    settings = settings_from(config)
+    connection = open_ledger(settings.database)
+    try:
+        suppression, added = add_suppression(connection, email, reason.strip().lower(), date, note)
+    finally:
+        connection.close()
+    state = "suppressed" if added else "already suppressed"
+    say(f"{state}: {suppression.email} ({suppression.reason} on {suppression.date})")
+
+
+@subcommand(suppress_app, "import")
+def suppress_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns email, reason and optionally date, note.",
+                                         dir_okay=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Import suppressions from a CSV; rows that cannot be read are reported by line (exit 1)."""
+    settings = settings_from(config)
+    connection = open_ledger(settings.database)
+    try:
+        result = import_suppressions(connection, file)
+    finally:
+        connection.close()
+    for problem in result.problems:
+        note(f"{file}:{problem.line}: {problem.email or '(empty)'}: {problem.reason}")
+    say(f"imported {result.added:,} suppressions, {result.already:,} already suppressed, "
+              f"{len(result.problems):,} rows not imported")
+    if result.problems:
+        raise typer.Exit(1)
+
+
+@subcommand(suppress_app, "list")
+def suppress_list(config: ConfigOption = None) -> None:
+    """Print every suppressed address with its reason and date."""
+    settings = settings_from(config)
+    suppressions = []
+    if settings.database.exists():
+        connection = open_ledger(settings.database)
+        try:
+            suppressions = list_suppressions(connection)
+        finally:
+            connection.close()
+    for suppression in suppressions:
+        remark = f"  {suppression.note}" if suppression.note else ""
+        say(f"{suppression.date}  {suppression.reason:<12}  {suppression.email}{remark}")
+    note(f"{len(suppressions):,} suppressed addresses")

@@ -1,0 +1,156 @@
+"""People who must never get anything: unsubscribed, bounced, complained, or removed by hand.
+
+Suppressions live in the ledger database (table `suppressions`, migration
+0001), keyed by the normalised address, so they apply to every send, dry run
+and test send to lists, and survive the address being added to the recipients
+file again. The first suppression of an address stands: adding or importing it
+again changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from dataclasses import dataclass
+from datetime import date as Date, datetime, timezone
+from pathlib import Path
+
+from email_validator import EmailNotValidError
+
+from .audience import RowProblem, clean_text, normalise_email
+from .errors import RecipientsError, UsageError
+from .ledger import open_ledger, transaction
+
+REASONS = ("unsubscribed", "bounced", "complained", "manual")
+IMPORT_COLUMNS = ("email", "reason")  # plus an optional `date` (YYYY-MM-DD) and `note`
+
+
+@dataclass(frozen=True)
+class Suppression:
+    email: str       # normalised
+    reason: str      # one of REASONS
+    date: str        # YYYY-MM-DD
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    already: int                     # addresses that were suppressed before (left as they were)
+    problems: tuple[RowProblem, ...]  # rows not imported, by file line
+
+
+def add_suppression(
+    connection: sqlite3.Connection, email: str, reason: str, on: Date | str | None = None, note: str = ""
+) -> tuple[Suppression, bool]:
+    """Suppress one address. Returns the suppression in force and whether it is new."""
+    suppression = _suppression(email, reason, on, note)
+    with transaction(connection):
+        added = _insert(connection, suppression)
+    if added:
+        return suppression, True
+    return _get(connection, suppression.email), False
+
+
+def import_suppressions(connection: sqlite3.Connection, path: Path) -> ImportResult:
+    """Import a CSV with columns email, reason[, date][, note]; bad rows are reported, the rest imported."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            reader = csv.DictReader(stream)
+            columns = [clean_text(name or "").lower() for name in reader.fieldnames or []]
+            missing = [column for column in IMPORT_COLUMNS if column not in columns]
+            if missing:
+                raise RecipientsError(f"{path}: the header has no {missing[0]!r} column; "
+                                      "a suppressions CSV needs email, reason and optionally date")
+            reader.fieldnames = columns
+            suppressions, problems = _read_rows(reader)
+    except FileNotFoundError:
+        raise RecipientsError(f"{path}: no such suppressions file") from None
+    except UnicodeDecodeError:
+        raise RecipientsError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
+    except csv.Error as error:
+        raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
+    added = 0
+    with transaction(connection):
+        for suppression in suppressions:
+            added += _insert(connection, suppression)
+    return ImportResult(added=added, already=len(suppressions) - added, problems=tuple(problems))
+
+
+def _read_rows(reader: csv.DictReader) -> tuple[list[Suppression], list[RowProblem]]:
+    suppressions, problems = [], []
+    previous_line = reader.line_num
+    for row in reader:
+        line, previous_line = previous_line + 1, reader.line_num
+        email = clean_text(row.get("email") or "")
+        if None in row or any(value is None for value in row.values()):
+            problems.append(RowProblem(line, email, "the number of columns differs from the header"))
+            continue
+        try:
+            suppressions.append(_suppression(email, clean_text(row["reason"]).lower(),
+                                             clean_text(row.get("date") or "") or None,
+                                             clean_text(row.get("note") or "")))
+        except UsageError as error:
+            problems.append(RowProblem(line, email, str(error)))
+    return suppressions, problems
+
+
+def list_suppressions(connection: sqlite3.Connection) -> list[Suppression]:
+    """Every suppression, oldest first."""
+    rows = connection.execute(
+        "SELECT email, reason, created_at, note FROM suppressions ORDER BY created_at, email")
+    return [Suppression(row[0], row[1], row[2][:10], row[3]) for row in rows]
+
+
+def suppressed_emails(connection: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+    """Normalised address -> (reason, YYYY-MM-DD), for `audience.select_audience`."""
+    rows = connection.execute("SELECT email, reason, substr(created_at, 1, 10) FROM suppressions")
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def suppressed_emails_at(database: Path) -> dict[str, tuple[str, str]]:
+    """Like `suppressed_emails`, for read-only commands: no database yet means no suppressions."""
+    if not Path(database).exists():
+        return {}
+    connection = open_ledger(Path(database))
+    try:
+        return suppressed_emails(connection)
+    finally:
+        connection.close()
+
+
+def _suppression(email: str, reason: str, on: Date | str | None, note: str) -> Suppression:
+    if reason not in REASONS:
+        raise UsageError(f"unknown reason {reason!r}; use one of {', '.join(REASONS)}")
+    try:
+        normalised = normalise_email(clean_text(email))
+    except EmailNotValidError as error:
+        raise UsageError(f"invalid address {email!r}: {error}") from None
+    return Suppression(normalised, reason, _date(on), clean_text(note))
+
+
+def _date(on: Date | str | None) -> str:
+    if on is None:
+        return datetime.now(timezone.utc).date().isoformat()
+    if isinstance(on, Date):
+        return on.isoformat()
+    try:
+        return Date.fromisoformat(on[:10]).isoformat()
+    except ValueError:
+        raise UsageError(f"date {on!r} is not a date; write it as YYYY-MM-DD") from None
+
+
+def _insert(connection: sqlite3.Connection, suppression: Suppression) -> bool:
+    cursor = connection.execute(
+        "INSERT INTO suppressions (email, reason, note, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (email) DO NOTHING",
+        (suppression.email, suppression.reason, suppression.note, f"{suppression.date}T00:00:00Z"),
+    )
+    return cursor.rowcount == 1
+
+
+def _get(connection: sqlite3.Connection, email: str) -> Suppression:
+    row = connection.execute(
+        "SELECT email, reason, created_at, note FROM suppressions WHERE email = ?", (email,)).fetchone()
+    return Suppression(row[0], row[1], row[2][:10], row[3])
