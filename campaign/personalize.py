@@ -179,16 +179,3 @@ def sample_envelope(settings, issue_number: int, columns: Mapping[str, str] | No
         issue_number=issue_number, links=settings.links, token_secret=settings.token_secret,
     )
     return Envelope(email=sample["email"], name=sample["name"], fields=values)
-
-
-def envelope_for(recipient, settings, issue_number: int) -> Envelope:
-    """A Recipient (audience.py) as the Envelope a provider sends to: every merge value filled."""
-    return Envelope(
-        email=recipient.email,
-        name=recipient.name,
-        fields=merge_values(
-            recipient.email, recipient.name, recipient.fields,
-            issue_number=issue_number, links=settings.links, token_secret=settings.token_secret,
-        ),
-        lists=tuple(recipient.lists),
-    )
