@@ -1,0 +1,108 @@
+"""One complete email message for one recipient of one rendered issue.
+
+SMTP and the outbox send these; the dry run writes a few of them as `.eml`.
+SendGrid builds its own message from the same pieces (see
+providers/sendgrid.py), so the headers that matter are named here once:
+`list_unsubscribe()` and `list_id()`.
+
+Every header goes through the `email` package: names are encoded by
+`email.headerregistry.Address`, long headers are folded by `email.policy.SMTP`,
+and no value can carry a CR or LF into the header block.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+from datetime import datetime, timezone
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+from .config import Sender, WebLinks
+from .personalize import CONTROL_CHARACTERS, Envelope, escape_header, personalize
+from .render import RenderedIssue
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+# SMTP folding (CRLF, 78 columns) for every header built from a value; a raw
+# header we fold ourselves (List-Unsubscribe) is written exactly as given, so a
+# long URL is never turned into an RFC 2047 encoded word that clients ignore.
+POLICY = email.policy.SMTP.clone(refold_source="none")
+
+
+class UnusableAddress(ValueError):
+    """An address that cannot be put in a header (control characters, no domain)."""
+
+
+def build_message(
+    issue: RenderedIssue,
+    envelope: Envelope,
+    *,
+    sender: Sender,
+    links: WebLinks,
+    subject_prefix: str = "",
+    date: datetime | None = None,
+) -> EmailMessage:
+    """The finished message for `envelope`: headers, then text/plain and text/html.
+
+    Raises UnusableAddress when the recipient's address cannot be written
+    into a To header; the caller records that recipient as rejected.
+    """
+    filled = personalize(issue, envelope, subject_prefix)
+    domain = sender_domain(sender)
+    message = EmailMessage(policy=POLICY)
+    message["From"] = address(sender.from_name, sender.from_email)
+    message["To"] = address(envelope.name, envelope.email)
+    if sender.reply_to:
+        message["Reply-To"] = address("", sender.reply_to)
+    message["Subject"] = escape_header(filled.subject)
+    message["Date"] = email.utils.format_datetime(date or datetime.now(timezone.utc))
+    message["Message-ID"] = email.utils.make_msgid(domain=domain)
+    message["List-Id"] = list_id(issue.number, sender)
+    targets = list_unsubscribe_targets(envelope.unsubscribe_url, links)
+    if targets:
+        message.set_raw("List-Unsubscribe", "\n ".join(targets))
+    if envelope.unsubscribe_url:
+        message["List-Unsubscribe-Post"] = ONE_CLICK
+    message.set_content(filled.text, subtype="plain", charset="utf-8")
+    message.add_alternative(filled.html, subtype="html", charset="utf-8")
+    return message
+
+
+def address(name: str, addr: str) -> Address:
+    """A header address; the display name is cleaned of control characters."""
+    if not addr or CONTROL_CHARACTERS.search(addr) or addr.count("@") != 1:
+        raise UnusableAddress(f"{addr!r} is not a usable email address")
+    username, domain = addr.rsplit("@", 1)
+    try:
+        return Address(display_name=escape_header(name), username=username, domain=domain)
+    except (ValueError, TypeError) as error:
+        raise UnusableAddress(f"{addr!r} is not a usable email address ({error})") from None
+
+
+def sender_domain(sender: Sender) -> str:
+    return sender.from_email.rsplit("@", 1)[-1].lower()
+
+
+def list_id(issue_number: int, sender: Sender) -> str:
+    """RFC 2919 List-Id, e.g. `<issue-30.wego.example.org>`."""
+    return f"<issue-{issue_number}.{sender_domain(sender)}>"
+
+
+def list_unsubscribe(unsubscribe_url: str, links: WebLinks) -> str:
+    """RFC 2369 List-Unsubscribe: the recipient's one-click URL first, then the mailto.
+
+    The URL carries the recipient's opaque token (never the address); the
+    mailto is the same for everyone.
+    """
+    return " ".join(list_unsubscribe_targets(unsubscribe_url, links))
+
+
+def list_unsubscribe_targets(unsubscribe_url: str, links: WebLinks) -> list[str]:
+    """`<https://...>,` and `<mailto:...>`: the pieces of List-Unsubscribe, one per folded line."""
+    targets = []
+    if unsubscribe_url:
+        targets.append(f"<{escape_header(unsubscribe_url)}>")
+    if links.unsubscribe_mailto:
+        mailto = links.unsubscribe_mailto.removeprefix("mailto:")
+        targets.append(f"<mailto:{escape_header(mailto)}?subject=unsubscribe>")
+    return [target + "," for target in targets[:-1]] + targets[-1:]
