@@ -18,7 +18,7 @@ import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -93,7 +93,12 @@ class Exclusion:
     line: int
     reason: str                      # e.g. "duplicate of line 12", "suppressed: unsubscribed on 2026-05-02"
     kind: str                        # invalid | duplicate | suppressed | not_selected
-    name: str = ""                   # when the row was readable
+    fields: Mapping[str, str] = field(default_factory=dict)  # the row's cleaned columns, when it was readable
+    lists: tuple[str, ...] = ()      # the lists the row names, when it was readable
+
+    @property
+    def name(self) -> str:
+        return self.fields.get("name", "")
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class Audience:
     lists: tuple[str, ...]           # the selected lists, in config order
     recipients: tuple[Recipient, ...]
     exclusions: tuple[Exclusion, ...]  # sorted by line
+    columns: tuple[str, ...] = ()    # the recipients file's columns other than email and lists
 
     def excluded(self, kind: str) -> tuple[Exclusion, ...]:
         return tuple(exclusion for exclusion in self.exclusions if exclusion.kind == kind)
@@ -301,19 +307,21 @@ def select_audience(
         first = rows[0]
         for duplicate in rows[1:]:
             exclusions.append(Exclusion(email, duplicate.line, f"duplicate of line {first.line}", "duplicate",
-                                        duplicate.name))
+                                        duplicate.fields, duplicate.lists))
         on = _lists_of(rows, selected)
         if not on:
-            exclusions.append(Exclusion(email, first.line, "not on a selected list", "not_selected", first.name))
+            exclusions.append(Exclusion(email, first.line, "not on a selected list", "not_selected",
+                                        first.fields, first.lists))
         elif email in suppressions:
             reason, date = suppressions[email]
             exclusions.append(Exclusion(email, first.line, f"suppressed: {reason} on {date}", "suppressed",
-                                        first.name))
+                                        first.fields, on))
         else:
             recipients.append(Recipient(email=email, name=first.name, lists=on, fields=first.fields,
                                         line=first.line))
     exclusions.sort(key=lambda exclusion: exclusion.line)
-    return Audience(lists=selected, recipients=tuple(recipients), exclusions=tuple(exclusions))
+    columns = tuple(column for column in recipient_file.columns if column and column not in REQUIRED_COLUMNS)
+    return Audience(lists=selected, recipients=tuple(recipients), exclusions=tuple(exclusions), columns=columns)
 
 
 def _lists_of(rows: list[RecipientRow], selected: tuple[str, ...]) -> tuple[str, ...]:
@@ -324,22 +332,28 @@ def _lists_of(rows: list[RecipientRow], selected: tuple[str, ...]) -> tuple[str,
     return tuple(name for name in selected if name in on_lists)
 
 
-MANIFEST_COLUMNS = ("line", "email", "name", "lists", "status", "reason")
+MANIFEST_COLUMNS = ("line", "email", "status", "reason", "lists")
 
 
 def write_manifest(audience: Audience, path: Path) -> int:
-    """Write who gets the send and who is left out (and why) as a spreadsheet-safe CSV; return rows written."""
-    entries: list[tuple[int, Iterable[str]]] = []
+    """Write every row with its outcome (included, or excluded and why) as a spreadsheet-safe CSV.
+
+    Columns: line, email, status, reason, lists, then the recipients file's own
+    columns (name, organisation, ...). Returns the number of rows written.
+    """
+    columns = audience.columns
+    entries: list[tuple[int, list[str]]] = []
     for recipient in audience.recipients:
-        entries.append((recipient.line, (recipient.email, recipient.name, ";".join(recipient.lists),
-                                         "included", "")))
+        entries.append((recipient.line, [recipient.email, "included", "", ";".join(recipient.lists),
+                                         *(recipient.fields.get(column, "") for column in columns)]))
     for exclusion in audience.exclusions:
-        entries.append((exclusion.line, (exclusion.email, exclusion.name, "", "excluded", exclusion.reason)))
+        entries.append((exclusion.line, [exclusion.email, "excluded", exclusion.reason, ";".join(exclusion.lists),
+                                         *(exclusion.fields.get(column, "") for column in columns)]))
     entries.sort(key=lambda entry: entry[0])
     try:
         with Path(path).open("w", encoding="utf-8-sig", newline="") as stream:
             writer = csv.writer(stream)
-            writer.writerow(MANIFEST_COLUMNS)
+            writer.writerow([*MANIFEST_COLUMNS, *columns])
             for line, cells in entries:
                 writer.writerow([str(line), *(spreadsheet_safe(cell) for cell in cells)])
     except OSError as error:
