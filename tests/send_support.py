@@ -1,0 +1,72 @@
+"""Shared pieces of the send tests: settings, a small rendered issue, recipients, a driver for kill tests.
+
+Run as a script it is the driver: it sends issue 30 to N generated recipients through
+the real SendGrid provider at SENDGRID_API_URL, recording in the ledger named on the
+command line, so a test can SIGKILL it at any moment:
+
+    python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from campaign.audience import Recipient  # noqa: E402
+from campaign.config import load_settings  # noqa: E402
+from campaign.personalize import MergeTemplate  # noqa: E402
+from campaign.render import RenderedIssue  # noqa: E402
+
+API_KEY = "SG.test-key-not-secret"
+CONFIG = (
+    'recipients = "recipients.csv"\ndatabase = "campaign.db"\n'
+    '[lists.members]\ndescription = "Member cities"\n'
+    '[lists.embassies]\ndescription = "Embassy contacts"\n'
+)
+
+
+def make_settings(root: Path, environ: dict | None = None):
+    config = root / "campaign.toml"
+    if not config.exists():
+        config.write_text(CONFIG, encoding="utf-8")
+    environ = {"SENDGRID_API_KEY": API_KEY, "CAMPAIGN_TOKEN_SECRET": "test-secret", **(environ or {})}
+    return load_settings(config, environ=environ)
+
+
+def small_issue(number: int = 30) -> RenderedIssue:
+    """A rendered issue built directly from merge templates (no layouts needed)."""
+    return RenderedIssue(
+        number=number,
+        subject=MergeTemplate("WeGO Newsletter 30 for [[name|colleague]]"),
+        html=MergeTemplate('<html><body><p>Dear [[name|colleague]],</p>'
+                           '<p><a href="[[unsubscribe_url]]">Unsubscribe</a></p></body></html>'),
+        text=MergeTemplate("Dear [[name|colleague]],\n\nUnsubscribe: [[unsubscribe_url]]\n"),
+        preheader="Smart cities news",
+    )
+
+
+def people(count: int, lists: tuple[str, ...] = ("members",), start: int = 0) -> list[Recipient]:
+    return [Recipient(email=f"person{n:05d}@example.org", name=f"Person {n}", lists=lists,
+                      fields={"name": f"Person {n}"}, line=n + 2)
+            for n in range(start, start + count)]
+
+
+def main(argv: list[str]) -> int:
+    from campaign.ledger import open_ledger
+    from campaign.providers.sendgrid import SendGridProvider
+    from campaign.send import RetryPolicy, SendOptions, send_issue
+
+    ledger_path, count, batch_size = Path(argv[0]), int(argv[1]), int(argv[2])
+    settings = make_settings(ledger_path.parent, dict(__import__("os").environ))
+    connection = open_ledger(ledger_path)
+    report = send_issue(connection, small_issue(), people(count), SendGridProvider(settings), settings,
+                        SendOptions(batch_size=batch_size, resend_unknown="--resend-unknown" in argv),
+                        policy=RetryPolicy(base_delay=0.01, max_delay=0.05), sleep=lambda seconds: None)
+    print(report.outcome, report.counts, flush=True)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

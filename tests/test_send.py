@@ -1,0 +1,214 @@
+"""The send loop against the real `sendgrid` client and a local SendGrid server: record before you send."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from campaign import ledger
+from campaign.ledger import open_ledger
+from campaign.providers.sendgrid import SendGridProvider
+from campaign.send import Progress, RetryPolicy, SendOptions, StopSignal, plan_send, send_issue
+from send_support import make_settings, people, small_issue
+from servers.sendgrid_server import Fault, SendGridServer
+
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, rate_limit_jitter=0.01)
+
+
+@pytest.fixture(scope="module")
+def running_server():
+    with SendGridServer() as running:
+        yield running
+
+
+@pytest.fixture
+def server(running_server):
+    running_server.clear()
+    yield running_server
+    running_server.clear()
+
+
+@pytest.fixture
+def settings(tmp_path, server):
+    return make_settings(tmp_path, {"SENDGRID_API_URL": server.url})
+
+
+@pytest.fixture
+def connection(settings):
+    db = open_ledger(settings.database)
+    yield db
+    db.close()
+
+
+class Sleeps(list):
+    """An injected sleep: remembers each wait instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def send(connection, settings, recipients, *, options=SendOptions(batch_size=10), policy=FAST, sleeps=None,
+         **kwargs):
+    return send_issue(connection, small_issue(), recipients, SendGridProvider(settings), settings, options,
+                      policy=policy, sleep=sleeps if sleeps is not None else Sleeps(),
+                      rng=random.Random(1), **kwargs)
+
+
+def test_rate_limits_and_server_errors_are_retried_and_everyone_is_accepted_once(server, settings, connection):
+    server.script(Fault.rate_limited(retry_after=2), Fault.rate_limited(retry_after=None, reset_in=5),
+                  Fault.server_error(500), Fault.server_error(503))
+    sleeps = Sleeps()
+    report = send(connection, settings, people(25), sleeps=sleeps)
+    assert report.outcome == "completed"
+    assert report.counts["accepted"] == 25
+    assert Counter(server.delivered()) == Counter(r.email for r in people(25))
+    assert len(server.mail_sends()) == 3 + 4
+    assert len(sleeps) == 4
+    assert 2 <= sleeps[0] <= 2.01                  # Retry-After, plus jitter
+    assert 3 <= sleeps[1] <= 5.01                  # X-RateLimit-Reset is a Unix time, whole seconds
+    assert all(0 <= wait <= 0.05 for wait in sleeps[2:])   # full jitter under the backoff ceiling
+    first = ledger.deliveries(connection, 30, "real")[0]
+    assert first.attempts == 5 and first.message_id and first.last_error == ""
+
+
+def test_retries_give_up_within_the_bounds_and_the_send_goes_on(server, settings, connection):
+    server.script(*[Fault.server_error(500)] * 3)
+    policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+    report = send(connection, settings, people(20), policy=policy)
+    counts = report.counts
+    assert counts["failed"] == 10 and counts["accepted"] == 10
+    failed = ledger.deliveries(connection, 30, "real", ["failed"])
+    assert "gave up after 3 attempts" in failed[0].last_error and "500" in failed[0].last_error
+
+
+def test_total_wait_is_bounded(server, settings, connection):
+    server.script(Fault.rate_limited(retry_after=100))
+    report = send(connection, settings, people(5), policy=RetryPolicy(max_total_wait=30))
+    assert report.counts["failed"] == 5
+    assert len(server.mail_sends()) == 1
+
+
+def test_unauthorized_stops_at_once_with_nothing_accepted(server, settings, connection):
+    server.script(Fault.unauthorized(401))
+    report = send(connection, settings, people(30))
+    assert report.outcome == "stopped"
+    assert "401" in report.message and "SENDGRID_API_KEY" in report.message
+    assert report.counts["accepted"] == 0
+    assert len(server.mail_sends()) == 1
+    run = ledger.runs(connection, 30)[-1]
+    assert run.outcome == "stopped" and "401" in run.message
+    assert {d.status for d in ledger.deliveries(connection, 30, "real")} == {"failed", "pending"}
+
+
+def test_bad_request_rejects_the_batch_with_sendgrids_message(server, settings, connection):
+    server.script(Fault.bad_request("Invalid type. Expected: string", "personalizations.0.substitutions"))
+    report = send(connection, settings, people(20))
+    assert report.counts == {**report.counts, "rejected": 10, "accepted": 10}
+    rejected = ledger.deliveries(connection, 30, "real", ["rejected"])[0]
+    assert "Invalid type. Expected: string" in rejected.last_error
+    assert "personalizations.0.substitutions" in rejected.last_error
+
+
+def test_resume_sends_only_to_those_not_yet_accepted(server, settings, connection):
+    stop = StopSignal()
+
+    def stop_after_two_batches(progress: Progress) -> None:
+        if progress.done >= 20:
+            stop.request()
+
+    first = send(connection, settings, people(50), stop=stop, on_progress=stop_after_two_batches)
+    assert first.outcome == "interrupted"
+    assert "before batch 3 of 5" in first.message and "campaign send --issue 30" in first.message
+    assert first.counts["accepted"] == 20 and first.counts["pending"] == 30
+    second = send(connection, settings, people(50))
+    assert second.outcome == "completed" and second.attempted == 30
+    assert Counter(server.delivered()) == Counter(r.email for r in people(50))
+    third = send(connection, settings, people(50), options=SendOptions(resend_unknown=True, retry_failed=True))
+    assert third.attempted == 0
+    assert len(server.delivered()) == 50
+
+
+def test_timeout_after_sending_is_unknown_and_resent_only_when_asked(server, tmp_path):
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url})
+    settings = settings.__class__(**{**settings.__dict__,
+                                     "sendgrid": settings.sendgrid.__class__(api_url=server.url, api_key="SG.test-key-not-secret", timeout=0.3)})
+    connection = open_ledger(settings.database)
+    server.script(Fault.timeout(seconds=1.0, delivered=False))
+    first = send(connection, settings, people(20))
+    assert first.counts["unknown"] == 10 and first.counts["accepted"] == 10
+    assert len(first.unknown) == 10
+    assert "may or may not" in ledger.deliveries(connection, 30, "real", ["unknown"])[0].last_error
+    again = send(connection, settings, people(20))
+    assert again.attempted == 0
+    completed = send(connection, settings, people(20), options=SendOptions(batch_size=10, resend_unknown=True))
+    assert completed.attempted == 10 and completed.counts["accepted"] == 20
+    assert Counter(server.delivered()) == Counter(r.email for r in people(20))
+
+
+def test_dropped_connection_is_unknown_never_guessed(server, settings, connection):
+    server.script(Fault.drop(delivered=True))
+    report = send(connection, settings, people(10))
+    assert report.counts["unknown"] == 10
+
+
+def test_a_run_of_failed_batches_pauses_the_send(server, settings, connection):
+    server.script(*[Fault.server_error(500)] * 20)
+    report = send(connection, settings, people(100), policy=RetryPolicy(max_attempts=2, pause_after=3,
+                                                                        base_delay=0.01))
+    assert report.outcome == "paused"
+    assert "3 batches in a row" in report.message and "500" in report.message
+    assert "campaign send --issue 30" in report.message
+    assert len(server.mail_sends()) == 6
+    assert report.counts["failed"] == 30 and report.counts["pending"] == 70
+
+
+def test_retry_failed_resends_only_the_failed(server, settings, connection):
+    server.script(*[Fault.server_error(500)] * 2)
+    stop = StopSignal()
+    first = send(connection, settings, people(30), policy=RetryPolicy(max_attempts=2, base_delay=0.01),
+                 stop=stop, on_progress=lambda p: p.done >= 20 and stop.request())
+    assert first.counts == {**first.counts, "failed": 10, "accepted": 10, "pending": 10}
+    retried = send(connection, settings, people(30), options=SendOptions(retry_failed=True))
+    assert retried.attempted == 10
+    assert retried.counts == {**retried.counts, "accepted": 20, "pending": 10}
+    assert len(server.delivered()) == 20
+
+
+def test_accepted_recipients_are_never_sent_again_whatever_the_flags(server, settings, connection):
+    send(connection, settings, people(10))
+    for options in (SendOptions(resend_unknown=True), SendOptions(retry_failed=True),
+                    SendOptions(resend_unknown=True, retry_failed=True, force=True)):
+        assert send(connection, settings, people(10), options=options).attempted == 0
+    assert len(server.delivered()) == 10
+
+
+def test_sandbox_sends_are_rehearsals_that_never_make_the_real_send_skip_anyone(server, settings, connection):
+    rehearsal = send(connection, settings, people(10), options=SendOptions(sandbox=True))
+    assert rehearsal.kind == "sandbox" and rehearsal.counts["accepted"] == 10
+    assert all(r.body["mail_settings"]["sandbox_mode"]["enable"] for r in server.mail_sends())
+    real = send(connection, settings, people(10))
+    assert real.kind == "real" and real.attempted == 10 and real.counts["accepted"] == 10
+
+
+def test_new_recipients_added_after_a_send_are_sent_on_the_next_run(server, settings, connection):
+    send(connection, settings, people(10))
+    report = send(connection, settings, people(15))
+    assert report.attempted == 5
+    assert Counter(server.delivered()) == Counter(r.email for r in people(15))
+
+
+def test_plan_counts_what_a_send_would_do_and_changes_nothing(server, settings, connection):
+    send(connection, settings, people(10))
+    provider = SendGridProvider(settings)
+    plan = plan_send(connection, small_issue(), people(25), provider, SendOptions())
+    assert (plan.audience, plan.to_send, plan.accepted, plan.batch_size) == (25, 15, 10, 1000)
+    assert ledger.counts(connection, 30, "real")["pending"] == 0
+
+
+def test_batch_size_above_the_provider_limit_is_refused(settings, connection):
+    from campaign.errors import UsageError
+
+    with pytest.raises(UsageError, match="between 1 and 1,000"):
+        send(connection, settings, people(3), options=SendOptions(batch_size=5000))
