@@ -32,7 +32,6 @@ TEXT_LAYOUT = "issue.txt.j2"
 THEME_FILE = "theme.yaml"
 SECTION_LAYOUT = "sections/{kind}.mjml.j2"
 TEXT_RULE = "=" * 72
-MJML_ERROR_POSITION = re.compile(r"position (\d+):(\d+)")
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,11 @@ def render_issue(settings: Settings, number: int, *, images_base: str | None = N
 def render(issue: Issue, settings: Settings, images_base: str) -> RenderedIssue:
     environment = layout_environment(settings.layouts_dir, images_base)
     context = {"issue": issue, "sender": settings.sender, "theme": read_theme(settings.layouts_dir)}
-    mjml = render_mjml(environment, issue, context)
-    html = inline_css(compile_mjml(mjml, settings.layouts_dir))
+    sections = [render_section(environment, section, context) for section in issue.sections]
+    mjml = render_layout(environment, BASE_LAYOUT, {**context, "sections": [Markup(s) for s in sections]},
+                         issue.folder)
+    sources = _mjml_sources(settings.layouts_dir, issue, sections)
+    html = inline_css(compile_mjml(mjml, sources, settings.layouts_dir / BASE_LAYOUT))
     text = render_layout(environment, TEXT_LAYOUT, {**context, "rule": TEXT_RULE}, issue.folder)
     return RenderedIssue(
         number=issue.number,
@@ -110,12 +112,6 @@ def read_theme(layouts_dir: Path) -> dict:
     return theme
 
 
-def render_mjml(environment: jinja2.Environment, issue: Issue, context: dict) -> str:
-    """Each section through its kind's partial, then the base layout around them."""
-    sections = [Markup(render_section(environment, section, context)) for section in issue.sections]
-    return render_layout(environment, BASE_LAYOUT, {**context, "sections": sections}, issue.folder)
-
-
 def render_section(environment: jinja2.Environment, section: Section, context: dict) -> str:
     name = SECTION_LAYOUT.format(kind=section.kind)
     return render_layout(environment, name, {**context, "section": section}, section.source)
@@ -146,27 +142,45 @@ def _template_position(error: BaseException) -> str:
     return "layouts"
 
 
-def compile_mjml(mjml: str, layouts_dir: Path) -> str:
-    """MJML to HTML with MRML; MRML does not validate, so unknown tags are caught here."""
+@dataclass(frozen=True)
+class MjmlSource:
+    """Where a piece of the merged MJML came from, to name it in an MJML error."""
+
+    layout: Path
+    content: Path
+    mjml: str
+
+
+def _mjml_sources(layouts_dir: Path, issue: Issue, sections: list[str]) -> list[MjmlSource]:
+    return [MjmlSource(layouts_dir / SECTION_LAYOUT.format(kind=section.kind), section.source, mjml)
+            for section, mjml in zip(issue.sections, sections)]
+
+
+def compile_mjml(mjml: str, sources: list[MjmlSource], base: Path) -> str:
+    """MJML to HTML with MRML; MRML does not validate, so unknown tags are caught here too."""
     try:
         html = mjml2html(mjml, fonts={})  # fonts={}: no Google Fonts <link> or @import
     except ValueError as error:
-        raise LayoutError(f"{layouts_dir}: MJML error {_mjml_context(mjml, str(error))}") from None
+        culprit = _failing_source(sources)
+        where = f"{culprit.layout} (rendering {culprit.content})" if culprit else base
+        raise LayoutError(f"{where}: MJML error: {error}; check that every tag is closed") from None
     leftover = re.search(r"<mj-[a-z-]+", html)
     if leftover:
-        raise LayoutError(f"{layouts_dir}: unknown MJML tag {leftover.group(0)}> "
-                          f"{_mjml_context(mjml, f'position {mjml.find(leftover.group(0))}:0')}")
+        tag = leftover.group(0)
+        culprit = next((source for source in sources if tag in source.mjml), None)
+        where = f"{culprit.layout} (rendering {culprit.content})" if culprit else base
+        raise LayoutError(f"{where}: unknown MJML tag {tag}>; MJML would leave it in the email")
     return html
 
 
-def _mjml_context(mjml: str, message: str) -> str:
-    match = MJML_ERROR_POSITION.search(message)
-    if not match:
-        return f"({message})"
-    start = int(match.group(1))
-    line = mjml.count("\n", 0, start) + 1
-    snippet = mjml[start:start + 40].split("\n")[0]
-    return f"({message.split(' position')[0].strip() or 'syntax'}) at line {line} of the merged MJML, near {snippet!r}"
+def _failing_source(sources: list[MjmlSource]) -> MjmlSource | None:
+    """MRML's errors rarely say where: compile each section alone to find the one that fails."""
+    for source in sources:
+        try:
+            mjml2html(f"<mjml><mj-body>{source.mjml}</mj-body></mjml>", fonts={})
+        except ValueError:
+            return source
+    return None
 
 
 def inline_css(html: str) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..preview import write_preview
+from ..preview import recipient_envelope, write_preview
 from .common import AsOption, ConfigOption, IssueOption, RecipientsOption, command, out, settings_from
 
 
@@ -21,11 +21,7 @@ def preview(
 ) -> None:
     """Render an issue to build/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
     settings = settings_from(config, recipients)
-    envelope = None
-    if as_email:
-        from ..audience_lookup import envelope_of  # noqa: PLC0415  (wired once the audience lands)
-
-        envelope = envelope_of(settings, as_email, issue)
+    envelope = recipient_envelope(settings, as_email, issue) if as_email else None
     files = write_preview(settings, issue, envelope)
     out.print(f"HTML: {files.html}  ({files.size_bytes / 1024:.1f} KB)")
     out.print(f"Text: {files.text}")
