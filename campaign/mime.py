@@ -26,7 +26,8 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 # SMTP folding (CRLF, 78 columns) for every header built from a value; a raw
 # header we fold ourselves (List-Unsubscribe) is written exactly as given, so a
 # long URL is never turned into an RFC 2047 encoded word that clients ignore.
-POLICY = email.policy.SMTP.clone(refold_source="none")
+# cte_type 7bit: bodies go out quoted-printable or base64, never raw 8-bit.
+POLICY = email.policy.SMTP.clone(refold_source="none", cte_type="7bit")
 
 
 class UnusableAddress(ValueError):

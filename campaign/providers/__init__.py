@@ -1,0 +1,72 @@
+"""Email providers behind one interface (base.py): sendgrid, smtp and the local outbox.
+
+    provider = make_provider("sendgrid", settings, outbox_path=build / "outbox.mbox")
+    for envelopes in batches(audience, provider.info.max_batch_size):
+        results = provider.send(Batch(issue, envelopes, batch_id=...))
+    provider.close()
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+from ..config import PROVIDERS, Settings
+from ..errors import UsageError
+from .base import Batch, DeliveryResult, Provider, ProviderInfo, Status
+
+__all__ = [
+    "Batch", "DeliveryResult", "Provider", "ProviderInfo", "Status",
+    "PROVIDERS", "batches", "make_provider", "provider_info",
+]
+
+T = TypeVar("T")
+
+
+def provider_info(name: str) -> ProviderInfo:
+    """What a provider is (batch limit, rehearsal or not) without connecting or needing credentials."""
+    _check_name(name)
+    if name == "sendgrid":
+        from .sendgrid import INFO
+    elif name == "smtp":
+        from .smtp import INFO
+    else:
+        from .outbox import INFO
+    return INFO
+
+
+def make_provider(name: str, settings: Settings, *, outbox_path: Path | None = None) -> Provider:
+    """The provider called `name`, configured from settings.
+
+    outbox: writes to `outbox_path` (default build/outbox.mbox; pass
+    settings.issue_build_dir(n) / "outbox.mbox"). sendgrid: raises
+    ProviderAuthError at once when SENDGRID_API_KEY is not set. smtp: connects
+    lazily, on the first send.
+    """
+    _check_name(name)
+    if name == "sendgrid":
+        from .sendgrid import SendGridProvider
+
+        return SendGridProvider(settings)
+    if name == "smtp":
+        from .smtp import SmtpProvider
+
+        return SmtpProvider(settings)
+    from .outbox import OutboxProvider
+
+    return OutboxProvider(settings, outbox_path or settings.build_dir / "outbox.mbox")
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items, in order (the last may be shorter)."""
+    if size < 1:
+        raise UsageError(f"batch size must be at least 1, got {size}")
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _check_name(name: str) -> None:
+    if name not in PROVIDERS:
+        raise UsageError(f"unknown provider {name!r}; choose one of: {', '.join(PROVIDERS)}")

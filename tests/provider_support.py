@@ -1,0 +1,48 @@
+"""Small builders shared by the provider and MIME tests: settings, a rendered issue, envelopes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from campaign.config import Settings, load_settings
+from campaign.personalize import Envelope, MergeTemplate
+from campaign.render import RenderedIssue
+
+API_KEY = "SG.test-key-not-secret"
+TRICKY_NAME = "Ana & <b>Bob</b>"
+INJECTION_NAME = "Eve\r\nBcc: x@example.com"
+
+
+def provider_settings(root: Path, **environ: str) -> Settings:
+    """Default settings (no campaign.toml of the project), plus environment overrides."""
+    config = root / "campaign.toml"
+    if not config.exists():
+        config.write_text("", encoding="utf-8")
+    return load_settings(config, environ={"CAMPAIGN_TOKEN_SECRET": "test-secret", **environ})
+
+
+def rendered_issue(number: int = 30) -> RenderedIssue:
+    return RenderedIssue(
+        number=number,
+        subject=MergeTemplate("WeGO Newsletter 30 for [[name|colleague]]"),
+        html=MergeTemplate('<html><body><p>Dear [[name|colleague]],</p><p>News from [[city]].</p>'
+                           '<p><a href="[[unsubscribe_url]]">Unsubscribe</a></p></body></html>'),
+        text=MergeTemplate("Dear [[name|colleague]],\n\nNews from [[city]].\n\n"
+                           "Unsubscribe: [[unsubscribe_url]]\n"),
+        preheader="Smart cities news",
+    )
+
+
+def envelope(email: str, name: str = "", city: str = "Seoul", lists: tuple[str, ...] = ("members",)) -> Envelope:
+    token = email.split("@")[0].replace(".", "-")
+    fields = {
+        "email": email,
+        "name": name,
+        "city": city,
+        "unsubscribe_url": f"https://wego.example.org/newsletter/unsubscribe?t=tok-{token}",
+    }
+    return Envelope(email=email, name=name, fields=fields, lists=lists)
+
+
+def envelopes(count: int, start: int = 0) -> list[Envelope]:
+    return [envelope(f"person{n:05d}@example.org", f"Person {n}") for n in range(start, start + count)]

@@ -1,0 +1,161 @@
+"""A real SMTP server on 127.0.0.1 for tests: aiosmtpd in a thread, on an ephemeral port.
+
+    server = SmtpServer().start()
+    server.refuse("bounce@example.org")             # 550 at RCPT
+    server.refuse("busy@example.org", code=451)     # 4xx at RCPT
+    SmtpServer(login=("user", "secret"))            # require AUTH PLAIN/LOGIN, no TLS needed
+    server.drop_next("MAIL")                        # close the connection at the next MAIL FROM
+    server.drop_next("DATA")                        # ...or after storing the next message, before answering
+    ...
+    server.messages[0].message["To"]                # what arrived, parsed
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@dataclass
+class StoredMessage:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+@dataclass
+class _Script:
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+    drops: list[str] = field(default_factory=list)     # "MAIL" | "RCPT" | "DATA", consumed in order
+    login: tuple[str, str] | None = None
+
+
+class _Handler:
+    def __init__(self, server: "SmtpServer"):
+        self.server = server
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.server.peers.add(tuple(session.peer))
+        if self.server._take_drop("MAIL"):
+            server.transport.close()
+            return "421 4.4.2 closing connection (scripted drop)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.server._take_drop("RCPT"):
+            server.transport.close()
+            return "421 4.4.2 closing connection (scripted drop)"
+        refused = self.server._script.refused.get(address.lower())
+        if refused:
+            code, text = refused
+            return f"{code} {text}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        stored = StoredMessage(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
+        with self.server._lock:
+            self.server.messages.append(stored)
+        if self.server._take_drop("DATA"):
+            server.transport.close()  # stored, but the client never hears "250"
+            return "421 4.4.2 closing connection (scripted drop)"
+        return "250 OK: queued"
+
+
+class _Controller(Controller):
+    """aiosmtpd's Controller, but on an ephemeral port (port=0) that is read back after binding."""
+
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class SmtpServer:
+    """login=(username, password): refuse MAIL until the client has logged in (AUTH over plain TCP)."""
+
+    def __init__(self, login: tuple[str, str] | None = None):
+        self.messages: list[StoredMessage] = []
+        self.logins: list[str] = []
+        self.peers: set[tuple] = set()     # one (host, port) per client connection that sent MAIL
+        self._script = _Script(login=login)
+        self._lock = threading.Lock()
+        self._controller: _Controller | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        assert self._controller is not None, "start() the server first"
+        return self._controller.port
+
+    def start(self) -> "SmtpServer":
+        self._controller = _Controller(
+            _Handler(self), hostname="127.0.0.1", port=0,
+            authenticator=self._authenticate, auth_require_tls=False,
+            auth_required=self._script.login is not None,
+        )
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> "SmtpServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- scripting -----------------------------------------------------------------
+    def refuse(self, address: str, code: int = 550, text: str = "5.1.1 mailbox unavailable") -> None:
+        """Answer `code text` at RCPT TO for this address (550: rejected, 4xx: try later)."""
+        if 400 <= code < 500 and text.startswith("5."):
+            text = "4.2.1 try again later"
+        self._script.refused[address.lower()] = (code, text)
+
+    def drop_next(self, stage: str = "MAIL") -> None:
+        """Close the connection at the next MAIL, RCPT or DATA (DATA: after storing the message)."""
+        if stage not in ("MAIL", "RCPT", "DATA"):
+            raise ValueError(f"stage must be MAIL, RCPT or DATA, not {stage!r}")
+        with self._lock:
+            self._script.drops.append(stage)
+
+    def _take_drop(self, stage: str) -> bool:
+        with self._lock:
+            if self._script.drops and self._script.drops[0] == stage:
+                self._script.drops.pop(0)
+                return True
+            return False
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword) or self._script.login is None:
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = (login, password) == self._script.login
+        if ok:
+            self.logins.append(login)
+        return AuthResult(success=ok, handled=False)
+
+    # --- reading back ----------------------------------------------------------------
+    def recipients(self) -> list[str]:
+        with self._lock:
+            return [rcpt for stored in self.messages for rcpt in stored.rcpt_tos]
