@@ -18,6 +18,8 @@ import yaml
 
 from .errors import ContentError, UsageError
 
+# libyaml's C parser when PyYAML has it (its wheels do): ten times faster, same safe subset.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ISSUE_FILE = "issue.yaml"
 SECTION_INDEX = "index.md"
 ORDERED_NAME = re.compile(r"^(\d{2})-[a-z0-9-]+(\.md)?$")
@@ -203,7 +205,7 @@ def _read_text(path: Path) -> str:
 
 def _parse_yaml(text: str, path: Path) -> dict:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

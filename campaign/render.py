@@ -12,6 +12,7 @@ import logging
 import re
 import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -85,6 +86,15 @@ def render(issue: Issue, settings: Settings, images_base: str) -> RenderedIssue:
 def layout_environment(layouts_dir: Path, images_base: str) -> jinja2.Environment:
     if not layouts_dir.is_dir():
         raise LayoutError(f"{layouts_dir}: no layouts folder; check layouts_dir in campaign.toml")
+    return _cached_environment(layouts_dir.resolve(), images_base)
+
+
+@lru_cache(maxsize=8)
+def _cached_environment(layouts_dir: Path, images_base: str) -> jinja2.Environment:
+    """One environment per layouts folder, so each layout compiles once per process.
+
+    Jinja's auto_reload still recompiles a layout whose file changed.
+    """
     environment = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(layouts_dir),
         autoescape=lambda name: not (name or "").endswith(".txt.j2"),
