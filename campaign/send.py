@@ -198,11 +198,16 @@ def plan_send(connection, issue: RenderedIssue, recipients: Sequence[Recipient],
     )
 
 
-def check_merge_fields(issue: RenderedIssue, envelopes: Sequence[Envelope], recipients: Sequence[Recipient]) -> None:
+BUILTIN_FIELDS = frozenset({"email", "name", "token", "unsubscribe_url", "view_url"})  # see merge_values
+
+
+def check_merge_fields(issue: RenderedIssue, recipients: Sequence[Recipient]) -> None:
     """Every merge field the issue uses has a value for everyone, before anyone is sent anything."""
-    needed = issue.field_names()
-    for envelope, recipient in zip(envelopes, recipients):
-        missing = needed - envelope.fields.keys()
+    needed = issue.field_names() - BUILTIN_FIELDS
+    if not needed:
+        return
+    for recipient in recipients:
+        missing = needed - recipient.fields.keys()
         if missing:
             name = sorted(missing)[0]
             raise ContentError(
@@ -230,10 +235,9 @@ def send_issue(
     loop = _SendLoop(connection, issue, provider, options, policy, stop, sleep if sleep is not None else stop.sleep,
                      rng or random.Random(), on_progress or (lambda progress: None))
     findings = _run_gate(gate, issue, options.force)
-    envelopes = [envelope_for(recipient, settings, issue.number) for recipient in recipients]
-    check_merge_fields(issue, envelopes, recipients)
-    with _send_lock(connection):
-        return loop.run(recipients, envelopes, findings)
+    check_merge_fields(issue, recipients)
+    with _send_lock(connection), stop.on_interrupt():
+        return loop.run(recipients, settings, findings)
 
 
 def _run_gate(gate: Gate | None, issue: RenderedIssue, force: bool) -> str:
@@ -281,7 +285,7 @@ class _SendLoop:
     accepted: int = 0
     not_accepted: int = 0
 
-    def run(self, recipients: Sequence[Recipient], envelopes: Sequence[Envelope], findings: str) -> SendReport:
+    def run(self, recipients: Sequence[Recipient], settings, findings: str) -> SendReport:
         number, connection = self.issue.number, self.connection
         self.kind = kind_of(self.provider, self.options)
         size = batch_size_for(self.provider, self.options.batch_size)
@@ -293,7 +297,7 @@ class _SendLoop:
                                ((r.email, r.name, tuple(r.lists)) for r in recipients), self.run_id)
         statuses = ledger.status_by_email(connection, number, self.kind)
         eligible = set(self.options.eligible())
-        todo = [envelope for envelope in envelopes if statuses.get(envelope.email) in eligible]
+        todo = [recipient for recipient in recipients if statuses.get(recipient.email) in eligible]
         batches = [todo[start:start + size] for start in range(0, len(todo), size)]
         self.total = len(todo)
         self._progress()
@@ -305,7 +309,8 @@ class _SendLoop:
                     outcome = "interrupted"
                     message = self._where(index, len(batches))
                     break
-                accepted, error = self._send_batch(chunk, f"{number}-{self.run_id}-{index}")
+                envelopes = [envelope_for(recipient, settings, number) for recipient in chunk]
+                accepted, error = self._send_batch(envelopes, f"{number}-{self.run_id}-{index}")
                 failed_in_a_row = 0 if accepted else failed_in_a_row + 1
                 last_error = error or last_error
                 if failed_in_a_row >= self.policy.pause_after and index < len(batches):
@@ -454,7 +459,7 @@ def send_test(
     template = as_recipient or sample_recipient(issue)
     envelopes = [envelope_for(replace(template, email=address, lists=()), settings, issue.number)
                  for address in wanted]
-    check_merge_fields(issue, envelopes, [replace(template, email=address) for address in wanted])
+    check_merge_fields(issue, [template])
     stop = StopSignal()
     loop = _TestLoop(provider, issue, policy, sleep if sleep is not None else stop.sleep, rng or random.Random())
     outcomes: list[Outcome] = []

@@ -64,8 +64,8 @@ def main(argv: list[str]) -> int:
     report = send_issue(connection, small_issue(), people(count), SendGridProvider(settings), settings,
                         SendOptions(batch_size=batch_size, resend_unknown="--resend-unknown" in argv),
                         policy=RetryPolicy(base_delay=0.01, max_delay=0.05), sleep=lambda seconds: None)
-    print(report.outcome, report.counts, flush=True)
-    return 0 if report.ok else 1
+    print(report.outcome, report.counts, report.message, flush=True)
+    return {"completed": 0, "interrupted": 130}.get(report.outcome, 1)
 
 
 if __name__ == "__main__":
