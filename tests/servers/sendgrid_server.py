@@ -19,6 +19,7 @@ Standalone, for benchmarks:
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import socket
@@ -116,8 +117,12 @@ def error_body(message: str, field_name: str | None = None, help_text: str | Non
     return {"errors": [{"message": message, "field": field_name, "help": help_text}]}
 
 
+@functools.lru_cache(maxsize=1)
 def load_validator():
-    """The Draft 2020-12 validator for the mail/send body, or (None, reason) when it cannot be had."""
+    """The Draft 2020-12 validator for the mail/send body, or (None, reason) when it cannot be had.
+
+    Loaded once per process (building it takes about half a second).
+    """
     if not SCHEMA_FILE.exists():
         return None, f"{SCHEMA_FILE} not found (../shared is absent): request bodies are NOT schema-validated"
     import jsonschema
@@ -189,7 +194,7 @@ class SendGridServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "SendGridServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sendgrid-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="sendgrid-server", daemon=True)
         self._thread.start()
         return self
 
