@@ -1,0 +1,121 @@
+"""SpamAssassin's opinion of one complete, personalised message, with local tests only.
+
+Debian's `spamassassin -t -L` scores a message from stdin in a few seconds
+without the network (-L: no DNS blocklists, no Razor/Pyzor). `-t` appends the
+report: the score and a table of the rules that fired. A fresh, empty user
+preferences file keeps the run from reading or writing ~/.spamassassin.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .errors import CampaignError
+from .mime import build_message
+from .personalize import sample_envelope
+from .render import RenderedIssue
+
+INSTALL_HINT = "install it with `apt-get install spamassassin`"
+WARN_AT = 1.0       # our own bar: a newsletter from a known sender should score under 1
+ERROR_AT = 5.0      # SpamAssassin's default "this is spam"
+TIMEOUT = 120.0
+REPORT_HEAD = re.compile(r"Content analysis details:\s+\((-?[\d.]+) points, (-?[\d.]+) required\)")
+RULE_LINE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
+
+
+class SpamCheckError(CampaignError):
+    """SpamAssassin ran but its answer could not be read."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    points: float
+    description: str
+
+
+@dataclass(frozen=True)
+class SpamReport:
+    score: float
+    required: float
+    rules: tuple[Rule, ...]
+
+    def summary(self) -> str:
+        fired = ", ".join(f"{rule.name} {rule.points:+.1f}" for rule in self.rules if rule.points) or "none scoring"
+        return f"SpamAssassin score {self.score:.1f} (spam at {self.required:.1f}); rules: {fired}"
+
+
+def spamassassin() -> str | None:
+    return shutil.which("spamassassin")
+
+
+def score_issue(settings: Settings, rendered: RenderedIssue) -> SpamReport | None:
+    """Score the issue as one sample recipient would get it; None when SpamAssassin is not installed."""
+    if spamassassin() is None:
+        return None
+    message = build_message(rendered, sample_envelope(settings, rendered.number),
+                            sender=settings.sender, links=settings.links)
+    return score_message(message.as_bytes())
+
+
+def score_message(message: bytes) -> SpamReport:
+    program = spamassassin()
+    if program is None:
+        raise SpamCheckError(f"SpamAssassin is not installed; {INSTALL_HINT}")
+    with tempfile.TemporaryDirectory(prefix="campaign-spam-") as home:
+        prefs = Path(home) / "user_prefs"
+        prefs.write_text("", encoding="utf-8")
+        try:
+            result = subprocess.run([program, "-t", "-L", "-p", str(prefs)], input=message,
+                                    capture_output=True, timeout=TIMEOUT,
+                                    env={"HOME": home, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        except subprocess.TimeoutExpired:
+            raise SpamCheckError(f"SpamAssassin took over {TIMEOUT:.0f} s; is it configured to use "
+                                 "the network?") from None
+    return parse_report(result.stdout.decode("utf-8", "replace"))
+
+
+def parse_report(output: str) -> SpamReport:
+    """The score and rules from the report `spamassassin -t` appends."""
+    heads = list(REPORT_HEAD.finditer(output))
+    if not heads:
+        raise SpamCheckError("SpamAssassin gave no report; run `spamassassin -t -L < message.eml` to see why")
+    head = heads[-1]
+    rules: list[Rule] = []
+    table = output[head.end():].split("\n")
+    started = False
+    for line in table:
+        if line.startswith("----"):
+            started = True
+            continue
+        if not started:
+            continue
+        match = RULE_LINE.match(line)
+        if match:
+            rules.append(Rule(match.group(2), float(match.group(1)), match.group(3).strip()))
+        elif line.startswith(" " * 10) and rules and line.strip():
+            last = rules[-1]
+            rules[-1] = Rule(last.name, last.points, f"{last.description} {line.strip()}")
+        elif not line.strip() and rules:
+            break
+    return SpamReport(score=float(head.group(1)), required=float(head.group(2)), rules=tuple(rules))
+
+
+def findings_for(report: SpamReport) -> list:
+    """A finding when the score is high enough to matter: warning from 1.0, error from 5.0."""
+    from .checks import ERROR, WARNING, Finding  # noqa: PLC0415  (checks imports this module lazily)
+
+    if report.score < WARN_AT:
+        return []
+    severity = ERROR if report.score >= ERROR_AT else WARNING
+    top = sorted((rule for rule in report.rules if rule.points > 0), key=lambda rule: -rule.points)[:5]
+    reasons = "; ".join(f"{rule.name} (+{rule.points:.1f}: {rule.description})" for rule in top)
+    return [Finding(severity, "spam-score", "the issue as a whole",
+                    f"SpamAssassin scores a personalised message {report.score:.1f} (ours: under {WARN_AT:.1f}): "
+                    f"{reasons}", "change what the rules point at (see the rule names), then check again")]
