@@ -222,6 +222,7 @@ class _RowChecker:
         self.list_by_folded = {name.casefold(): name for name in list_names}
         self.list_order = {name: position for position, name in enumerate(list_names)}
         self.list_cache: dict[str, tuple[str, ...] | str] = {}
+        self.shared_values: dict[str, str] = {}   # one string object per distinct value (cities, countries...)
         self.first_line: dict[str, int] = {}
         self.rows: list[RecipientRow] = []
         self.problems: list[RowProblem] = []
@@ -281,7 +282,8 @@ class _RowChecker:
             if not raw.isprintable() and CONTROL_CHARACTERS.search(raw):
                 self.warnings.append(RowProblem(
                     line, written, f"{column}: line breaks or control characters removed"))
-            fields[column] = value
+            # Names are mostly unique; other columns (city, country, organisation...) repeat a lot.
+            fields[column] = value if column == "name" else self.shared_values.setdefault(value, value)
         return fields
 
 
