@@ -14,6 +14,7 @@ from .common import app, run_app
 # Importing the command modules registers their commands on `app`.
 from . import preview  # noqa: E402,F401
 from . import audience  # noqa: E402,F401
+from . import check  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
