@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,24 @@ def test_suppression_survives_the_person_being_added_back_to_the_recipients_file
     result = run(project, "audience")
     assert "1 recipients" in result.stdout
     assert "line 3: ana@example.org: suppressed: unsubscribed on 2026-05-02" in result.stdout
+
+
+def test_readme_examples_for_recipients_and_lists_run(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Recipients and mailing lists", 1)[1].split("\n## ", 1)[0]
+    commands = [shlex.split(line.split("  #", 1)[0]) for block in section.split("```sh\n")[1:]
+                for line in block.split("```", 1)[0].splitlines() if line.strip()]
+    assert {tuple(command[1:3]) for command in commands} >= {
+        ("lists",), ("recipients", "check"), ("suppress", "add"), ("suppress", "import"), ("suppress", "list")}
+    for name in ("campaign.toml", "recipients.example.csv"):
+        (tmp_path / name).write_bytes((root / name).read_bytes())
+    (tmp_path / "contacts-2026.csv").write_bytes((root / "recipients.example.csv").read_bytes())
+    (tmp_path / "bounces.csv").write_text("email,reason\njorge.munoz@example.org,bounced\n", encoding="utf-8")
+    (tmp_path / "build" / "issue-30").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert command[0] == "campaign"
+        result = CliRunner().invoke(app, command[1:])
+        assert result.exit_code == 0, (command, result.output)
+    assert (tmp_path / "build" / "issue-30" / "audience.csv").exists()
