@@ -358,3 +358,45 @@ def kinds_recorded(connection: sqlite3.Connection, issue: int) -> list[str]:
                               "UNION SELECT DISTINCT kind FROM send_runs WHERE issue = ?", (issue, issue))
     recorded = {row[0] for row in rows}
     return [kind for kind in KINDS if kind in recorded]
+
+
+def statuses_read_only(path: Path, issue: int, kind: str) -> dict[str, str]:
+    """{email: status} without creating, migrating or writing anything (dry runs)."""
+    if not Path(path).exists():
+        return {}
+    try:
+        connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            return status_by_email(connection, issue, kind)
+        finally:
+            connection.close()
+    except sqlite3.OperationalError:  # an older ledger without the send tables: nothing sent yet
+        return {}
+    except sqlite3.DatabaseError as error:
+        raise LedgerError(f"{path}: cannot read the ledger ({error}); is it a campaign database?") from None
+
+
+EXPORT_COLUMNS = ("issue", "kind", "email", "name", "lists", "status", "provider", "message_id", "batch_id",
+                  "attempts", "last_error", "created_at", "updated_at", "accepted_at")
+
+
+def export_csv(connection: sqlite3.Connection, issue: int, path: Path) -> int:
+    """One spreadsheet-safe row per recipient and kind of the issue; returns the rows written."""
+    import csv
+
+    from .audience import spreadsheet_safe
+
+    rows = connection.execute(
+        f"SELECT {', '.join(EXPORT_COLUMNS)} FROM deliveries WHERE issue = ? "
+        "ORDER BY CASE kind WHEN 'real' THEN 0 ELSE 1 END, kind, rowid", (issue,))
+    written = 0
+    try:
+        with Path(path).open("w", encoding="utf-8-sig", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(EXPORT_COLUMNS)
+            for row in rows:
+                writer.writerow([spreadsheet_safe(str(value)) if value is not None else "" for value in row])
+                written += 1
+    except OSError as error:
+        raise LedgerError(f"{path}: cannot write the export ({error.strerror})") from None
+    return written

@@ -33,7 +33,7 @@ from .errors import CampaignError, ChecksFailed, ContentError, LedgerError, Prov
     TransientProviderError, UsageError
 from .ledger import ACCEPTED, FAILED, PENDING, REJECTED, UNKNOWN, Outcome
 from .personalize import SAMPLE_RECIPIENT, Envelope, MergeTemplate, envelope_for
-from .providers.base import Batch, Provider
+from .providers.base import Batch, Provider, ProviderInfo
 from .render import RenderedIssue
 
 TEST_PREFIX = "[TEST] "
@@ -161,26 +161,26 @@ class StopSignal:
             signal.signal(signal.SIGINT, previous)
 
 
-def kind_of(provider: Provider, options: SendOptions) -> str:
-    if provider.info.rehearsal:
+def kind_of(info: ProviderInfo, options: SendOptions) -> str:
+    """The ledger kind a send records under: real deliveries, or one of the rehearsals."""
+    if info.rehearsal:
         return "outbox"
     return "sandbox" if options.sandbox else ledger.REAL
 
 
-def batch_size_for(provider: Provider, requested: int | None) -> int:
-    limit = provider.info.max_batch_size
+def batch_size_for(info: ProviderInfo, requested: int | None) -> int:
+    limit = info.max_batch_size
     if requested is None:
         return limit
     if requested < 1 or requested > limit:
-        raise UsageError(f"--batch-size must be between 1 and {limit:,} for {provider.info.name}")
+        raise UsageError(f"--batch-size must be between 1 and {limit:,} for {info.name}")
     return requested
 
 
-def plan_send(connection, issue: RenderedIssue, recipients: Sequence[Recipient], provider: Provider,
+def plan_send(statuses: dict[str, str], issue: RenderedIssue, recipients: Sequence[Recipient], info: ProviderInfo,
               options: SendOptions) -> SendPlan:
-    """The numbers for the summary; changes nothing."""
-    kind = kind_of(provider, options)
-    statuses = ledger.status_by_email(connection, issue.number, kind)
+    """The numbers for the summary, from the ledger's {email: status} for this kind; changes nothing."""
+    kind = kind_of(info, options)
     eligible = set(options.eligible())
     in_audience = {recipient.email for recipient in recipients}
     to_send = sum(1 for r in recipients if statuses.get(r.email, PENDING) in eligible
@@ -191,10 +191,10 @@ def plan_send(connection, issue: RenderedIssue, recipients: Sequence[Recipient],
     pending_elsewhere = sum(1 for email, status in statuses.items()
                             if status in (PENDING, FAILED) and email not in in_audience)
     return SendPlan(
-        issue=issue.number, kind=kind, provider=provider.info.name, audience=len(recipients),
+        issue=issue.number, kind=kind, provider=info.name, audience=len(recipients),
         to_send=to_send, accepted=tally[ACCEPTED], rejected=tally[REJECTED],
         unknown=tally[UNKNOWN] + tally[ledger.IN_FLIGHT], failed=tally[FAILED],
-        pending_elsewhere=pending_elsewhere, batch_size=batch_size_for(provider, options.batch_size),
+        pending_elsewhere=pending_elsewhere, batch_size=batch_size_for(info, options.batch_size),
     )
 
 
@@ -287,8 +287,8 @@ class _SendLoop:
 
     def run(self, recipients: Sequence[Recipient], settings, findings: str) -> SendReport:
         number, connection = self.issue.number, self.connection
-        self.kind = kind_of(self.provider, self.options)
-        size = batch_size_for(self.provider, self.options.batch_size)
+        self.kind = kind_of(self.provider.info, self.options)
+        size = batch_size_for(self.provider.info, self.options.batch_size)
         ledger.mark_crashed_runs(connection, number, self.kind)
         self.run_id = ledger.start_run(connection, number, self.kind, self.provider.info.name,
                                        self.options.describe(), bool(findings), findings)

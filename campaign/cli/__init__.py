@@ -15,6 +15,7 @@ from .common import app, run_app
 from . import preview  # noqa: E402,F401
 from . import audience  # noqa: E402,F401
 from . import check  # noqa: E402,F401
+from . import send  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,290 @@
+"""`campaign send` (real sends, dry runs, test sends) and `campaign status`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn, \
+    TimeRemainingColumn
+from rich.text import Text
+
+from .. import ledger
+from ..checks import send_gate
+from ..audience import Recipient, load_recipients, normalise_email, resolve_lists, select_audience
+from ..dry_run import dry_run
+from ..errors import UsageError
+from ..providers import make_provider, provider_info
+from ..render import RenderedIssue, render_issue
+from ..send import Progress, SendOptions, SendPlan, SendReport, plan_send, send_issue, send_test
+from ..suppressions import suppressed_emails_at
+from .common import AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, out, \
+    settings_from
+
+EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_INCOMPLETE = 130, 3, 1
+
+
+def say(text: str) -> None:
+    out.print(text, markup=False, emoji=False)
+
+
+def note(text: str) -> None:
+    err.print(text, markup=False, emoji=False)
+
+
+@command("send")
+def send(
+    issue: IssueOption,
+    list_names: ListOption = None,
+    provider: Annotated[Optional[str], typer.Option(
+        "--provider", help="sendgrid, smtp or outbox (default: campaign.toml's, else outbox).")] = None,
+    recipients: RecipientsOption = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="Recipients per provider call (default and maximum: the provider's limit).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking (needed without a terminal).")] = False,
+    dry: Annotated[bool, typer.Option(
+        "--dry-run", help="Personalise every message, send none: write build/issue-N/dry-run/.")] = False,
+    test_to: Annotated[Optional[list[str]], typer.Option(
+        "--test-to", help="Send a [TEST] copy only to this address (repeatable); no list member gets anything.")] = None,
+    as_email: AsOption = None,
+    resend_unknown: Annotated[bool, typer.Option(
+        "--resend-unknown", help="Also send to recipients whose delivery is unknown (may mail them twice).")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Send only to recipients that failed.")] = False,
+    sandbox: Annotated[bool, typer.Option(
+        "--sandbox", help="SendGrid sandbox mode: validated, nothing delivered (a rehearsal).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Send although preflight checks found errors (recorded in the ledger).")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Send an issue to its mailing lists, resumably: nobody is ever mailed twice.
+
+    Prints a summary and asks before sending. Run it again after a crash or an
+    interrupt to resume where it stopped.
+    """
+    settings = settings_from(config, recipients)
+    provider_name = provider or settings.provider
+    info = provider_info(provider_name)
+    options = SendOptions(batch_size=batch_size, resend_unknown=resend_unknown, retry_failed=retry_failed,
+                          sandbox=sandbox, force=force)
+    if sandbox and provider_name != "sendgrid":
+        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
+    if as_email and not test_to:
+        raise UsageError("--as personalises a test send: use it with --test-to ADDR")
+    rendered = render_issue(settings, issue)
+    if test_to:
+        return _test_send(settings, rendered, provider_name, test_to, as_email, sandbox)
+    suppressions = suppressed_emails_at(settings.database)
+    audience = select_audience(load_recipients(settings.recipients, settings),
+                               resolve_lists(settings, list_names), suppressions)
+    kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
+    if dry:
+        statuses = ledger.statuses_read_only(settings.database, issue, kind)
+        report = dry_run(settings, rendered, audience, statuses, options)
+        say(f"Dry run of issue {issue} via {provider_name}: nothing was sent, no record changed.")
+        say(f"  would send: {report.would_send:,}   skipped (ledger): {report.skipped:,}   "
+            f"excluded: {report.excluded:,}   largest HTML: {report.largest_html / 1024:.1f} KB")
+        say(f"  manifest: {report.manifest}")
+        for sample in report.samples:
+            say(f"  sample:   {sample}")
+        return
+    connection = ledger.open_ledger(settings.database)
+    try:
+        plan = plan_send(ledger.status_by_email(connection, issue, kind), rendered, audience.recipients, info,
+                         options)
+        _print_summary(plan, rendered, audience, settings)
+        if plan.to_send == 0:
+            say("Nothing to send: everyone in the audience is already accounted for "
+                f"(see `campaign status --issue {issue}`).")
+            return
+        _confirm(plan, yes)
+        outbox = settings.issue_build_dir(issue) / "outbox.mbox"
+        sender = make_provider(provider_name, settings, outbox_path=outbox)
+        try:
+            with _progress_bar(plan.to_send) as on_progress:
+                report = send_issue(connection, rendered, audience.recipients, sender, settings, options,
+                                    gate=send_gate(settings, rehearsal=kind != ledger.REAL),
+                                    on_progress=on_progress)
+        finally:
+            sender.close()
+        _print_report(report, outbox if kind == "outbox" else None, settings.database)
+    finally:
+        connection.close()
+    if report.outcome == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report.outcome == "paused":
+        raise typer.Exit(EXIT_PAUSED)
+    if report.outcome != "completed" or report.counts["failed"] or report.counts["unknown"]:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _test_send(settings, rendered, provider_name, addresses, as_email, sandbox) -> None:
+    wanted = []
+    for address in addresses:
+        try:
+            wanted.append(normalise_email(address))
+        except ValueError as error:
+            raise UsageError(f"--test-to {address!r} is not a valid address: {error}") from None
+    as_recipient = _recipient(settings, as_email) if as_email else None
+    provider = make_provider(provider_name, settings,
+                             outbox_path=settings.issue_build_dir(rendered.number) / "test-outbox.mbox")
+    try:
+        report = send_test(rendered, wanted, provider, settings, as_recipient=as_recipient,
+                           suppressed=suppressed_emails_at(settings.database), sandbox=sandbox)
+    finally:
+        provider.close()
+    who = f"as {as_recipient.email}" if as_recipient else "with sample values"
+    say(f"Test send of issue {rendered.number} via {provider_name}, personalised {who}; "
+        "no list member was sent anything and no send record changed.")
+    for outcome in report.outcomes:
+        detail = f" ({outcome.error})" if outcome.error else ""
+        say(f"  {outcome.email}: {outcome.status}{detail}")
+    for address, why in report.skipped:
+        say(f"  {address}: not sent, {why}")
+    if any(outcome.status != "accepted" for outcome in report.outcomes):
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _recipient(settings, email: str) -> Recipient:
+    try:
+        wanted = normalise_email(email)
+    except ValueError as error:
+        raise UsageError(f"--as {email!r} is not a valid address: {error}") from None
+    for row in load_recipients(settings.recipients, settings).rows:
+        if row.email == wanted:
+            return Recipient(email=row.email, name=row.name, lists=row.lists, fields=row.fields, line=row.line)
+    raise UsageError(f"{email} is not a valid row of {settings.recipients}; check the address or --recipients")
+
+
+def _print_summary(plan: SendPlan, rendered: RenderedIssue, audience, settings) -> None:
+    label = {"real": "", "outbox": "  (rehearsal: local mailbox, nobody is mailed)",
+             "sandbox": "  (rehearsal: SendGrid sandbox, nobody is mailed)"}[plan.kind]
+    subject = rendered.subject.source
+    say(f"Issue {plan.issue}: {subject}")
+    say(f"  provider:   {plan.provider}{label}")
+    say(f"  lists:      {', '.join(audience.lists)}")
+    say(f"  recipients: {plan.audience:,} after deduplication and suppressions "
+        f"({len(audience.exclusions):,} rows excluded: `campaign audience` shows why)")
+    if plan.accepted or plan.rejected or plan.unknown or plan.failed:
+        say(f"  earlier runs: {plan.accepted:,} accepted, {plan.rejected:,} rejected, {plan.failed:,} failed, "
+            f"{plan.unknown:,} unknown")
+    if plan.unknown:
+        say(f"  {plan.unknown:,} deliveries are unknown: they are NOT resent unless you add --resend-unknown")
+    if plan.pending_elsewhere:
+        say(f"  {plan.pending_elsewhere:,} recipients frozen earlier are no longer in the audience: not sent")
+    say(f"  to send now: {plan.to_send:,} in batches of {plan.batch_size:,}")
+
+
+def _confirm(plan: SendPlan, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm the send on: add --yes to send without asking")
+    if not typer.confirm(f"Send issue {plan.issue} to {plan.to_send:,} recipients via {plan.provider}?"):
+        note("Not sent.")
+        raise typer.Exit(1)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "-/s")
+
+
+class _progress_bar:
+    """A rich progress bar on stderr: sent, rate, time left; the retry notes below it."""
+
+    def __init__(self, total: int):
+        self.bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                       TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err, transient=False)
+        self.task = self.bar.add_task("send", total=total, note="")
+
+    def __enter__(self):
+        self.bar.start()
+        return self.update
+
+    def update(self, progress: Progress) -> None:
+        self.bar.update(self.task, completed=progress.done, total=progress.total, note=progress.note)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+
+def _print_report(report: SendReport, outbox, database) -> None:
+    counts = report.counts
+    say(f"Issue {report.issue} via {report.provider}: {report.outcome}. This run: {report.attempted:,} tried, "
+        f"{report.accepted:,} accepted.")
+    say("  ledger: " + ", ".join(f"{counts[status]:,} {status}" for status in ledger.STATUSES if counts[status])
+        + ("" if report.kind == "real" else f"  ({report.kind} rehearsal)"))
+    if report.recovered:
+        say(f"  {len(report.recovered):,} deliveries left in flight by an earlier run are now unknown.")
+    if report.unknown:
+        shown = ", ".join(report.unknown[:5]) + (" ..." if len(report.unknown) > 5 else "")
+        say(f"  {len(report.unknown):,} unknown (may or may not have been delivered): {shown}")
+        say(f"  resend them with `campaign send --issue {report.issue} --resend-unknown` if you accept "
+            "that some may get two copies")
+    if outbox:
+        say(f"  outbox: {outbox}")
+    if report.message:
+        (say if report.outcome == "completed" else note)(report.message)
+    say(f"  details: `campaign status --issue {report.issue}` (--csv FILE: one row per recipient); "
+        f"ledger: {database}")
+
+
+@command("status")
+def status(
+    issue: IssueOption,
+    csv_path: Annotated[Optional[str], typer.Option(
+        "--csv", help="Also write one row per recipient to this CSV file (spreadsheet-safe).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show an issue's send: counts by status, list and provider; failures and unknowns with reasons; runs."""
+    settings = settings_from(config)
+    if not settings.database.exists():
+        say(f"Issue {issue} has not been sent: there is no ledger at {settings.database} yet.")
+        return
+    connection = ledger.open_ledger(settings.database)
+    try:
+        kinds = ledger.kinds_recorded(connection, issue)
+        if not kinds:
+            say(f"Issue {issue} has not been sent (ledger: {settings.database}).")
+        for kind in kinds:
+            _print_status(connection, issue, kind)
+        if csv_path:
+            from pathlib import Path
+
+            rows = ledger.export_csv(connection, issue, Path(csv_path))
+            say(f"Wrote {rows:,} rows to {csv_path}")
+    finally:
+        connection.close()
+
+
+def _print_status(connection, issue: int, kind: str) -> None:
+    title = {"real": "deliveries", "outbox": "outbox rehearsal (nobody mailed)",
+             "sandbox": "SendGrid sandbox rehearsal (nobody mailed)"}[kind]
+    counts = ledger.counts(connection, issue, kind)
+    say(f"Issue {issue}, {title}: {sum(counts.values()):,} recipients")
+    say("  by status:   " + (", ".join(f"{status} {counts[status]:,}" for status in ledger.STATUSES
+                                       if counts[status]) or "none"))
+    for label, column in (("by list:     ", "list"), ("by provider: ", "provider")):
+        for key, table in sorted(ledger.counts_by(connection, issue, kind, column).items()):
+            say(f"  {label}{key}: " + ", ".join(f"{s} {table[s]:,}" for s in ledger.STATUSES if table.get(s)))
+            label = " " * len(label)
+    for run in ledger.runs(connection, issue, kind):
+        ended = run.finished_at or "-"
+        flags = f" [{run.options}]" if run.options else ""
+        say(f"  run {run.id}: {run.provider}{flags}, {run.started_at} -> {ended}: {run.outcome}"
+            + (f": {run.message}" if run.message and run.outcome != "completed" else ""))
+        if run.forced:
+            say(f"    sent with --force over preflight findings: {run.findings}")
+    for status in ("failed", "unknown", "rejected", "in_flight"):
+        rows = ledger.deliveries(connection, issue, kind, [status])
+        if not rows:
+            continue
+        reasons: dict[str, list[str]] = {}
+        for row in rows:
+            reasons.setdefault(row.last_error or "(no reason recorded)", []).append(row.email)
+        say(f"  {status}:")
+        for reason, emails in reasons.items():
+            shown = ", ".join(emails[:3]) + (f" and {len(emails) - 3:,} more" if len(emails) > 3 else "")
+            say(f"    {len(emails):,} x {reason}: {shown}")

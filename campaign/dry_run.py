@@ -1,0 +1,103 @@
+"""A dry run: everything a send does except sending and recording.
+
+Every message is personalised exactly as a real send would (so a broken merge
+field fails here, naming the recipient), no provider is contacted and no
+record changes. The result is build/issue-N/dry-run/manifest.csv (who would get
+the issue, from which lists, who is skipped or excluded and why; spreadsheet-safe)
+and a few complete sample messages as .eml. One manifest row per person, a fixed
+handful of files: 100,000 recipients make one larger CSV, not 100,000 files.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audience import Audience, spreadsheet_safe
+from .errors import CampaignError, ContentError
+from .mime import UnusableAddress, build_message
+from .personalize import envelope_for, personalize
+from .render import RenderedIssue
+from .send import SendOptions, check_merge_fields
+
+MANIFEST_COLUMNS = ("line", "email", "name", "lists", "action", "reason")
+SAMPLES = 3
+
+REASONS = {
+    "accepted": "already accepted: never sent twice",
+    "rejected": "rejected by the provider earlier",
+    "unknown": "delivery unknown: sent only with --resend-unknown",
+    "in_flight": "delivery unknown (a send stopped mid-batch): sent only with --resend-unknown",
+    "pending": "not yet sent: sent only without --retry-failed",
+    "failed": "failed earlier",
+}
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    directory: Path
+    manifest: Path
+    samples: tuple[Path, ...]
+    would_send: int
+    skipped: int                      # in the audience, but the ledger says not this time
+    excluded: int                     # not in the audience: invalid, duplicate, suppressed, not on a list
+    largest_html: int                 # bytes of the largest personalised HTML (Gmail clips ~102 KB)
+
+
+def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[str, str],
+            options: SendOptions = SendOptions(), *, samples: int = SAMPLES) -> DryRunReport:
+    """Personalise every message of a send, send none; write the manifest and a few .eml samples.
+
+    `statuses` is the ledger's {email: status} for the send's kind (ledger.statuses_read_only).
+    """
+    check_merge_fields(issue, audience.recipients)
+    directory = settings.issue_build_dir(issue.number) / "dry-run"
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("sample-*.eml"):
+        old.unlink()
+    eligible = set(options.eligible())
+    rows: list[tuple[int, list[str]]] = []
+    written: list[Path] = []
+    would_send = skipped = largest = 0
+    for recipient in audience.recipients:
+        envelope = envelope_for(recipient, settings, issue.number)
+        try:
+            message = personalize(issue, envelope)
+        except ContentError as error:
+            raise ContentError(f"{recipient.email} (recipients line {recipient.line}): {error}") from None
+        largest = max(largest, len(message.html.encode("utf-8")))
+        status = statuses.get(recipient.email, "pending")
+        lists = ";".join(recipient.lists)
+        if status in eligible:
+            would_send += 1
+            rows.append((recipient.line, [recipient.email, recipient.name, lists, "send", ""]))
+            if len(written) < samples:
+                written.append(_write_sample(directory / f"sample-{len(written) + 1}.eml", issue, envelope,
+                                             settings))
+        else:
+            skipped += 1
+            rows.append((recipient.line, [recipient.email, recipient.name, lists, "skip", REASONS[status]]))
+    for exclusion in audience.exclusions:
+        rows.append((exclusion.line, [exclusion.email, exclusion.name, "", "excluded", exclusion.reason]))
+    rows.sort(key=lambda row: row[0])
+    manifest = directory / "manifest.csv"
+    try:
+        with manifest.open("w", encoding="utf-8-sig", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(MANIFEST_COLUMNS)
+            for line, cells in rows:
+                writer.writerow([str(line), *(spreadsheet_safe(cell) for cell in cells)])
+    except OSError as error:
+        raise CampaignError(f"{manifest}: cannot write the manifest ({error.strerror})") from None
+    return DryRunReport(directory=directory, manifest=manifest, samples=tuple(written), would_send=would_send,
+                        skipped=skipped, excluded=len(audience.exclusions), largest_html=largest)
+
+
+def _write_sample(path: Path, issue: RenderedIssue, envelope, settings) -> Path:
+    try:
+        message = build_message(issue, envelope, sender=settings.sender, links=settings.links)
+    except UnusableAddress as error:
+        raise CampaignError(f"{envelope.email}: {error}") from None
+    path.write_bytes(message.as_bytes())
+    return path
