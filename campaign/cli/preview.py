@@ -17,6 +17,9 @@ def preview(
     as_email: AsOption = None,
     recipients: RecipientsOption = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in the default browser.")] = False,
+    screenshots: Annotated[bool, typer.Option(
+        "--screenshots", help="Also save PNG screenshots at 375 px (phone) and 600 px (desktop) with "
+                              "headless Chromium.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Render an issue to build/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
@@ -25,5 +28,10 @@ def preview(
     files = write_preview(settings, issue, envelope)
     out.print(f"HTML: {files.html}  ({files.size_bytes / 1024:.1f} KB)")
     out.print(f"Text: {files.text}")
+    if screenshots:
+        from ..screenshots import take_screenshots  # noqa: PLC0415  (needs Chromium; only when asked)
+
+        for shot in take_screenshots(files.html):
+            out.print(f"Screenshot: {shot}")
     if open_browser:
         webbrowser.open(files.html.resolve().as_uri())
