@@ -7,6 +7,7 @@ environment. Every path in campaign.toml is relative to the file itself.
 from __future__ import annotations
 
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Mapping
 from .errors import ConfigError
 
 CONFIG_FILE = "campaign.toml"
+SECRET_FILE = ".campaign-secret"
 PROVIDERS = ("outbox", "smtp", "sendgrid")
 SMTP_SECURITY = ("starttls", "tls", "none")
 
@@ -212,8 +214,33 @@ def _build_settings(root: Path, path: Path, raw: dict, environ: Mapping[str, str
         lists=_lists(raw.get("lists", {}), path),
         smtp=smtp,
         sendgrid=sendgrid,
-        token_secret=environ.get("CAMPAIGN_TOKEN_SECRET", ""),
+        token_secret=environ.get("CAMPAIGN_TOKEN_SECRET") or _project_secret(root),
     )
+
+
+def _project_secret(root: Path) -> str:
+    """The key that makes per-recipient link tokens unguessable, when the environment gives none.
+
+    Made once per project and kept in .campaign-secret (not committed), so the
+    same person keeps the same token from one issue to the next.
+    """
+    path = root / SECRET_FILE
+    try:
+        secret = path.read_text(encoding="ascii").strip()
+        if secret:
+            return secret
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    secret = secrets.token_urlsafe(32)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text(encoding="ascii").strip()
+    except OSError:
+        return secret  # read-only project folder: tokens stay unguessable for this run
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(secret + "\n")
+    return secret
 
 
 def _lists(raw: dict, path: Path) -> tuple[MailingList, ...]:
