@@ -63,10 +63,10 @@ def lists_command(config: ConfigOption = None, recipients: RecipientsOption = No
     for mailing_list in settings.lists:
         audience = select_audience(recipient_file, (mailing_list.name,), suppressions)
         say(f"{mailing_list.name:<16} {len(audience.recipients):>10,} "
-        f"{len(audience.excluded('suppressed')):>10,}  {mailing_list.description}")
+            f"{len(audience.excluded('suppressed')):>10,}  {mailing_list.description}")
     if recipient_file.problems:
         note(f"{len(recipient_file.problems):,} rows of {recipient_file.path} cannot be used; "
-        "see `campaign recipients check`")
+             "see `campaign recipients check`")
 
 
 @command("audience")
@@ -84,7 +84,7 @@ def audience_command(
     audience = select_audience(recipient_file, selected, suppressed_emails_at(settings.database))
     title = f"Issue {issue} to" if issue else "Sending to"
     say(f"{title} {', '.join(selected)}: {len(audience.recipients):,} recipients "
-              f"({', '.join(f'{name} {audience.count_on(name):,}' for name in selected)})")
+        f"({', '.join(f'{name} {audience.count_on(name):,}' for name in selected)})")
     if audience.exclusions:
         say(f"{len(audience.exclusions):,} rows of {recipient_file.path} left out:")
         for exclusion in audience.exclusions:
@@ -111,8 +111,8 @@ def recipients_check(
         email = f" {problem.email}:" if problem.email else ""
         say(f"{name}:{problem.line}: {severity}:{email} {problem.reason}")
     say(f"{recipient_file.row_count:,} rows: {len(recipient_file.rows):,} valid "
-              f"({recipient_file.unique_count():,} unique addresses), "
-              f"{len(recipient_file.problems):,} with errors, {len(recipient_file.warnings):,} warnings")
+        f"({recipient_file.unique_count():,} unique addresses), "
+        f"{len(recipient_file.problems):,} with errors, {len(recipient_file.warnings):,} warnings")
     if recipient_file.problems:
         raise typer.Exit(1)
 
@@ -152,7 +152,7 @@ def suppress_import(
     for problem in result.problems:
         note(f"{file}:{problem.line}: {problem.email or '(empty)'}: {problem.reason}")
     say(f"imported {result.added:,} suppressions, {result.already:,} already suppressed, "
-              f"{len(result.problems):,} rows not imported")
+        f"{len(result.problems):,} rows not imported")
     if result.problems:
         raise typer.Exit(1)
 
