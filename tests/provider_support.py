@@ -13,11 +13,27 @@ TRICKY_NAME = "Ana & <b>Bob</b>"
 INJECTION_NAME = "Eve\r\nBcc: x@example.com"
 
 
-def provider_settings(root: Path, **environ: str) -> Settings:
-    """Default settings (no campaign.toml of the project), plus environment overrides."""
+# Every [smtp]/[sendgrid] field is written out: config.load_settings applies environment
+# overrides to a shallow copy of its DEFAULTS, so a value set by an earlier call in the
+# same process would otherwise leak into these settings.
+BASE_CONFIG = """
+[smtp]
+host = "localhost"
+port = 587
+security = "starttls"
+username = ""
+timeout = 30.0
+
+[sendgrid]
+api_url = "https://api.sendgrid.com"
+timeout = {sendgrid_timeout}
+"""
+
+
+def provider_settings(root: Path, sendgrid_timeout: float = 30.0, **environ: str) -> Settings:
+    """Default settings (not the project's campaign.toml), plus environment overrides."""
     config = root / "campaign.toml"
-    if not config.exists():
-        config.write_text("", encoding="utf-8")
+    config.write_text(BASE_CONFIG.format(sendgrid_timeout=sendgrid_timeout), encoding="utf-8")
     return load_settings(config, environ={"CAMPAIGN_TOKEN_SECRET": "test-secret", **environ})
 
 

@@ -252,8 +252,7 @@ def test_5xx_is_transient(sendgrid_server, provider, status):
 
 
 def test_a_timeout_after_sending_is_unknown_for_every_recipient_and_names_the_host(sendgrid_server, tmp_path):
-    (tmp_path / "campaign.toml").write_text("[sendgrid]\ntimeout = 0.3\n", encoding="utf-8")
-    settings = provider_settings(tmp_path, SENDGRID_API_URL=sendgrid_server.url,
+    settings = provider_settings(tmp_path, sendgrid_timeout=0.3, SENDGRID_API_URL=sendgrid_server.url,
                                  SENDGRID_API_KEY=sendgrid_server.api_key)
     sendgrid_server.script(Fault.timeout(seconds=1.5))
     started = time.monotonic()

@@ -6,6 +6,7 @@
     SmtpServer(login=("user", "secret"))            # require AUTH PLAIN/LOGIN, no TLS needed
     server.drop_next("MAIL")                        # close the connection at the next MAIL FROM
     server.drop_next("DATA")                        # ...or after storing the next message, before answering
+    server.drop_next("MAIL", for_good=True)         # ...and stop listening (the server went away)
     ...
     server.messages[0].message["To"]                # what arrived, parsed
     server.stop()
@@ -37,7 +38,7 @@ class StoredMessage:
 @dataclass
 class _Script:
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
-    drops: list[str] = field(default_factory=list)     # "MAIL" | "RCPT" | "DATA", consumed in order
+    drops: list[tuple[str, bool]] = field(default_factory=list)  # (stage, for_good), consumed in order
     login: tuple[str, str] | None = None
 
 
@@ -131,19 +132,25 @@ class SmtpServer:
             text = "4.2.1 try again later"
         self._script.refused[address.lower()] = (code, text)
 
-    def drop_next(self, stage: str = "MAIL") -> None:
-        """Close the connection at the next MAIL, RCPT or DATA (DATA: after storing the message)."""
+    def drop_next(self, stage: str = "MAIL", *, for_good: bool = False) -> None:
+        """Close the connection at the next MAIL, RCPT or DATA (DATA: after storing the message).
+
+        for_good=True: also stop accepting connections, as a server that went away.
+        """
         if stage not in ("MAIL", "RCPT", "DATA"):
             raise ValueError(f"stage must be MAIL, RCPT or DATA, not {stage!r}")
         with self._lock:
-            self._script.drops.append(stage)
+            self._script.drops.append((stage, for_good))
 
     def _take_drop(self, stage: str) -> bool:
+        """Called from the server's event loop: is this the scripted moment to hang up?"""
         with self._lock:
-            if self._script.drops and self._script.drops[0] == stage:
-                self._script.drops.pop(0)
-                return True
-            return False
+            if not self._script.drops or self._script.drops[0][0] != stage:
+                return False
+            _, for_good = self._script.drops.pop(0)
+        if for_good and self._controller is not None and self._controller.server is not None:
+            self._controller.server.close()  # stop listening; this connection is closed by the caller
+        return True
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         if not isinstance(auth_data, LoginPassword) or self._script.login is None:
