@@ -1,0 +1,220 @@
+"""`campaign send` and `campaign status` end to end: real render, real local SendGrid and SMTP servers.
+
+The project is issue 30 from this repository with a small recipients file. Issue 30
+has placeholder links on purpose, so the preflight gate refuses it: real sends here
+pass --force (and check that the ledger records it). SpamAssassin is kept off PATH:
+scoring costs seconds per call and is tested with the checks, not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from campaign import ledger
+from campaign.audience import Audience
+from campaign.cli import app
+from campaign.dry_run import dry_run
+from campaign.errors import ContentError
+from campaign.ledger import open_ledger
+from campaign.personalize import MergeTemplate
+from campaign.providers.sendgrid import SendGridProvider
+from campaign.providers.smtp import SmtpProvider
+from campaign.send import SendOptions, StopSignal, send_issue
+from campaign.suppressions import add_suppression
+from send_support import API_KEY, make_settings, people, small_issue
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPIENTS = """email,name,organisation,city,country,lists
+ana@example.org,Ana & <b>Bob</b>,City of Lima,Lima,Peru,members;embassies
+bo@example.org,Bo Lee,City of Seoul,Seoul,Korea,members
+=cmd@example.org,=HYPERLINK("x"),Evil,Nowhere,None,members
+carla@example.org,Carla Diaz,Embassy of Chile,Seoul,Chile,embassies
+dan@example.org,Dan Suppressed,City of Oslo,Oslo,Norway,members
+bo@example.org,Bo Lee,City of Seoul,Seoul,Korea,embassies
+"""
+AUDIENCE = {"ana@example.org", "bo@example.org", "=cmd@example.org", "carla@example.org"}
+
+
+@pytest.fixture
+def project(tmp_path, sendgrid_server, smtp_server, monkeypatch):
+    (tmp_path / "campaign.toml").write_text(
+        f'content_dir = "{REPO / "content"}"\nlayouts_dir = "{REPO / "layouts"}"\n'
+        'recipients = "recipients.csv"\ndatabase = "campaign.db"\nprovider = "sendgrid"\n'
+        '[lists.members]\ndescription = "Member cities"\n[lists.embassies]\ndescription = "Embassies"\n',
+        encoding="utf-8")
+    (tmp_path / "recipients.csv").write_text(RECIPIENTS, encoding="utf-8")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))   # no SpamAssassin (see module doc)
+    for name, value in {"SENDGRID_API_URL": sendgrid_server.url, "SENDGRID_API_KEY": API_KEY,
+                        "CAMPAIGN_TOKEN_SECRET": "secret", "SMTP_HOST": smtp_server.host,
+                        "SMTP_PORT": str(smtp_server.port), "SMTP_SECURITY": "none"}.items():
+        monkeypatch.setenv(name, value)
+    connection = open_ledger(tmp_path / "campaign.db")
+    add_suppression(connection, "dan@example.org", "unsubscribed")
+    connection.close()
+    return tmp_path
+
+
+def campaign(project: Path, *args: str):
+    result = CliRunner().invoke(app, [*args, "--config", str(project / "campaign.toml")])
+    return result
+
+
+def deliveries(project: Path, kind: str = "real") -> dict[str, str]:
+    connection = open_ledger(project / "campaign.db")
+    try:
+        return ledger.status_by_email(connection, 30, kind)
+    finally:
+        connection.close()
+
+
+def test_dry_run_contacts_no_provider_changes_no_record_and_writes_a_manifest(project, sendgrid_server):
+    before = (project / "campaign.db").read_bytes()
+    result = campaign(project, "send", "--issue", "30", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would send: 4" in result.output and "excluded: 2" in result.output
+    assert sendgrid_server.mail_sends() == []
+    assert deliveries(project) == {} and (project / "campaign.db").read_bytes() == before
+    directory = project / "build" / "issue-30" / "dry-run"
+    assert sorted(path.name for path in directory.iterdir()) == [
+        "manifest.csv", "sample-1.eml", "sample-2.eml", "sample-3.eml"]
+    with (directory / "manifest.csv").open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    actions = Counter((row["email"], row["action"]) for row in rows)
+    assert actions[("ana@example.org", "send")] == 1                  # on both lists: one row, one copy
+    assert actions[("bo@example.org", "send")] == 1 and actions[("bo@example.org", "excluded")] == 1
+    suppressed = next(row for row in rows if row["email"] == "dan@example.org")
+    assert suppressed["action"] == "excluded" and "unsubscribed" in suppressed["reason"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+    assert actions[("'=cmd@example.org", "send")] == 1
+    sample = email.message_from_bytes((directory / "sample-1.eml").read_bytes(), policy=email.policy.default)
+    assert sample["To"].addresses[0].addr_spec == "ana@example.org"
+    assert sample["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Ana &amp; &lt;b&gt;Bob&lt;/b&gt;" in sample.get_body(("html",)).get_content()
+
+
+def test_send_without_a_terminal_refuses_unless_yes(project, sendgrid_server):
+    result = campaign(project, "send", "--issue", "30", "--force")
+    assert result.exit_code == 2
+    assert "--yes" in result.output
+    assert sendgrid_server.mail_sends() == []
+
+
+def test_sendgrid_send_mails_each_person_once_and_status_explains(project, sendgrid_server):
+    result = campaign(project, "send", "--issue", "30", "--yes", "--force")
+    assert result.exit_code == 0, result.output
+    assert "recipients: 4 after deduplication and suppressions" in result.output
+    assert "4 accepted" in result.output and "campaign status --issue 30" in result.output
+    assert Counter(sendgrid_server.delivered()) == Counter(AUDIENCE)
+    again = campaign(project, "send", "--issue", "30", "--yes", "--force", "--resend-unknown")
+    assert again.exit_code == 0 and "Nothing to send" in again.output
+    assert len(sendgrid_server.delivered()) == 4
+
+    status = campaign(project, "status", "--issue", "30", "--csv", str(project / "status.csv"))
+    assert status.exit_code == 0, status.output
+    assert "by status:   accepted 4" in status.output
+    assert "members: accepted 3" in status.output and "embassies: accepted 3" in status.output
+    assert "sendgrid: accepted 4" in status.output
+    assert "--force" in status.output and "sent with --force over preflight findings" in status.output
+    with (project / "status.csv").open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert {row["email"].removeprefix("'") for row in rows} == AUDIENCE
+    assert "'=cmd@example.org" in {row["email"] for row in rows}             # spreadsheet-safe
+    assert all(row["status"] == "accepted" and row["message_id"] for row in rows)
+
+
+def test_without_force_the_preflight_gate_stops_the_send(project, sendgrid_server):
+    result = campaign(project, "send", "--issue", "30", "--yes")
+    assert result.exit_code != 0
+    assert "placeholder" in result.output and "--force" in result.output
+    assert sendgrid_server.mail_sends() == []
+
+
+def test_unauthorized_stops_with_nothing_accepted_and_status_shows_why(project, sendgrid_server, monkeypatch):
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+    result = campaign(project, "send", "--issue", "30", "--yes", "--force")
+    assert result.exit_code == 1
+    assert "401" in result.output and "SENDGRID_API_KEY" in result.output
+    assert "accepted" not in set(deliveries(project).values())
+    status = campaign(project, "status", "--issue", "30")
+    assert "stopped" in status.output and "401" in status.output
+
+
+def test_test_send_reaches_only_the_test_addresses_and_changes_no_record(project, sendgrid_server):
+    result = campaign(project, "send", "--issue", "30", "--test-to", "editor@example.com",
+                      "--test-to", "boss@example.com", "--as", "ana@example.org")
+    assert result.exit_code == 0, result.output
+    assert sorted(sendgrid_server.delivered()) == ["boss@example.com", "editor@example.com"]
+    body = sendgrid_server.mail_sends()[0].body
+    assert body["subject"].startswith("[TEST] ")
+    substitutions = body["personalizations"][0]["substitutions"]
+    assert "Ana &amp; &lt;b&gt;Bob&lt;/b&gt;" in substitutions.values()
+    assert deliveries(project) == {}
+    follow_up = campaign(project, "send", "--issue", "30", "--test-to", "dan@example.org")
+    assert "not sent, suppressed" in follow_up.output
+    assert len(sendgrid_server.delivered()) == 2
+
+
+def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, smtp_server):
+    rehearsal = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes", "--force")
+    assert rehearsal.exit_code == 0, rehearsal.output
+    assert "rehearsal" in rehearsal.output
+    assert (project / "build" / "issue-30" / "outbox.mbox").exists()
+    assert deliveries(project, "outbox") == dict.fromkeys(AUDIENCE, "accepted")
+    real = campaign(project, "send", "--issue", "30", "--provider", "smtp", "--yes", "--force")
+    assert real.exit_code == 0, real.output
+    assert Counter(smtp_server.recipients()) == Counter(AUDIENCE)
+    assert deliveries(project) == dict.fromkeys(AUDIENCE, "accepted")
+
+
+# --- library level: provider switch, dry-run scale, broken merge fields ---------------------------
+
+def test_switching_from_sendgrid_to_smtp_half_way_mails_nobody_twice(tmp_path, sendgrid_server, smtp_server):
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": sendgrid_server.url, "SMTP_HOST": smtp_server.host,
+                                        "SMTP_PORT": str(smtp_server.port), "SMTP_SECURITY": "none"})
+    connection = open_ledger(settings.database)
+    stop = StopSignal()
+    first = send_issue(connection, small_issue(), people(30), SendGridProvider(settings), settings,
+                       SendOptions(batch_size=10), stop=stop, on_progress=lambda p: p.done >= 10 and stop.request())
+    assert first.outcome == "interrupted" and first.counts["accepted"] == 10
+    smtp = SmtpProvider(settings)
+    try:
+        second = send_issue(connection, small_issue(), people(30), smtp, settings, SendOptions(batch_size=10))
+    finally:
+        smtp.close()
+    assert second.attempted == 20 and second.counts["accepted"] == 30
+    received = Counter(sendgrid_server.delivered()) + Counter(smtp_server.recipients())
+    assert received == Counter(r.email for r in people(30))
+    by_provider = ledger.counts_by(connection, 30, "real", "provider")
+    assert by_provider == {"sendgrid": {"accepted": 10}, "smtp": {"accepted": 20}}
+
+
+def test_dry_run_of_100000_recipients_writes_one_manifest_and_three_samples(tmp_path):
+    settings = make_settings(tmp_path)
+    audience = Audience(lists=("members",), recipients=tuple(people(100_000)), exclusions=())
+    started = time.perf_counter()
+    report = dry_run(settings, small_issue(), audience, {})
+    elapsed = time.perf_counter() - started
+    assert report.would_send == 100_000
+    assert len(list(report.directory.iterdir())) == 4
+    with report.manifest.open(encoding="utf-8-sig") as stream:
+        assert sum(1 for _ in stream) == 100_001
+    assert elapsed < 20, f"dry run of 100,000 took {elapsed:.1f} s"
+    assert not settings.database.exists()
+
+
+def test_dry_run_fails_on_a_merge_field_a_recipient_has_no_value_for(tmp_path):
+    settings = make_settings(tmp_path)
+    issue = small_issue()
+    issue = issue.__class__(**{**issue.__dict__, "html": MergeTemplate("<p>Hello [[city]]</p>")})
+    audience = Audience(lists=("members",), recipients=tuple(people(3)), exclusions=())
+    with pytest.raises(ContentError, match=r"\[\[city\]\].*person00000@example.org"):
+        dry_run(settings, issue, audience, {})
