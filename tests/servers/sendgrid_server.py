@@ -14,6 +14,9 @@ answered normally again.
 Standalone, for benchmarks:
 
     python tests/servers/sendgrid_server.py --port 0 --delay 0.05 [--api-key KEY] [--no-validate]
+
+prints its base URL (the value for SENDGRID_API_URL) as the first line of stdout
+and serves until SIGTERM or Ctrl-C, then prints a count of requests to stderr.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import argparse
 import functools
 import itertools
 import json
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -353,16 +358,17 @@ def main() -> None:
                             port=options.port).start()
     print(server.url, flush=True)
     if server.validation_skipped:
-        print(f"note: {server.validation_skipped}", flush=True)
+        print(f"note: {server.validation_skipped}", file=sys.stderr, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        while not done.wait(1.0):
+            pass
     finally:
         server.stop()
         sends = server.mail_sends()
-        print(f"{len(sends)} requests, {len(server.delivered())} recipients delivered", flush=True)
+        print(f"{len(sends)} requests, {len(server.delivered())} recipients delivered", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
