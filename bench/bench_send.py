@@ -1,0 +1,165 @@
+"""Sending 100,000 recipients with `campaign send` to the local SendGrid stand-in, a dry run, and a resume.
+
+Run by hand:  .venv/bin/python bench/bench_send.py [RECIPIENTS] [DELAY]   (default 100000 0.05)
+
+Everything goes through the real command line in a subprocess, as a user would
+run it: `campaign send --issue 30 --yes` with CAMPAIGN_PROVIDER=sendgrid,
+SENDGRID_API_URL at tests/servers/sendgrid_server.py on 127.0.0.1 (answering
+202 after DELAY seconds; JSON-schema validation off, since that is SendGrid's
+CPU, not ours, and the tests cover it), a dummy SENDGRID_API_KEY and a
+temporary campaign.toml, recipients file and ledger. The order is:
+
+1. `--dry-run` (personalises every message, writes the manifest, records nothing);
+2. the send (everyone is sent);
+3. the same send again (a resume that finds nothing left to send).
+
+For each: wall time of the process (Python start-up included), its peak RSS
+(from os.wait4, for that process alone), its exit code; for the send, the
+requests and recipients the server received and the ledger's size on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers.sendgrid_server import SendGridServer  # noqa: E402
+
+from bench_personalize import synthetic_recipients  # noqa: E402
+
+CAMPAIGN = ROOT / ".venv" / "bin" / "campaign"
+CONFIG = """\
+content_dir = "{root}/content"
+layouts_dir = "{root}/layouts"
+build_dir = "build"
+recipients = "recipients.csv"
+database = "campaign.db"
+provider = "sendgrid"
+[lists.members]
+description = "Member cities"
+[lists.embassies]
+description = "Embassy contacts"
+"""
+
+
+@dataclass
+class Run:
+    """One `campaign send` process."""
+
+    label: str
+    seconds: float
+    peak_rss_mb: float
+    exit_code: int
+    requests: int = 0                # POST /v3/mail/send received during this run
+    delivered: int = 0               # recipients in accepted requests (duplicates counted)
+    distinct: int = 0                # distinct addresses delivered
+    largest_request: int = 0         # most recipients in one request
+    request_mb: float = 0.0          # bytes of all request bodies
+    output: str = ""                 # the last lines the command printed
+
+
+@dataclass
+class SendTimes:
+    recipients: int
+    delay: float
+    runs: dict[str, Run] = field(default_factory=dict)
+    ledger_mb: float = 0.0
+    ledger_files: str = ""
+    dry_run_mb: float = 0.0          # build/issue-30/dry-run on disk
+    dry_run_files: int = 0
+
+
+def write_recipients(path: Path, count: int) -> None:
+    """`count` distinct valid recipients, half on each list, a tenth on both."""
+    lines = ["email,name,organisation,city,country,lists,language"]
+    for index, recipient in enumerate(synthetic_recipients(count)):
+        lists = "members;embassies" if index % 10 == 0 else ("members" if index % 2 else "embassies")
+        fields = recipient.fields
+        name = fields["name"].replace('"', "")
+        lines.append(f'{recipient.email},"{name}","{fields["organisation"]}",{fields["city"]},'
+                     f'{fields["country"]},{lists},en')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_campaign(label: str, arguments: list[str], folder: Path, environ: dict[str, str]) -> Run:
+    """Run the CLI once; wall time and this process's own peak RSS (os.wait4, not RUSAGE_CHILDREN's max)."""
+    log = folder / f"{label}.log"
+    with open(log, "wb") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen([str(CAMPAIGN), *arguments], cwd=folder, env=environ, stdout=output,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    lines = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return Run(label, seconds, usage.ru_maxrss / 1024, process.returncode, output="\n".join(lines[-8:]))
+
+
+def _count_requests(run: Run, server: SendGridServer) -> Run:
+    sends = server.mail_sends()
+    run.requests = len(sends)
+    delivered = [address for request in sends if request.delivered for address in request.recipients]
+    run.delivered, run.distinct = len(delivered), len(set(delivered))
+    run.largest_request = max((len(request.recipients) for request in sends), default=0)
+    run.request_mb = sum(len(request.raw) for request in sends) / 1e6
+    server.clear()  # the recorded bodies are ~100 MB: let them go before the next run
+    return run
+
+
+def _size(paths: list[Path]) -> float:
+    return sum(path.stat().st_size for path in paths if path.exists()) / 1e6
+
+
+def measure_send(count: int, delay: float) -> SendTimes:
+    times = SendTimes(recipients=count, delay=delay)
+    with tempfile.TemporaryDirectory(prefix="campaign-bench-send-") as name, \
+            SendGridServer(api_key=None, delay=delay, validate=False) as server:
+        folder = Path(name)
+        (folder / "campaign.toml").write_text(CONFIG.format(root=ROOT), encoding="utf-8")
+        write_recipients(folder / "recipients.csv", count)
+        environ = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("CAMPAIGN_", "SENDGRID_", "SMTP_"))}
+        environ.update(CAMPAIGN_PROVIDER="sendgrid", SENDGRID_API_URL=server.url,
+                       SENDGRID_API_KEY="SG.bench-dummy-key", CAMPAIGN_TOKEN_SECRET="bench-secret",
+                       COLUMNS="100", NO_COLOR="1")
+        command = ["send", "--issue", "30", "--yes", "--force", "--config", str(folder / "campaign.toml")]
+
+        times.runs["dry-run"] = _count_requests(
+            run_campaign("dry-run", [*command, "--dry-run"], folder, environ), server)
+        dry_run = folder / "build" / "issue-30" / "dry-run"
+        files = [path for path in dry_run.rglob("*") if path.is_file()]
+        times.dry_run_mb, times.dry_run_files = _size(files), len(files)
+
+        times.runs["send"] = _count_requests(run_campaign("send", command, folder, environ), server)
+        database = folder / "campaign.db"
+        ledger_files = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+        times.ledger_mb = _size(ledger_files)
+        times.ledger_files = ", ".join(f"{path.name} {path.stat().st_size / 1e6:.1f} MB"
+                                       for path in ledger_files if path.exists())
+
+        times.runs["resume"] = _count_requests(run_campaign("resume", command, folder, environ), server)
+    return times
+
+
+def main(count: int, delay: float) -> None:
+    times = measure_send(count, delay)
+    for run in times.runs.values():
+        print(f"{run.label:<8} {run.seconds:7.2f} s  peak RSS {run.peak_rss_mb:6.0f} MB  exit {run.exit_code}  "
+              f"requests {run.requests}  delivered {run.delivered:,} ({run.distinct:,} distinct, "
+              f"at most {run.largest_request:,} per request, {run.request_mb:.0f} MB sent)")
+        print("    " + run.output.replace("\n", "\n    "))
+    print(f"ledger {times.ledger_mb:.1f} MB ({times.ledger_files}); dry run wrote {times.dry_run_files} files, "
+          f"{times.dry_run_mb:.1f} MB")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, float(sys.argv[2]) if len(sys.argv) > 2 else 0.05)
