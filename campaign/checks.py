@@ -84,7 +84,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
         *check_layout_links(page, issue),
         *check_content_images(issue),
         *check_layout_images(page),
-        *check_size(longest, page),
+        *check_size(longest, page, issue),
         *check_compliance(rendered, page, settings),
         *check_fields(rendered, known),
         *check_repeated_paragraphs(issue),
@@ -285,11 +285,13 @@ def check_layout_images(page: Page) -> list[Finding]:
 
 # -- size -----------------------------------------------------------------------------------
 
-def check_size(longest_html: str, page: Page) -> list[Finding]:
+def check_size(longest_html: str, page: Page, issue: Issue) -> list[Finding]:
     findings = []
     size = len(longest_html.encode("utf-8"))
     if size > HTML_LIMIT:
-        findings.append(Finding(ERROR, "html-too-large", "the issue as a whole",
+        where, _, longest = max(parts(issue), key=lambda part: len(part[2].body.encode("utf-8")))
+        findings.append(Finding(ERROR, "html-too-large", f"{place(issue.folder, issue)}/, longest text in {where} "
+                                f"({len(longest.body.encode('utf-8')) / 1024:.0f} KB)",
                                 f"final HTML is {size / 1024:.0f} KB for the longest personalisation; "
                                 f"Gmail clips messages over about 102 KB (limit here {HTML_LIMIT // 1024} KB)",
                                 "shorten the stories and link to the full text on the website"))
