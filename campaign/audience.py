@@ -290,14 +290,14 @@ class _RowChecker:
 def select_audience(
     recipient_file: RecipientFile,
     lists: Sequence[str],
-    suppressions: Mapping[str, tuple[str, str]] | None = None,
+    suppressions: Mapping[str, tuple[str, str]],
 ) -> Audience:
     """One Recipient per address on any of `lists`, minus suppressions; every other row explained.
 
     `lists` are known list names (see `resolve_lists`); `suppressions` maps a
     normalised address to (reason, date), as `suppressions.suppressed_emails` returns.
+    It has no default on purpose: every send, dry run and test send to lists applies them.
     """
-    suppressions = suppressions or {}
     selected = tuple(lists)
     exclusions = [Exclusion(problem.email, problem.line, problem.reason, "invalid")
                   for problem in recipient_file.problems]

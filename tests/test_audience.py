@@ -187,7 +187,7 @@ def test_duplicate_differing_in_case_is_one_recipient_merging_its_lists(settings
     recipients = load(settings, text)
     assert [(warning.line, warning.reason) for warning in recipients.warnings] == [
         (4, "duplicate of line 2 (one copy is sent)")]
-    audience = select_audience(recipients, ("members", "embassies"))
+    audience = select_audience(recipients, ("members", "embassies"), {})
     assert [recipient.email for recipient in audience.recipients] == ["ana@example.org", "bob@example.org"]
     assert audience.recipients[0].lists == ("members", "embassies")
     assert audience.recipients[0].name == "Ana" and audience.recipients[0].line == 2
