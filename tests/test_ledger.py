@@ -1,0 +1,118 @@
+"""The SQLite ledger: schema, write-ahead rows, and what survives a process dying mid-write."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from campaign import ledger
+from campaign.ledger import Outcome, applied_migrations, open_ledger
+
+
+@pytest.fixture
+def connection(tmp_path):
+    db = open_ledger(tmp_path / "campaign.db")
+    yield db
+    db.close()
+
+
+def freeze(connection, emails, kind="real"):
+    run = ledger.start_run(connection, 30, kind, "sendgrid")
+    ledger.freeze_audience(connection, 30, kind, ((email, "N", ("members",)) for email in emails), run)
+    return run
+
+
+def test_migrations_are_recorded_once_and_the_database_is_in_wal_mode(tmp_path):
+    first = open_ledger(tmp_path / "campaign.db")
+    names = applied_migrations(first)
+    assert names[:2] == ["0001_suppressions", "0002_send_ledger"]
+    first.close()
+    again = open_ledger(tmp_path / "campaign.db")
+    assert applied_migrations(again) == names
+    assert again.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_freezing_twice_never_touches_existing_rows(connection):
+    run = freeze(connection, ["a@example.org", "b@example.org"])
+    ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "sendgrid", "30-1-1", run)
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1")])
+    assert ledger.freeze_audience(connection, 30, "real",
+                                  [("a@example.org", "N", ()), ("c@example.org", "C", ())], run) == 1
+    assert ledger.status_by_email(connection, 30, "real") == {
+        "a@example.org": "accepted", "b@example.org": "pending", "c@example.org": "pending"}
+
+
+def test_an_accepted_row_can_never_change_status(connection):
+    run = freeze(connection, ["a@example.org"])
+    ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "sendgrid", "30-1-1", run)
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1")])
+    ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "smtp", "30-2-1", run)   # ignored
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "failed", error="x")])  # ignored
+    row = ledger.deliveries(connection, 30, "real")[0]
+    assert (row.status, row.provider, row.message_id, row.attempts) == ("accepted", "sendgrid", "msg-1", 1)
+    with pytest.raises(sqlite3.IntegrityError, match="accepted delivery is final"):
+        connection.execute("UPDATE deliveries SET status = 'pending'")
+
+
+def test_rows_left_in_flight_become_unknown_with_a_reason(connection):
+    run = freeze(connection, ["a@example.org", "b@example.org"])
+    ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "sendgrid", "30-1-1", run)
+    recovered = ledger.recover_in_flight(connection, 30, "real")
+    assert [row.email for row in recovered] == ["a@example.org"]
+    row = ledger.deliveries(connection, 30, "real", ["unknown"])[0]
+    assert "--resend-unknown" in row.last_error and row.batch_id == "30-1-1"
+
+
+def test_rehearsal_rows_are_kept_apart_from_real_deliveries(connection):
+    run = freeze(connection, ["a@example.org"], kind="outbox")
+    ledger.mark_in_flight(connection, 30, "outbox", ["a@example.org"], "outbox", "30-1-1", run)
+    ledger.record_outcomes(connection, 30, "outbox", [Outcome("a@example.org", "accepted")])
+    assert ledger.status_by_email(connection, 30, "real") == {}
+    assert ledger.counts(connection, 30, "outbox")["accepted"] == 1
+    assert ledger.kinds_recorded(connection, 30) == ["outbox"]
+
+
+def test_reading_statuses_for_a_dry_run_creates_nothing(tmp_path):
+    path = tmp_path / "absent.db"
+    assert ledger.statuses_read_only(path, 30, "real") == {}
+    assert not path.exists()
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from campaign import ledger
+    connection = ledger.open_ledger(Path(sys.argv[1]))
+    emails = [f"p{n}@example.org" for n in range(2000)]
+    run = ledger.start_run(connection, 30, "real", "sendgrid")
+    ledger.freeze_audience(connection, 30, "real", ((e, "N", ("members",)) for e in emails), run)
+    print("ready", flush=True)
+    batch = 0
+    while True:
+        batch += 1
+        ledger.mark_in_flight(connection, 30, "real", emails, "sendgrid", f"batch-{batch}", run)
+        ledger.record_outcomes(connection, 30, "real",
+                               [ledger.Outcome(e, "failed", error=f"batch-{batch}") for e in emails])
+""")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_process_killed_mid_write_leaves_whole_transactions_only(tmp_path, seed):
+    database = tmp_path / "campaign.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(database)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    time.sleep(random.Random(seed).uniform(0.05, 0.3))
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    connection = open_ledger(database)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = connection.execute("SELECT status, batch_id, last_error FROM deliveries").fetchall()
+    assert len(rows) == 2000
+    assert len({tuple(row) for row in rows}) == 1, "a transaction was half applied"
