@@ -1,0 +1,72 @@
+"""SpamAssassin (local tests only) on a complete personalised issue-30 message."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from campaign import spam
+from campaign.config import load_settings
+from campaign.mime import build_message
+from campaign.personalize import Envelope, merge_values
+from campaign.render import render_issue
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_spamassassin = pytest.mark.skipif(
+    shutil.which("spamassassin") is None,
+    reason="SpamAssassin is not installed (apt-get install spamassassin; .ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return replace(load_settings(ROOT / "campaign.toml"), token_secret="test-secret")
+
+
+def ana(settings) -> Envelope:
+    columns = {"name": "Ana Souza", "organisation": "Prefeitura de São Paulo", "city": "São Paulo",
+               "country": "Brazil"}
+    values = merge_values("ana.souza@example.org", "Ana Souza", columns, issue_number=30,
+                          links=settings.links, token_secret=settings.token_secret)
+    return Envelope(email="ana.souza@example.org", name="Ana Souza", fields=values)
+
+
+@needs_spamassassin
+def test_personalised_issue_30_scores_below_one(settings):
+    message = build_message(render_issue(settings, 30), ana(settings), sender=settings.sender,
+                            links=settings.links)
+    report = spam.score_message(message.as_bytes())
+    assert report.score < 1.0, report.summary()
+    assert report.required == 5.0
+    assert {rule.name for rule in report.rules} >= {"HTML_MESSAGE"}
+    assert spam.findings_for(report) == []
+
+
+@needs_spamassassin
+def test_a_spammy_message_scores_high_and_becomes_a_finding():
+    message = (b"From: winner@example.com\r\nTo: you@example.org\r\nSubject: FREE MONEY!!! ACT NOW!!!\r\n\r\n"
+               b"Dear friend, you have WON $1,000,000 USD. Click here to claim your FREE prize. 100% guaranteed, "
+               b"no risk, act now, limited time offer, cash bonus, viagra, casino, lottery winner!!!\r\n")
+    report = spam.score_message(message)
+    assert report.score >= spam.WARN_AT, report.summary()
+    findings = spam.findings_for(report)
+    assert [finding.code for finding in findings] == ["spam-score"]
+    assert any(rule.name in findings[0].message for rule in report.rules if rule.points > 0)
+
+
+def test_report_parsing_reads_score_and_wrapped_rule_descriptions():
+    output = """Content analysis details:   (0.7 points, 5.0 required)
+
+ pts rule name              description
+---- ---------------------- --------------------------------------------------
+-0.0 NO_RELAYS              Informational: message was not relayed via SMTP
+ 0.7 HTML_FONT_LOW_CONTRAST BODY: HTML font color similar or identical to
+                            background
+
+"""
+    report = spam.parse_report(output)
+    assert report.score == 0.7 and report.required == 5.0
+    assert [(rule.name, rule.points) for rule in report.rules] == [("NO_RELAYS", -0.0), ("HTML_FONT_LOW_CONTRAST", 0.7)]
+    assert report.rules[1].description == "BODY: HTML font color similar or identical to background"
