@@ -163,12 +163,12 @@ def load_recipients(path: Path, settings: Settings) -> RecipientFile:
         raise RecipientsError(f"{path}: no such recipients file; check --recipients or campaign.toml") from None
     except IsADirectoryError:
         raise RecipientsError(f"{path}: is a folder, not a recipients CSV file") from None
-    except UnicodeDecodeError as error:
-        raise RecipientsError(
-            f"{path}: not UTF-8 text (byte {error.start} cannot be decoded); save it as CSV UTF-8"
-        ) from None
+    except UnicodeDecodeError:
+        raise RecipientsError(f"{path}: not UTF-8 text; save it as CSV UTF-8 (Excel: Save As, CSV UTF-8)") from None
     except csv.Error as error:
         raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
+    except OSError as error:
+        raise RecipientsError(f"{path}: cannot read the recipients file ({error.strerror})") from None
 
 
 def _read(path: Path, reader, list_names: tuple[str, ...]) -> RecipientFile:

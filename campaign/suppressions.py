@@ -71,6 +71,8 @@ def import_suppressions(connection: sqlite3.Connection, path: Path) -> ImportRes
         raise RecipientsError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
     except csv.Error as error:
         raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
+    except OSError as error:
+        raise RecipientsError(f"{path}: cannot read the suppressions file ({error.strerror})") from None
     added = 0
     with transaction(connection):
         for suppression in suppressions:

@@ -273,3 +273,19 @@ def test_project_example_recipients_file_is_clean_and_has_people_on_both_lists()
     both = [row for row in recipients.rows if set(row.lists) == {"members", "embassies"}]
     assert both
     assert any(not row.name.isascii() for row in recipients.rows)
+
+
+def test_folder_instead_of_a_file_is_an_error_naming_it(settings, tmp_path):
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(RecipientsError, match="folder.csv: is a folder"):
+        load_recipients(tmp_path / "folder.csv", settings)
+
+
+def test_address_with_a_display_name_is_invalid(settings):
+    recipients = load(settings, HEADER + '"Ana <ana@example.org>",Ana,Org,City,Peru,members\n')
+    assert recipients.problems[0].reason.startswith("invalid address: ")
+
+
+def test_list_names_may_be_separated_by_commas_and_spaces_inside_quotes(settings):
+    recipients = load(settings, HEADER + 'ana@example.org,Ana,Org,City,Peru," embassies , members "\n')
+    assert recipients.rows[0].lists == ("members", "embassies")
