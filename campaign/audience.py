@@ -239,13 +239,14 @@ class _RowChecker:
             self.problem(line, "", "empty email")
             return
         lists = self.lists(cells[self.lists_index])
-        if isinstance(lists, str):
-            self.problem(line, written, lists)
-            return
         try:
             email = normalise_email(written)
         except EmailNotValidError as error:
-            self.problem(line, written, f"invalid address: {error}")
+            reasons = [f"invalid address: {error}"] + ([lists] if isinstance(lists, str) else [])
+            self.problem(line, written, "; ".join(reasons))
+            return
+        if isinstance(lists, str):
+            self.problem(line, written, lists)
             return
         fields = self.fields(line, written, cells)
         first = self.first_line.setdefault(email, line)

@@ -289,3 +289,9 @@ def test_address_with_a_display_name_is_invalid(settings):
 def test_list_names_may_be_separated_by_commas_and_spaces_inside_quotes(settings):
     recipients = load(settings, HEADER + 'ana@example.org,Ana,Org,City,Peru," embassies , members "\n')
     assert recipients.rows[0].lists == ("members", "embassies")
+
+
+def test_row_with_an_invalid_address_and_an_unknown_list_reports_both(settings):
+    recipients = load(settings, HEADER + "ana@,Ana,Org,City,Peru,newsletter\n")
+    [problem] = recipients.problems
+    assert problem.reason.startswith("invalid address: ") and "unknown list 'newsletter'" in problem.reason
