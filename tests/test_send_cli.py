@@ -218,3 +218,16 @@ def test_dry_run_fails_on_a_merge_field_a_recipient_has_no_value_for(tmp_path):
     audience = Audience(lists=("members",), recipients=tuple(people(3)), exclusions=())
     with pytest.raises(ContentError, match=r"\[\[city\]\].*person00000@example.org"):
         dry_run(settings, issue, audience, {})
+
+
+def test_a_later_list_and_a_new_suppression_never_mail_anyone_twice(project, sendgrid_server):
+    members = campaign(project, "send", "--issue", "30", "--list", "members", "--yes", "--force")
+    assert members.exit_code == 0, members.output
+    assert sorted(sendgrid_server.delivered()) == ["=cmd@example.org", "ana@example.org", "bo@example.org"]
+    connection = open_ledger(project / "campaign.db")
+    add_suppression(connection, "carla@example.org", "unsubscribed")
+    connection.close()
+    everyone = campaign(project, "send", "--issue", "30", "--yes", "--force")
+    assert everyone.exit_code == 0, everyone.output
+    assert "Nothing to send" in everyone.output
+    assert Counter(sendgrid_server.delivered()) == Counter(AUDIENCE - {"carla@example.org"})
