@@ -6,6 +6,7 @@ environment. Every path in campaign.toml is relative to the file itself.
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import tomllib
@@ -132,7 +133,7 @@ def load_settings(
     """Read campaign.toml (or embedded defaults when there is none) and the environment."""
     environ = os.environ if environ is None else environ
     path, raw = _read_config_file(config_path)
-    merged = _merge(DEFAULTS, raw)
+    merged = _merge(copy.deepcopy(DEFAULTS), raw)  # environment overrides must not leak into DEFAULTS
     for variable, keys in ENVIRONMENT.items():
         if environ.get(variable):
             _set_nested(merged, keys, environ[variable])
