@@ -212,3 +212,21 @@ def test_batch_size_above_the_provider_limit_is_refused(settings, connection):
 
     with pytest.raises(UsageError, match="between 1 and 1,000"):
         send(connection, settings, people(3), options=SendOptions(batch_size=5000))
+
+
+def test_connection_refused_is_retried_then_failed_and_the_send_pauses(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": f"http://127.0.0.1:{closed_port}"})
+    connection = open_ledger(settings.database)
+    sleeps = Sleeps()
+    report = send(connection, settings, people(50), sleeps=sleeps,
+                  policy=RetryPolicy(max_attempts=3, base_delay=0.01, pause_after=2))
+    assert report.outcome == "paused"
+    assert report.counts["failed"] == 20 and report.counts["pending"] == 30
+    assert len(sleeps) == 4                                 # 2 waits per batch, then given up
+    failed = ledger.deliveries(connection, 30, "real", ["failed"])[0]
+    assert f"127.0.0.1:{closed_port}" in failed.last_error and "gave up after 3 attempts" in failed.last_error
