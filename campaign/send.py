@@ -29,8 +29,8 @@ from typing import Callable, Iterator, Sequence
 
 from . import ledger
 from .audience import Recipient
-from .errors import CampaignError, ChecksFailed, ContentError, LedgerError, ProviderAuthError, ProviderError, \
-    TransientProviderError, UsageError
+from .errors import (ChecksFailed, ContentError, LedgerError, ProviderAuthError, ProviderError,
+                     TransientProviderError, UsageError)
 from .ledger import ACCEPTED, FAILED, PENDING, REJECTED, UNKNOWN, Outcome
 from .personalize import SAMPLE_RECIPIENT, Envelope, MergeTemplate, envelope_for
 from .providers.base import Batch, Provider, ProviderInfo
@@ -285,10 +285,10 @@ class _SendLoop:
     accepted: int = 0
     not_accepted: int = 0
 
-    def run(self, recipients: Sequence[Recipient], settings, findings: str) -> SendReport:
+    def _prepare(self, recipients: Sequence[Recipient], findings: str) -> tuple[list[Recipient], list]:
+        """Start the run: crashed runs and in-flight rows settled, audience frozen; returns (todo, recovered)."""
         number, connection = self.issue.number, self.connection
         self.kind = kind_of(self.provider.info, self.options)
-        size = batch_size_for(self.provider.info, self.options.batch_size)
         ledger.mark_crashed_runs(connection, number, self.kind)
         self.run_id = ledger.start_run(connection, number, self.kind, self.provider.info.name,
                                        self.options.describe(), bool(findings), findings)
@@ -297,7 +297,12 @@ class _SendLoop:
                                ((r.email, r.name, tuple(r.lists)) for r in recipients), self.run_id)
         statuses = ledger.status_by_email(connection, number, self.kind)
         eligible = set(self.options.eligible())
-        todo = [recipient for recipient in recipients if statuses.get(recipient.email) in eligible]
+        return [r for r in recipients if statuses.get(r.email) in eligible], recovered
+
+    def run(self, recipients: Sequence[Recipient], settings, findings: str) -> SendReport:
+        number, connection = self.issue.number, self.connection
+        size = batch_size_for(self.provider.info, self.options.batch_size)
+        todo, recovered = self._prepare(recipients, findings)
         batches = [todo[start:start + size] for start in range(0, len(todo), size)]
         self.total = len(todo)
         self._progress()

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, ProgressColumn, TextColumn, \
-    TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bar
 from rich.text import Text
 
 from .. import ledger
-from ..checks import send_gate
 from ..audience import Recipient, load_recipients, normalise_email, resolve_lists, select_audience
+from ..checks import send_gate
 from ..dry_run import dry_run
 from ..errors import UsageError
 from ..providers import make_provider, provider_info
 from ..render import RenderedIssue, render_issue
 from ..send import Progress, SendOptions, SendPlan, SendReport, plan_send, send_issue, send_test
 from ..suppressions import suppressed_emails_at
-from .common import AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, out, \
-    settings_from
+from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, out,
+                     settings_from)
 
 EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_INCOMPLETE = 130, 3, 1
 
@@ -234,8 +235,8 @@ def _print_report(report: SendReport, outbox, database) -> None:
 @command("status")
 def status(
     issue: IssueOption,
-    csv_path: Annotated[Optional[str], typer.Option(
-        "--csv", help="Also write one row per recipient to this CSV file (spreadsheet-safe).")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option(
+        "--csv", dir_okay=False, help="Also write one row per recipient to this CSV file (spreadsheet-safe).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Show an issue's send: counts by status, list and provider; failures and unknowns with reasons; runs."""
@@ -251,9 +252,7 @@ def status(
         for kind in kinds:
             _print_status(connection, issue, kind)
         if csv_path:
-            from pathlib import Path
-
-            rows = ledger.export_csv(connection, issue, Path(csv_path))
+            rows = ledger.export_csv(connection, issue, csv_path)
             say(f"Wrote {rows:,} rows to {csv_path}")
     finally:
         connection.close()
