@@ -113,19 +113,29 @@ def gate(settings: Settings, number: int, *, force: bool, rehearsal: bool,
          rendered: RenderedIssue | None = None) -> list[Finding]:
     """The check before a send: raise ChecksFailed for a real send with errors unless forced."""
     findings = list(check_issue(settings, number, rendered=rendered).findings)
-    errors = [finding for finding in findings if finding.severity == ERROR]
-    if errors and not force and not rehearsal:
-        raise ChecksFailed(refusal(errors, number))
+    if not force:
+        refuse_errors(findings, number, rehearsal=rehearsal)
     return findings
 
 
-def send_gate(settings: Settings, *, rehearsal: bool) -> Callable[[RenderedIssue], None]:
+def refuse_errors(findings: list[Finding], number: int, *, rehearsal: bool) -> None:
+    errors = [finding for finding in findings if finding.severity == ERROR]
+    if errors and not rehearsal:
+        raise ChecksFailed(refusal(errors, number))
+
+
+def send_gate(settings: Settings, *, rehearsal: bool,
+              findings: list[Finding] | None = None) -> Callable[[RenderedIssue], None]:
     """The hook campaign/send.py takes (`gate=`): checks the issue it is about to send.
 
-    send.py catches ChecksFailed itself and, with --force, records it in the ledger.
+    `findings` from a gate the caller already ran are reused rather than checked
+    again. send.py catches ChecksFailed itself and, with --force, records it in the ledger.
     """
     def check(rendered: RenderedIssue) -> None:
-        gate(settings, rendered.number, force=False, rehearsal=rehearsal, rendered=rendered)
+        if findings is None:
+            gate(settings, rendered.number, force=False, rehearsal=rehearsal, rendered=rendered)
+        else:
+            refuse_errors(findings, rendered.number, rehearsal=rehearsal)
 
     return check
 

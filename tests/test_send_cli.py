@@ -138,6 +138,24 @@ def test_without_force_the_preflight_gate_stops_the_send(project, sendgrid_serve
     assert sendgrid_server.mail_sends() == []
 
 
+def test_the_gate_refuses_before_the_summary_and_leaves_no_run_in_the_ledger(project, sendgrid_server):
+    result = campaign(project, "send", "--issue", "30", "--yes")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "to send now" not in result.output, "refused before the summary and the confirmation"
+    connection = open_ledger(project / "campaign.db")
+    try:
+        assert connection.execute("SELECT COUNT(*) FROM send_runs").fetchone()[0] == 0
+    finally:
+        connection.close()
+
+
+def test_dry_runs_and_test_sends_show_the_check_errors_and_go_on(project, sendgrid_server):
+    for args in (["--dry-run"], ["--test-to", "editor@example.org"]):
+        result = campaign(project, "send", "--issue", "30", *args)
+        assert result.exit_code == 0, result.output
+        assert "[link-placeholder]" in result.output and "going on" in result.output
+
+
 def test_unauthorized_stops_with_nothing_accepted_and_status_shows_why(project, sendgrid_server, monkeypatch):
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
     result = campaign(project, "send", "--issue", "30", "--yes", "--force")

@@ -12,8 +12,8 @@ from rich.progress import Progress as Bar
 from rich.text import Text
 
 from .. import ledger
-from ..audience import Recipient, load_recipients, normalise_email, resolve_lists, select_audience
-from ..checks import send_gate
+from ..audience import find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
+from ..checks import ERROR, Finding, gate, send_gate
 from ..dry_run import dry_run
 from ..errors import UsageError
 from ..providers import make_provider, provider_info
@@ -73,12 +73,15 @@ def send(
     if as_email and not test_to:
         raise UsageError("--as personalises a test send: use it with --test-to ADDR")
     rendered = render_issue(settings, issue)
+    kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
+    rehearsal = bool(test_to) or dry or kind != ledger.REAL
+    findings = gate(settings, issue, force=force, rehearsal=rehearsal, rendered=rendered)
+    _print_findings(findings, issue, going_on=rehearsal or force)
     if test_to:
         return _test_send(settings, rendered, provider_name, test_to, as_email, sandbox)
     suppressions = suppressed_emails_at(settings.database)
     audience = select_audience(load_recipients(settings.recipients, settings),
                                resolve_lists(settings, list_names), suppressions)
-    kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
     if dry:
         statuses = ledger.statuses_read_only(settings.database, issue, kind)
         report = dry_run(settings, rendered, audience, statuses, options)
@@ -104,7 +107,7 @@ def send(
         try:
             with _progress_bar(plan.to_send) as on_progress:
                 report = send_issue(connection, rendered, audience.recipients, sender, settings, options,
-                                    gate=send_gate(settings, rehearsal=kind != ledger.REAL),
+                                    gate=send_gate(settings, rehearsal=rehearsal, findings=findings),
                                     on_progress=on_progress)
         finally:
             sender.close()
@@ -126,7 +129,7 @@ def _test_send(settings, rendered, provider_name, addresses, as_email, sandbox) 
             wanted.append(normalise_email(address))
         except ValueError as error:
             raise UsageError(f"--test-to {address!r} is not a valid address: {error}") from None
-    as_recipient = _recipient(settings, as_email) if as_email else None
+    as_recipient = find_recipient(settings, as_email) if as_email else None
     provider = make_provider(provider_name, settings,
                              outbox_path=settings.issue_build_dir(rendered.number) / "test-outbox.mbox")
     try:
@@ -146,15 +149,16 @@ def _test_send(settings, rendered, provider_name, addresses, as_email, sandbox) 
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _recipient(settings, email: str) -> Recipient:
-    try:
-        wanted = normalise_email(email)
-    except ValueError as error:
-        raise UsageError(f"--as {email!r} is not a valid address: {error}") from None
-    for row in load_recipients(settings.recipients, settings).rows:
-        if row.email == wanted:
-            return Recipient(email=row.email, name=row.name, lists=row.lists, fields=row.fields, line=row.line)
-    raise UsageError(f"{email} is not a valid row of {settings.recipients}; check the address or --recipients")
+def _print_findings(findings: list[Finding], issue: int, *, going_on: bool) -> None:
+    """What the preflight checks found, when a send goes on anyway (rehearsals, tests, --force)."""
+    errors = [finding for finding in findings if finding.severity == ERROR]
+    if not errors or not going_on:
+        return
+    for finding in errors:
+        note(f"  {finding.line()}")
+    warnings = len(findings) - len(errors)
+    note(f"Checks: {len(errors)} error(s), {warnings} warning(s); going on because this is a rehearsal, "
+         f"a test or --force. `campaign check --issue {issue}` shows each with what to do.")
 
 
 def _print_summary(plan: SendPlan, rendered: RenderedIssue, audience, settings) -> None:
