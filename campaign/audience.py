@@ -362,3 +362,15 @@ def write_manifest(audience: Audience, path: Path) -> int:
     except OSError as error:
         raise RecipientsError(f"{path}: cannot write the manifest ({error.strerror})") from None
     return len(entries)
+
+
+def find_recipient(settings: Settings, email: str) -> Recipient:
+    """One person of the recipients file by address (`--as EMAIL`), whatever the letter case."""
+    try:
+        wanted = normalise_email(email)
+    except ValueError as error:  # email-validator's EmailNotValidError
+        raise UsageError(f"--as {email!r} is not a valid address: {error}") from None
+    for row in load_recipients(settings.recipients, settings).rows:
+        if row.email == wanted:
+            return Recipient(email=row.email, name=row.name, lists=row.lists, fields=row.fields, line=row.line)
+    raise UsageError(f"{email} is not a valid row of {settings.recipients}; check the address or --recipients")

@@ -6,9 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audience import Recipient, load_recipients, normalise_email
+from .audience import find_recipient
 from .config import Settings
-from .errors import UsageError
 from .files import write_text_atomic
 from .personalize import Envelope, envelope_for, personalize, sample_envelope
 from .render import RenderedIssue, render_issue
@@ -53,12 +52,4 @@ def copy_images(source: Path, target: Path) -> Path:
 
 def recipient_envelope(settings: Settings, email: str, number: int) -> Envelope:
     """The envelope of one person in the recipients file, for `--as EMAIL`."""
-    try:
-        wanted = normalise_email(email)
-    except ValueError as error:  # email-validator's EmailNotValidError
-        raise UsageError(f"--as {email!r} is not a valid address: {error}") from None
-    for row in load_recipients(settings.recipients, settings).rows:
-        if row.email == wanted:
-            recipient = Recipient(email=row.email, name=row.name, lists=row.lists, fields=row.fields, line=row.line)
-            return envelope_for(recipient, settings, number)
-    raise UsageError(f"{email} is not a valid row of {settings.recipients}; check the address or --recipients")
+    return envelope_for(find_recipient(settings, email), settings, number)
