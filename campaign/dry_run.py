@@ -17,7 +17,7 @@ from pathlib import Path
 from .audience import Audience, spreadsheet_safe
 from .errors import CampaignError, ContentError
 from .mime import UnusableAddress, build_message
-from .personalize import envelope_for, personalize
+from .personalize import envelope_for, escape_html, personalize
 from .render import RenderedIssue
 from .send import SendOptions, check_merge_fields
 
@@ -66,7 +66,7 @@ def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[s
             message = personalize(issue, envelope)
         except ContentError as error:
             raise ContentError(f"{recipient.email} (recipients line {recipient.line}): {error}") from None
-        largest = max(largest, len(message.html.encode("utf-8")))
+        largest = max(largest, issue.html.filled_size(envelope.fields, escape_html))  # == len(html.encode())
         status = statuses.get(recipient.email, "pending")
         lists = ";".join(recipient.lists)
         if status in eligible:

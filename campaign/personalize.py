@@ -33,7 +33,7 @@ class Placeholder:
 class MergeTemplate:
     """A text split once at its placeholders; `fill` is one join per recipient."""
 
-    __slots__ = ("source", "_literals", "_placeholders")
+    __slots__ = ("source", "_literals", "_placeholders", "_literal_bytes")
 
     def __init__(self, source: str):
         self.source = source
@@ -44,6 +44,7 @@ class MergeTemplate:
             Placeholder(name, fallback or "", f"[[{name}|{fallback}]]" if fallback is not None else f"[[{name}]]")
             for name, fallback in zip(pieces[1::3], pieces[2::3])
         )
+        self._literal_bytes: int | None = None  # UTF-8 size of the text between placeholders, on first use
 
     @property
     def placeholders(self) -> tuple[Placeholder, ...]:
@@ -60,13 +61,26 @@ class MergeTemplate:
         for index, placeholder in enumerate(self._placeholders, start=1):
             value = values.get(placeholder.name)
             if value is None:
-                raise ContentError(
-                    f"merge field [[{placeholder.name}]] has no value: add a '{placeholder.name}' "
-                    "column to the recipients file or remove the field from the layout"
-                )
+                raise _no_value(placeholder)
             parts.append(escape(value or placeholder.fallback))
             parts.append(literals[index])
         return "".join(parts)
+
+    def filled_size(self, values: Mapping[str, str], escape: Callable[[str], str]) -> int:
+        """len(self.fill(values, escape).encode("utf-8")) without building or encoding the whole text.
+
+        Encoding an 87 kB issue with one non-ASCII character takes ~0.2 ms; for 100,000
+        recipients that was most of a dry run. Only the filled values are encoded here.
+        """
+        if self._literal_bytes is None:
+            self._literal_bytes = sum(len(literal.encode("utf-8")) for literal in self._literals)
+        size = self._literal_bytes
+        for placeholder in self._placeholders:
+            value = values.get(placeholder.name)
+            if value is None:
+                raise _no_value(placeholder)
+            size += len(escape(value or placeholder.fallback).encode("utf-8"))
+        return size
 
     def with_tags(self, tag_for: Callable[[Placeholder], str]) -> str:
         """The source with each placeholder replaced by another tag (SendGrid substitutions)."""
@@ -75,6 +89,13 @@ class MergeTemplate:
             parts.append(tag_for(placeholder))
             parts.append(self._literals[index])
         return "".join(parts)
+
+
+def _no_value(placeholder: Placeholder) -> ContentError:
+    return ContentError(
+        f"merge field [[{placeholder.name}]] has no value: add a '{placeholder.name}' "
+        "column to the recipients file or remove the field from the layout"
+    )
 
 
 def escape_html(value: str) -> str:
