@@ -1,0 +1,287 @@
+"""Every benchmark of issue 7 in one process, so the ratios between them hold on a noisy machine.
+
+    .venv/bin/python bench/run.py                 # full run: writes bench/RESULTS.md
+    .venv/bin/python bench/run.py --quick         # small sizes, a minute or so: writes bench/out/RESULTS-quick.md
+    .venv/bin/python bench/run.py --wait-quiet 20 # first wait up to 20 minutes for no pytest and load < 1
+
+Prints one table (measurement, value, target, PASS/MISS) and writes it as
+Markdown with the machine, the date, the versions and the conditions it ran
+under. bench/README.md says what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+os.chdir(ROOT)  # campaign.toml, content/ and layouts/ of the project
+
+from campaign.config import load_settings  # noqa: E402
+
+import bench_audience  # noqa: E402
+import bench_personalize  # noqa: E402
+import bench_render  # noqa: E402
+import bench_send  # noqa: E402
+
+ISSUE = 30
+PACKAGES = ("mjml-python", "premailer", "Jinja2", "sendgrid", "markdown-it-py", "email-validator", "cssutils")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    render_runs: int
+    node_cli_runs: int
+    fill_recipients: int
+    naive_renders: int
+    audience_rows: int
+    send_recipients: int
+    server_delay: float
+
+
+FULL = Sizes(render_runs=30, node_cli_runs=5, fill_recipients=100_000, naive_renders=20, audience_rows=100_000,
+             send_recipients=100_000, server_delay=0.05)
+QUICK = Sizes(render_runs=5, node_cli_runs=1, fill_recipients=10_000, naive_renders=5, audience_rows=10_000,
+              send_recipients=10_000, server_delay=0.05)
+
+
+@dataclass(frozen=True)
+class Row:
+    measurement: str
+    value: str
+    target: str = ""
+    passed: bool | None = None       # None: no target
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else "PASS" if self.passed else "MISS"
+
+
+# --- conditions ---------------------------------------------------------------------------------
+
+def busy_reasons() -> list[str]:
+    """Why the machine is not quiet: test suites running, or a 1-minute load of 1 or more."""
+    reasons = []
+    found = subprocess.run(["pgrep", "-f", "pytest"], capture_output=True, text=True).stdout.split()
+    if found:
+        reasons.append(f"{len(found)} pytest process(es) running")
+    load = os.getloadavg()[0]
+    if load >= 1:
+        reasons.append(f"load average {load:.2f}")
+    return reasons
+
+
+def wait_for_quiet(minutes: float) -> tuple[bool, str]:
+    deadline = time.monotonic() + minutes * 60
+    while True:
+        reasons = busy_reasons()
+        if not reasons:
+            return True, "quiet (no pytest running, 1-minute load < 1) at the start"
+        if time.monotonic() >= deadline:
+            return False, f"NOT quiet after waiting {minutes:g} min: {', '.join(reasons)}; numbers are noisy"
+        print(f"waiting for a quiet machine: {', '.join(reasons)}", file=sys.stderr, flush=True)
+        time.sleep(15)
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    memory = next((int(line.split()[1]) / 1024 / 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), 0.0)
+    release = Path("/etc/os-release")
+    pretty = next((line.split("=", 1)[1].strip('"') for line in release.read_text().splitlines()
+                   if line.startswith("PRETTY_NAME=")), "") if release.exists() else ""
+    return [("CPU", f"{cpu}, {os.cpu_count()} cores"), ("Memory", f"{memory:.1f} GB"),
+            ("OS", f"{pretty or platform.system()} (kernel {platform.release()})")]
+
+
+def versions(mjml: bench_render.MjmlComparison) -> list[tuple[str, str]]:
+    found = [("Python", platform.python_version())]
+    for package in PACKAGES:
+        try:
+            found.append((package, version(package)))
+        except PackageNotFoundError:
+            found.append((package, "not installed"))
+    if mjml.node_version:
+        found += [("Node", mjml.node_version), ("mjml (npm)", mjml.mjml_version)]
+    spamassassin = shutil.which("spamassassin")
+    found.append(("SpamAssassin", "installed (the send's preflight gate runs it)" if spamassassin
+                  else "not installed (the gate skips the spam score)"))
+    return found
+
+
+# --- the measurements ---------------------------------------------------------------------------
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def render_rows(times: bench_render.RenderTimes, mjml: bench_render.MjmlComparison) -> list[Row]:
+    warm_total = statistics.median(times.total_warm)
+    rows = [Row("render issue 30, warm (render_issue, median)", ms(warm_total), "< 150 ms", warm_total < 0.150),
+            Row("render issue 30, cold (first in process)", ms(times.cold_total))]
+    for stage in bench_render.STAGES:
+        rows.append(Row(f"  stage: {stage} (cold / warm median)",
+                        f"{ms(times.cold[stage])} / {ms(times.warm_median(stage))}"))
+    rows.append(Row("  rendered sizes", f"MJML {times.mjml_bytes / 1000:.0f} kB -> HTML {times.html_bytes / 1000:.0f} kB, "
+                                        f"{times.placeholders} merge placeholders in the HTML"))
+    python_warm = statistics.median(mjml.python_warm)
+    rows.append(Row("MJML -> HTML: mjml2html (Python, MRML), warm median", ms(python_warm)))
+    if mjml.node_available:
+        rows.append(Row("MJML -> HTML: official MJML (Node)", f"not measured: {mjml.node_available}"))
+    else:
+        node_warm, cli = statistics.median(mjml.node_warm), statistics.median(mjml.cli_runs)
+        rows += [
+            Row(f"MJML -> HTML: mjml {mjml.mjml_version} in node, warm median (cold)",
+                f"{ms(node_warm)} ({ms(mjml.node_cold)}); mjml2html is {node_warm / python_warm:,.0f}x faster"),
+            Row(f"MJML -> HTML: `mjml` CLI per file, node start-up included (median of {len(mjml.cli_runs)})",
+                f"{ms(cli)}; {cli / python_warm:,.0f}x mjml2html"),
+        ]
+    return rows
+
+
+def personalize_rows(times: bench_personalize.PersonalizeTimes) -> list[Row]:
+    return [
+        Row(f"personalise: fill rate ({times.recipients:,} distinct recipients)",
+            f"{times.fill_rate:,.0f} messages/s ({times.fill_seconds / times.recipients * 1e6:.1f} µs each, "
+            f"{times.message_bytes / 1000:.0f} kB html+text)", ">= 50,000/s", times.fill_rate >= 50_000),
+        Row(f"personalise: vs re-rendering per recipient (median of {len(times.naive_runs)})",
+            f"{times.ratio:,.0f}x ({ms(times.naive_per_message)} per re-rendered message)", ">= 500x",
+            times.ratio >= 500),
+        Row("  envelopes (merge values, HMAC token, links), built per batch",
+            f"{times.envelope_rate:,.0f}/s"),
+    ]
+
+
+def audience_rows(rows: int) -> list[Row]:
+    (count, size_mb, load_s, select_s, peak_mb, kept_mb, with_audience_mb, recipients,
+     problems) = bench_audience.measure(rows)
+    return [
+        Row(f"audience: load + validate {count:,} rows ({size_mb:.1f} MB CSV)",
+            f"{load_s:.2f} s load + {select_s:.2f} s select ({recipients:,} recipients, {problems:,} invalid rows)"),
+        Row("audience: memory (tracemalloc)",
+            f"peak {peak_mb:.0f} MB while loading; {kept_mb:.0f} MB kept, {with_audience_mb:.0f} MB with the audience"),
+    ]
+
+
+def send_rows(times: bench_send.SendTimes) -> list[Row]:
+    n = times.recipients
+    dry, send, resume = times.runs["dry-run"], times.runs["send"], times.runs["resume"]
+    wanted_requests = -(-n // 1000)
+    rows = []
+    if dry.exit_code == 0:
+        rows.append(Row(f"dry run, {n:,} recipients (wall, whole CLI)", f"{dry.seconds:.1f} s, peak RSS "
+                        f"{dry.peak_rss_mb:.0f} MB; wrote {times.dry_run_files} files, {times.dry_run_mb:.1f} MB",
+                        "< 15 s", dry.seconds < 15))
+    else:
+        rows.append(Row(f"dry run, {n:,} recipients", f"exit {dry.exit_code}: {dry.output[-200:]}", "< 15 s", False))
+    delivered = f"{send.delivered:,} delivered ({send.distinct:,} distinct, at most {send.largest_request:,}/request)"
+    rows += [
+        Row(f"send, {n:,} recipients via SendGrid adapter, {times.delay * 1000:.0f} ms server delay: requests",
+            f"{send.requests} ({delivered}, {send.request_mb:.0f} MB of JSON)", f"{wanted_requests}",
+            send.requests == wanted_requests and send.distinct == n and send.exit_code == 0),
+        Row("send: wall time (whole CLI: render, audience, preflight gate, sending)",
+            f"{send.seconds:.1f} s (exit {send.exit_code})", "< 30 s", send.seconds < 30 and send.exit_code == 0),
+        Row("send: peak RSS of the campaign process", f"{send.peak_rss_mb:.0f} MB", "< 300 MB",
+            send.peak_rss_mb < 300),
+        Row("send: ledger on disk", f"{times.ledger_mb:.1f} MB ({times.ledger_files}; "
+                                    f"{times.ledger_mb * 1e6 / n:.0f} bytes/recipient)"),
+        Row("resume: second send finds nothing to send (wall, whole CLI)",
+            f"{resume.seconds:.1f} s, {resume.requests} requests, peak RSS {resume.peak_rss_mb:.0f} MB "
+            f"(exit {resume.exit_code})", "< 3 s", resume.seconds < 3 and resume.requests == 0),
+    ]
+    return rows
+
+
+# --- output -------------------------------------------------------------------------------------
+
+def print_table(rows: list[Row]) -> None:
+    width = max(len(row.measurement) for row in rows)
+    for row in rows:
+        target = f"  [target {row.target}: {row.verdict}]" if row.target else ""
+        print(f"{row.measurement:<{width}}  {row.value}{target}")
+
+
+def markdown(rows: list[Row], header: list[tuple[str, str]]) -> str:
+    lines = ["# Benchmark results", "",
+             "Written by `bench/run.py` (see bench/README.md for what each number means). "
+             "Every number below comes from the same run.", ""]
+    lines += [f"- **{key}**: {value}" for key, value in header]
+    lines += ["", "| measurement | value | target | result |", "|---|---|---|---|"]
+    for row in rows:
+        cells = [row.measurement.replace("|", "\\|"), row.value.replace("|", "\\|"), row.target, row.verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes; writes bench/out/RESULTS-quick.md")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="MINUTES",
+                        help="wait up to MINUTES for no pytest and a 1-minute load < 1 before measuring")
+    parser.add_argument("--output", type=Path, help="where to write the Markdown (default: see --quick)")
+    options = parser.parse_args()
+    sizes = QUICK if options.quick else FULL
+    output = options.output or (BENCH / "out" / "RESULTS-quick.md" if options.quick else BENCH / "RESULTS.md")
+
+    quiet, condition = wait_for_quiet(options.wait_quiet)
+    load_before = os.getloadavg()
+    started = datetime.datetime.now().astimezone()
+    settings = load_settings(None, environ={"CAMPAIGN_TOKEN_SECRET": "bench-secret"})
+
+    print("render ...", file=sys.stderr, flush=True)
+    rendered, render_times = bench_render.measure_render(settings, ISSUE, sizes.render_runs)
+    mjml = bench_render.measure_mjml_python(rendered.mjml, sizes.render_runs)
+    mjml = bench_render.measure_mjml_node(mjml, rendered.mjml, sizes.node_cli_runs, sizes.render_runs)
+    rows = render_rows(render_times, mjml)
+
+    print("personalise ...", file=sys.stderr, flush=True)
+    fill = bench_personalize.measure_personalize(settings, rendered, sizes.fill_recipients, sizes.naive_renders)
+    rows += personalize_rows(fill)
+
+    print("audience ...", file=sys.stderr, flush=True)
+    rows += audience_rows(sizes.audience_rows)
+
+    print("send, dry run, resume ...", file=sys.stderr, flush=True)
+    rows += send_rows(bench_send.measure_send(sizes.send_recipients, sizes.server_delay))
+
+    finished = datetime.datetime.now().astimezone()
+    load_after = os.getloadavg()
+    header = [("Date", f"{started:%Y-%m-%d %H:%M %Z} ({(finished - started).total_seconds():.0f} s run, "
+                       f"{'quick' if options.quick else 'full'} sizes)"),
+              *machine(),
+              ("Conditions", f"{condition}; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end"),
+              ("Versions", ", ".join(f"{name} {value}" for name, value in versions(mjml)))]
+    print_table(rows)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    existing_notes = _notes_of(output)
+    output.write_text(markdown(rows, header) + existing_notes, encoding="utf-8")
+    print(f"\nwrote {output}" + ("" if quiet else f"  ({condition})"))
+    return 0
+
+
+ANALYSIS = "<!-- analysis: kept across runs -->"
+
+
+def _notes_of(path: Path) -> str:
+    """The hand-written analysis below the ANALYSIS marker of an earlier RESULTS.md, kept on rewrite."""
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    return "\n" + text[text.index(ANALYSIS):] if ANALYSIS in text else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
