@@ -74,6 +74,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        "0003_real_deliveries_are_kept",
+        """
+        CREATE TRIGGER deliveries_real_are_kept
+        BEFORE DELETE ON deliveries
+        WHEN OLD.kind = 'real'
+        BEGIN
+            SELECT RAISE(ABORT, 'the record of a real send is never deleted: it is what stops a second copy');
+        END;
+        """,
+    ),
 ]
 
 
@@ -252,6 +263,15 @@ def mark_crashed_runs(connection: sqlite3.Connection, issue: int, kind: str) -> 
             "WHERE issue = ? AND kind = ? AND outcome = 'running'",
             (issue, kind),
         )
+    return cursor.rowcount
+
+
+def forget_rehearsal(connection: sqlite3.Connection, issue: int, kind: str) -> int:
+    """Start a rehearsal (outbox or sandbox) over: its delivery rows go; its runs stay as history."""
+    if kind == REAL:
+        raise LedgerError("a real send cannot be restarted: its record is what stops a second copy")
+    with transaction(connection):
+        cursor = connection.execute("DELETE FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
     return cursor.rowcount
 
 

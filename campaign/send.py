@@ -65,10 +65,11 @@ class SendOptions:
     retry_failed: bool = False        # only the failed, nobody pending
     sandbox: bool = False             # provider validates, delivers nothing: a rehearsal
     force: bool = False               # send although the preflight gate found errors
+    restart: bool = False             # a rehearsal starts over (never a real send)
 
     def describe(self) -> str:
         flags = [("--resend-unknown", self.resend_unknown), ("--retry-failed", self.retry_failed),
-                 ("--sandbox", self.sandbox), ("--force", self.force)]
+                 ("--sandbox", self.sandbox), ("--force", self.force), ("--restart", self.restart)]
         words = [flag for flag, on in flags if on]
         if self.batch_size:
             words.append(f"--batch-size {self.batch_size}")
@@ -181,6 +182,11 @@ def plan_send(statuses: dict[str, str], issue: RenderedIssue, recipients: Sequen
               options: SendOptions) -> SendPlan:
     """The numbers for the summary, from the ledger's {email: status} for this kind; changes nothing."""
     kind = kind_of(info, options)
+    if options.restart:
+        if kind == ledger.REAL:
+            raise UsageError("--restart starts a rehearsal over (outbox or --sandbox); "
+                             "a real send resumes, it never restarts")
+        statuses = {}
     eligible = set(options.eligible())
     in_audience = {recipient.email for recipient in recipients}
     to_send = sum(1 for r in recipients if statuses.get(r.email, PENDING) in eligible
@@ -290,6 +296,8 @@ class _SendLoop:
         number, connection = self.issue.number, self.connection
         self.kind = kind_of(self.provider.info, self.options)
         ledger.mark_crashed_runs(connection, number, self.kind)
+        if self.options.restart:
+            ledger.forget_rehearsal(connection, number, self.kind)
         self.run_id = ledger.start_run(connection, number, self.kind, self.provider.info.name,
                                        self.options.describe(), bool(findings), findings)
         recovered = ledger.recover_in_flight(connection, number, self.kind)

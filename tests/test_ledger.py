@@ -13,6 +13,7 @@ import time
 import pytest
 
 from campaign import ledger
+from campaign.errors import LedgerError
 from campaign.ledger import Outcome, applied_migrations, open_ledger
 
 
@@ -77,6 +78,20 @@ def test_rehearsal_rows_are_kept_apart_from_real_deliveries(connection):
     assert ledger.status_by_email(connection, 30, "real") == {}
     assert ledger.counts(connection, 30, "outbox")["accepted"] == 1
     assert ledger.kinds_recorded(connection, 30) == ["outbox"]
+
+
+def test_a_rehearsal_can_start_over_but_a_real_send_record_is_never_deleted(connection):
+    for kind in ("outbox", "real"):
+        run = freeze(connection, ["a@example.org"], kind=kind)
+        ledger.mark_in_flight(connection, 30, kind, ["a@example.org"], kind, "30-1-1", run)
+        ledger.record_outcomes(connection, 30, kind, [Outcome("a@example.org", "accepted")])
+    assert ledger.forget_rehearsal(connection, 30, "outbox") == 1
+    assert ledger.status_by_email(connection, 30, "outbox") == {}
+    with pytest.raises(LedgerError, match="cannot be restarted"):
+        ledger.forget_rehearsal(connection, 30, "real")
+    with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
+        connection.execute("DELETE FROM deliveries WHERE kind = 'real'")
+    assert ledger.status_by_email(connection, 30, "real") == {"a@example.org": "accepted"}
 
 
 def test_reading_statuses_for_a_dry_run_creates_nothing(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import email
 import email.policy
+import mailbox
 import sys
 import time
 from collections import Counter
@@ -191,6 +192,20 @@ def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, sm
     assert real.exit_code == 0, real.output
     assert Counter(smtp_server.recipients()) == Counter(AUDIENCE)
     assert deliveries(project) == dict.fromkeys(AUDIENCE, "accepted")
+
+
+def test_an_outbox_rehearsal_can_start_over_but_a_real_send_cannot(project, smtp_server):
+    mailbox_path = project / "build" / "issue-30" / "outbox.mbox"
+    assert campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes").exit_code == 0
+    again = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes")
+    assert "Nothing to send" in again.output
+    restarted = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes", "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    assert Counter(message["To"].split("<")[-1].rstrip(">") for message in mailbox.mbox(mailbox_path)) \
+        == Counter(AUDIENCE), "the restarted rehearsal's mailbox holds one copy per person"
+    real = campaign(project, "send", "--issue", "30", "--provider", "smtp", "--yes", "--force", "--restart")
+    assert real.exit_code == 2 and "never restarts" in real.output
+    assert smtp_server.recipients() == []
 
 
 # --- library level: provider switch, dry-run scale, broken merge fields ---------------------------

@@ -56,6 +56,8 @@ def send(
         "--sandbox", help="SendGrid sandbox mode: validated, nothing delivered (a rehearsal).")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Send although preflight checks found errors (recorded in the ledger).")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Start a rehearsal (outbox or --sandbox) over; real sends only resume.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Send an issue to its mailing lists, resumably: nobody is ever mailed twice.
@@ -67,7 +69,7 @@ def send(
     provider_name = provider or settings.provider
     info = provider_info(provider_name)
     options = SendOptions(batch_size=batch_size, resend_unknown=resend_unknown, retry_failed=retry_failed,
-                          sandbox=sandbox, force=force)
+                          sandbox=sandbox, force=force, restart=restart)
     if sandbox and provider_name != "sendgrid":
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
     if as_email and not test_to:
@@ -103,6 +105,8 @@ def send(
             return
         _confirm(plan, yes)
         outbox = settings.issue_build_dir(issue) / "outbox.mbox"
+        if restart and kind == "outbox":
+            outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
         sender = make_provider(provider_name, settings, outbox_path=outbox)
         try:
             with _progress_bar(plan.to_send) as on_progress:
