@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import csv
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -156,19 +157,27 @@ def resolve_lists(settings: Settings, requested: Sequence[str] | None) -> tuple[
 def load_recipients(path: Path, settings: Settings) -> RecipientFile:
     """Read and check every row of a recipients CSV (UTF-8, with or without BOM)."""
     path = Path(path)
+    with reading_csv(path, "recipients") as stream:
+        return _read(path, csv.reader(stream), settings.list_names())
+
+
+@contextmanager
+def reading_csv(path: Path, what: str) -> Iterator[TextIO]:
+    """Open a UTF-8 CSV (BOM or not); every way it cannot be read becomes one RecipientsError."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as stream:
-            return _read(path, csv.reader(stream), settings.list_names())
+            yield stream
     except FileNotFoundError:
-        raise RecipientsError(f"{path}: no such recipients file; check --recipients or campaign.toml") from None
+        raise RecipientsError(f"{path}: no such {what} file; check the path"
+                              + (" (--recipients or campaign.toml)" if what == "recipients" else "")) from None
     except IsADirectoryError:
-        raise RecipientsError(f"{path}: is a folder, not a recipients CSV file") from None
+        raise RecipientsError(f"{path}: is a folder, not a {what} CSV file") from None
     except UnicodeDecodeError:
         raise RecipientsError(f"{path}: not UTF-8 text; save it as CSV UTF-8 (Excel: Save As, CSV UTF-8)") from None
     except csv.Error as error:
         raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
     except OSError as error:
-        raise RecipientsError(f"{path}: cannot read the recipients file ({error.strerror})") from None
+        raise RecipientsError(f"{path}: cannot read the {what} file ({error.strerror})") from None
 
 
 def _read(path: Path, reader, list_names: tuple[str, ...]) -> RecipientFile:

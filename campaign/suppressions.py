@@ -17,7 +17,7 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError
 
-from .audience import RowProblem, clean_text, normalise_email
+from .audience import RowProblem, clean_text, normalise_email, reading_csv
 from .errors import RecipientsError, UsageError
 from .ledger import open_ledger, transaction
 
@@ -55,24 +55,15 @@ def add_suppression(
 def import_suppressions(connection: sqlite3.Connection, path: Path) -> ImportResult:
     """Import a CSV with columns email, reason[, date][, note]; bad rows are reported, the rest imported."""
     path = Path(path)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            reader = csv.DictReader(stream)
-            columns = [clean_text(name or "").lower() for name in reader.fieldnames or []]
-            missing = [column for column in IMPORT_COLUMNS if column not in columns]
-            if missing:
-                raise RecipientsError(f"{path}: the header has no {missing[0]!r} column; "
-                                      "a suppressions CSV needs email, reason and optionally date")
-            reader.fieldnames = columns
-            suppressions, problems = _read_rows(reader)
-    except FileNotFoundError:
-        raise RecipientsError(f"{path}: no such suppressions file") from None
-    except UnicodeDecodeError:
-        raise RecipientsError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from None
-    except csv.Error as error:
-        raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
-    except OSError as error:
-        raise RecipientsError(f"{path}: cannot read the suppressions file ({error.strerror})") from None
+    with reading_csv(path, "suppressions") as stream:
+        reader = csv.DictReader(stream)
+        columns = [clean_text(name or "").lower() for name in reader.fieldnames or []]
+        missing = [column for column in IMPORT_COLUMNS if column not in columns]
+        if missing:
+            raise RecipientsError(f"{path}: the header has no {missing[0]!r} column; "
+                                  "a suppressions CSV needs email, reason and optionally date")
+        reader.fieldnames = columns
+        suppressions, problems = _read_rows(reader)
     added = 0
     with transaction(connection):
         for suppression in suppressions:
