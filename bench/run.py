@@ -108,6 +108,15 @@ def machine() -> list[tuple[str, str]]:
             ("OS", f"{pretty or platform.system()} (kernel {platform.release()})")]
 
 
+def commit() -> str:
+    """The commit measured, and whether the shared working tree differed from it in campaign/."""
+    head = subprocess.run(["git", "log", "-1", "--format=%h (%ad)", "--date=format:%Y-%m-%d %H:%M"], capture_output=True, text=True, cwd=ROOT)
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "campaign"], capture_output=True, text=True,
+                             cwd=ROOT).stdout.split("\n")
+    changed = [line[3:] for line in changed if line.strip()]
+    return head.stdout.strip() + (f" (plus uncommitted changes to {', '.join(changed)})" if changed else "")
+
+
 def versions(mjml: bench_render.MjmlComparison) -> list[tuple[str, str]]:
     found = [("Python", platform.python_version())]
     for package in PACKAGES:
@@ -275,6 +284,7 @@ def main() -> int:
     load_after = os.getloadavg()
     header = [("Date", f"{started:%Y-%m-%d %H:%M %Z} ({(finished - started).total_seconds():.0f} s run, "
                        f"{'quick' if options.quick else 'full'} sizes)"),
+              ("Commit", commit()),
               *machine(),
               ("Conditions", f"{condition}; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end"),
               ("Versions", ", ".join(f"{name} {value}" for name, value in versions(mjml)))]
