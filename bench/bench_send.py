@@ -119,6 +119,25 @@ def run_campaign(label: str, arguments: list[str], folder: Path, environ: dict[s
     return Run(label, float(seconds), int(max_rss_kb) / 1024, int(exit_code), output="\n".join(lines[-8:]))
 
 
+def startup_seconds(runs: int = 3) -> float:
+    """`campaign --help`: Python start-up and importing the CLI, which every command pays (median)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([str(CAMPAIGN), "--help"], capture_output=True, check=False)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def preflight_seconds(settings, rendered) -> float:
+    """The preflight checks a send, dry run or resume runs first (SpamAssassin included when installed)."""
+    from campaign.checks import check_issue
+
+    started = time.perf_counter()
+    check_issue(settings, rendered.number, rendered=rendered)
+    return time.perf_counter() - started
+
+
 def _count_requests(run: Run, server: SendGridServer) -> Run:
     sends = server.mail_sends()
     run.requests = len(sends)

@@ -279,6 +279,10 @@ def main() -> int:
 
     print("send, dry run, resume ...", file=sys.stderr, flush=True)
     rows += send_rows(bench_send.measure_send(sizes.send_recipients, sizes.server_delay))
+    rows += [Row("  paid by every send, dry run and resume: CLI start-up (`campaign --help`)",
+                 f"{bench_send.startup_seconds():.2f} s"),
+             Row("  paid by every send, dry run and resume: preflight checks",
+                 f"{bench_send.preflight_seconds(settings, rendered):.2f} s")]
 
     finished = datetime.datetime.now().astimezone()
     load_after = os.getloadavg()
