@@ -118,6 +118,9 @@ def test_sendgrid_send_mails_each_person_once_and_status_explains(project, sendg
     again = campaign(project, "send", "--issue", "30", "--yes", "--force", "--resend-unknown")
     assert again.exit_code == 0 and "Nothing to send" in again.output
     assert len(sendgrid_server.delivered()) == 4
+    finished = campaign(project, "send", "--issue", "30", "--yes")   # no --force: nothing left to check
+    assert finished.exit_code == 0 and "Nothing to send" in finished.output
+    assert "placeholder" not in finished.output
 
     status = campaign(project, "status", "--issue", "30", "--csv", str(project / "status.csv"))
     assert status.exit_code == 0, status.output

@@ -77,32 +77,33 @@ def send(
     rendered = render_issue(settings, issue)
     kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
     rehearsal = bool(test_to) or dry or kind != ledger.REAL
-    findings = gate(settings, issue, force=force, rehearsal=rehearsal, rendered=rendered)
-    _print_findings(findings, issue, going_on=rehearsal or force)
+
+    def preflight() -> list[Finding]:
+        """The checks; run only where something may be sent (a resume with nothing left skips them)."""
+        findings = gate(settings, issue, force=force, rehearsal=rehearsal, rendered=rendered)
+        _print_findings(findings, issue, going_on=rehearsal or force)
+        return findings
+
     if test_to:
+        preflight()
         return _test_send(settings, rendered, provider_name, test_to, as_email, sandbox)
     suppressions = suppressed_emails_at(settings.database)
     audience = select_audience(load_recipients(settings.recipients, settings),
                                resolve_lists(settings, list_names), suppressions)
     if dry:
-        statuses = ledger.statuses_read_only(settings.database, issue, kind)
-        report = dry_run(settings, rendered, audience, statuses, options)
-        say(f"Dry run of issue {issue} via {provider_name}: nothing was sent, no record changed.")
-        say(f"  would send: {report.would_send:,}   skipped (ledger): {report.skipped:,}   "
-            f"excluded: {report.excluded:,}   largest HTML: {report.largest_html / 1024:.1f} KB")
-        say(f"  manifest: {report.manifest}")
-        for sample in report.samples:
-            say(f"  sample:   {sample}")
-        return
+        preflight()
+        return _dry_run(settings, rendered, audience, kind, provider_name, options)
     connection = ledger.open_ledger(settings.database)
     try:
         plan = plan_send(ledger.status_by_email(connection, issue, kind), rendered, audience.recipients, info,
                          options)
-        _print_summary(plan, rendered, audience, settings)
         if plan.to_send == 0:
+            _print_summary(plan, rendered, audience, settings)
             say("Nothing to send: everyone in the audience is already accounted for "
                 f"(see `campaign status --issue {issue}`).")
             return
+        findings = preflight()
+        _print_summary(plan, rendered, audience, settings)
         _confirm(plan, yes)
         outbox = settings.issue_build_dir(issue) / "outbox.mbox"
         if restart and kind == "outbox":
@@ -124,6 +125,17 @@ def send(
         raise typer.Exit(EXIT_PAUSED)
     if report.outcome != "completed" or report.counts["failed"] or report.counts["unknown"]:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _dry_run(settings, rendered, audience, kind, provider_name, options) -> None:
+    statuses = ledger.statuses_read_only(settings.database, rendered.number, kind)
+    report = dry_run(settings, rendered, audience, statuses, options)
+    say(f"Dry run of issue {rendered.number} via {provider_name}: nothing was sent, no record changed.")
+    say(f"  would send: {report.would_send:,}   skipped (ledger): {report.skipped:,}   "
+        f"excluded: {report.excluded:,}   largest HTML: {report.largest_html / 1024:.1f} KB")
+    say(f"  manifest: {report.manifest}")
+    for sample in report.samples:
+        say(f"  sample:   {sample}")
 
 
 def _test_send(settings, rendered, provider_name, addresses, as_email, sandbox) -> None:
