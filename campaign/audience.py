@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence, TextIO
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 
+from .addresses import AddressBook, normalise_email
 from .config import Settings
 from .errors import RecipientsError, UsageError
 
@@ -32,6 +33,7 @@ LIST_SEPARATOR = re.compile(r"[;,]")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]+")
 SPACES = re.compile(r"\s+")
 HEADER_NAME = re.compile(r"[^a-z0-9_]+")
+CACHE_FOLDER = ".cache"          # in the build folder: addresses already validated (campaign/addresses.py)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
@@ -118,15 +120,6 @@ class Audience:
         return sum(1 for recipient in self.recipients if list_name in recipient.lists)
 
 
-def normalise_email(address: str) -> str:
-    """The one canonical form of an address: validated, ASCII domain, lower case.
-
-    Raises EmailNotValidError with email-validator's explanation.
-    """
-    result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
-    return (result.ascii_email or result.normalized).lower()
-
-
 def clean_text(value: str) -> str:
     """No CR, LF or other control character survives; runs of whitespace become one space."""
     if not value.isprintable():
@@ -157,8 +150,11 @@ def resolve_lists(settings: Settings, requested: Sequence[str] | None) -> tuple[
 def load_recipients(path: Path, settings: Settings) -> RecipientFile:
     """Read and check every row of a recipients CSV (UTF-8, with or without BOM)."""
     path = Path(path)
+    addresses = AddressBook(settings.build_dir / CACHE_FOLDER)
     with reading_csv(path, "recipients") as stream:
-        return _read(path, csv.reader(stream), settings.list_names())
+        loaded = _read(path, csv.reader(stream), settings.list_names(), addresses)
+    addresses.save()
+    return loaded
 
 
 @contextmanager
@@ -180,14 +176,14 @@ def reading_csv(path: Path, what: str) -> Iterator[TextIO]:
         raise RecipientsError(f"{path}: cannot read the {what} file ({error.strerror})") from None
 
 
-def _read(path: Path, reader, list_names: tuple[str, ...]) -> RecipientFile:
+def _read(path: Path, reader, list_names: tuple[str, ...], addresses: AddressBook) -> RecipientFile:
     header = next(reader, None)
     while header is not None and not any(cell.strip() for cell in header):
         header = next(reader, None)
     if header is None:
         raise RecipientsError(f"{path}: the file is empty; the first line must be a header with email and lists")
     columns = _columns(path, header)
-    checker = _RowChecker(columns, list_names)
+    checker = _RowChecker(columns, list_names, addresses)
     previous_line = reader.line_num
     for cells in reader:
         line, previous_line = previous_line + 1, reader.line_num
@@ -220,8 +216,9 @@ def _columns(path: Path, header: list[str]) -> list[str]:
 class _RowChecker:
     """Checks rows one by one, keeping valid rows, problems and warnings."""
 
-    def __init__(self, columns: list[str], list_names: tuple[str, ...]):
+    def __init__(self, columns: list[str], list_names: tuple[str, ...], addresses: AddressBook):
         self.columns = columns
+        self.addresses = addresses
         self.width = len(columns)
         self.email_index = columns.index("email")
         self.lists_index = columns.index("lists")
@@ -249,7 +246,7 @@ class _RowChecker:
             return
         lists = self.lists(cells[self.lists_index])
         try:
-            email = normalise_email(written)
+            email = self.addresses.normalise(written)
         except EmailNotValidError as error:
             reasons = [f"invalid address: {error}"] + ([lists] if isinstance(lists, str) else [])
             self.problem(line, written, "; ".join(reasons))
