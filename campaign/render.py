@@ -16,7 +16,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import jinja2
-import premailer
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -195,6 +194,8 @@ def _failing_source(sources: list[MjmlSource]) -> MjmlSource | None:
 
 def inline_css(html: str) -> str:
     """Inline CSS with premailer, keeping what email clients and MJML need."""
+    import premailer  # noqa: PLC0415  (a quarter second of imports: only commands that render pay it)
+
     inlined = premailer.transform(
         html,
         allow_network=False,                       # never fetch <link> stylesheets

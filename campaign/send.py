@@ -178,7 +178,7 @@ def batch_size_for(info: ProviderInfo, requested: int | None) -> int:
     return requested
 
 
-def plan_send(statuses: dict[str, str], issue: RenderedIssue, recipients: Sequence[Recipient], info: ProviderInfo,
+def plan_send(statuses: dict[str, str], issue: int, recipients: Sequence[Recipient], info: ProviderInfo,
               options: SendOptions) -> SendPlan:
     """The numbers for the summary, from the ledger's {email: status} for this kind; changes nothing."""
     kind = kind_of(info, options)
@@ -197,7 +197,7 @@ def plan_send(statuses: dict[str, str], issue: RenderedIssue, recipients: Sequen
     pending_elsewhere = sum(1 for email, status in statuses.items()
                             if status in (PENDING, FAILED) and email not in in_audience)
     return SendPlan(
-        issue=issue.number, kind=kind, provider=info.name, audience=len(recipients),
+        issue=issue, kind=kind, provider=info.name, audience=len(recipients),
         to_send=to_send, accepted=tally[ACCEPTED], rejected=tally[REJECTED],
         unknown=tally[UNKNOWN] + tally[ledger.IN_FLIGHT], failed=tally[FAILED],
         pending_elsewhere=pending_elsewhere, batch_size=batch_size_for(info, options.batch_size),

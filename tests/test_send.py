@@ -202,7 +202,7 @@ def test_new_recipients_added_after_a_send_are_sent_on_the_next_run(server, sett
 def test_plan_counts_what_a_send_would_do_and_changes_nothing(server, settings, connection):
     send(connection, settings, people(10))
     statuses = ledger.status_by_email(connection, 30, "real")
-    plan = plan_send(statuses, small_issue(), people(25), SendGridProvider.info, SendOptions())
+    plan = plan_send(statuses, 30, people(25), SendGridProvider.info, SendOptions())
     assert (plan.audience, plan.to_send, plan.accepted, plan.batch_size) == (25, 15, 10, 1000)
     assert ledger.counts(connection, 30, "real")["pending"] == 0
 

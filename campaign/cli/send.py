@@ -13,6 +13,7 @@ from rich.text import Text
 
 from .. import ledger
 from ..audience import find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
+from ..content import load_issue
 from ..checks import ERROR, Finding, gate, send_gate
 from ..dry_run import dry_run
 from ..errors import UsageError
@@ -74,36 +75,36 @@ def send(
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
     if as_email and not test_to:
         raise UsageError("--as personalises a test send: use it with --test-to ADDR")
-    rendered = render_issue(settings, issue)
     kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
     rehearsal = bool(test_to) or dry or kind != ledger.REAL
 
-    def preflight() -> list[Finding]:
-        """The checks; run only where something may be sent (a resume with nothing left skips them)."""
+    def render_and_check() -> tuple[RenderedIssue, list[Finding]]:
+        """Render once and run the checks: only where something may be sent (not a finished resume)."""
+        rendered = render_issue(settings, issue)
         findings = gate(settings, issue, force=force, rehearsal=rehearsal, rendered=rendered)
         _print_findings(findings, issue, going_on=rehearsal or force)
-        return findings
+        return rendered, findings
 
     if test_to:
-        preflight()
+        rendered, _ = render_and_check()
         return _test_send(settings, rendered, provider_name, test_to, as_email, sandbox)
     suppressions = suppressed_emails_at(settings.database)
     audience = select_audience(load_recipients(settings.recipients, settings),
                                resolve_lists(settings, list_names), suppressions)
     if dry:
-        preflight()
+        rendered, _ = render_and_check()
         return _dry_run(settings, rendered, audience, kind, provider_name, options)
     connection = ledger.open_ledger(settings.database)
     try:
-        plan = plan_send(ledger.status_by_email(connection, issue, kind), rendered, audience.recipients, info,
+        plan = plan_send(ledger.status_by_email(connection, issue, kind), issue, audience.recipients, info,
                          options)
         if plan.to_send == 0:
-            _print_summary(plan, rendered, audience, settings)
+            _print_summary(plan, load_issue(settings.content_dir, issue).subject, audience)
             say("Nothing to send: everyone in the audience is already accounted for "
                 f"(see `campaign status --issue {issue}`).")
             return
-        findings = preflight()
-        _print_summary(plan, rendered, audience, settings)
+        rendered, findings = render_and_check()
+        _print_summary(plan, rendered.subject.source, audience)
         _confirm(plan, yes)
         outbox = settings.issue_build_dir(issue) / "outbox.mbox"
         if restart and kind == "outbox":
@@ -177,10 +178,9 @@ def _print_findings(findings: list[Finding], issue: int, *, going_on: bool) -> N
          f"a test or --force. `campaign check --issue {issue}` shows each with what to do.")
 
 
-def _print_summary(plan: SendPlan, rendered: RenderedIssue, audience, settings) -> None:
+def _print_summary(plan: SendPlan, subject: str, audience) -> None:
     label = {"real": "", "outbox": "  (rehearsal: local mailbox, nobody is mailed)",
              "sandbox": "  (rehearsal: SendGrid sandbox, nobody is mailed)"}[plan.kind]
-    subject = rendered.subject.source
     say(f"Issue {plan.issue}: {subject}")
     say(f"  provider:   {plan.provider}{label}")
     say(f"  lists:      {', '.join(audience.lists)}")
