@@ -29,6 +29,16 @@ class Placeholder:
     fallback: str
     token: str  # exactly as written, e.g. "[[name|colleague]]"
 
+    def value_in(self, values: Mapping[str, str]) -> str:
+        """This field's value for one recipient, or the fallback when it is empty."""
+        value = values.get(self.name)
+        if value is None:
+            raise ContentError(
+                f"merge field [[{self.name}]] has no value: add a '{self.name}' "
+                "column to the recipients file or remove the field from the layout"
+            )
+        return value or self.fallback
+
 
 class MergeTemplate:
     """A text split once at its placeholders; `fill` is one join per recipient."""
@@ -59,10 +69,7 @@ class MergeTemplate:
         literals = self._literals
         parts = [literals[0]]
         for index, placeholder in enumerate(self._placeholders, start=1):
-            value = values.get(placeholder.name)
-            if value is None:
-                raise _no_value(placeholder)
-            parts.append(escape(value or placeholder.fallback))
+            parts.append(escape(placeholder.value_in(values)))
             parts.append(literals[index])
         return "".join(parts)
 
@@ -76,10 +83,7 @@ class MergeTemplate:
             self._literal_bytes = sum(len(literal.encode("utf-8")) for literal in self._literals)
         size = self._literal_bytes
         for placeholder in self._placeholders:
-            value = values.get(placeholder.name)
-            if value is None:
-                raise _no_value(placeholder)
-            size += len(escape(value or placeholder.fallback).encode("utf-8"))
+            size += len(escape(placeholder.value_in(values)).encode("utf-8"))
         return size
 
     def with_tags(self, tag_for: Callable[[Placeholder], str]) -> str:
@@ -89,13 +93,6 @@ class MergeTemplate:
             parts.append(tag_for(placeholder))
             parts.append(self._literals[index])
         return "".join(parts)
-
-
-def _no_value(placeholder: Placeholder) -> ContentError:
-    return ContentError(
-        f"merge field [[{placeholder.name}]] has no value: add a '{placeholder.name}' "
-        "column to the recipients file or remove the field from the layout"
-    )
 
 
 def escape_html(value: str) -> str:

@@ -151,12 +151,12 @@ def build_payload(batch: Batch, settings: Settings) -> dict:
     return payload
 
 
-TagFills = dict[str, tuple[MergeTemplate, Callable[[str], str]]]
+TagFills = dict[str, tuple[Placeholder, Callable[[str], str]]]
 
 
 def _tag_fills(template: MergeTemplate, tag_for: Callable[[Placeholder], str], escape) -> TagFills:
-    """tag -> (a one-placeholder template, escape): filling it applies fallback and escaping."""
-    return {tag_for(p): (MergeTemplate(p.token), escape) for p in template.placeholders}
+    """tag -> (placeholder, escape): the substitution value is the escaped value or fallback."""
+    return {tag_for(p): (p, escape) for p in template.placeholders}
 
 
 def _suffixed(placeholder: Placeholder, suffix: str) -> str:
@@ -165,9 +165,9 @@ def _suffixed(placeholder: Placeholder, suffix: str) -> str:
 
 def _personalization(envelope: Envelope, tag_sets: tuple[TagFills, ...], links) -> dict:
     substitutions = {
-        tag: template.fill(envelope.fields, escape)
+        tag: escape(placeholder.value_in(envelope.fields))
         for tags in tag_sets
-        for tag, (template, escape) in tags.items()
+        for tag, (placeholder, escape) in tags.items()
     }
     personalization: dict = {"to": [_address(envelope.email, envelope.name)]}
     if substitutions:
