@@ -53,8 +53,9 @@ class AddressBook:
         if self.path is None or self.used == self.known:
             return
         try:
+            text = json.dumps(self.used, ensure_ascii=False, separators=(",", ":"))
             with atomic_writer(self.path) as handle:
-                json.dump(self.used, handle, ensure_ascii=False, separators=(",", ":"))
+                handle.write(text)  # one write: json.dump's many small ones cost seconds at 100,000
         except OSError:
             pass  # a read-only build folder only costs speed
 

@@ -283,14 +283,20 @@ class _RowChecker:
 
     def fields(self, line: int, written: str, cells: list[str]) -> dict[str, str]:
         fields = {}
+        shared = self.shared_values
         for index, column in self.field_columns:
             raw = cells[index]
-            value = clean_text(raw)
+            # Names are mostly unique; other columns (city, country, organisation...) repeat a lot,
+            # so each distinct value is cleaned once and its one string object shared between rows.
+            value = shared.get(raw) if column != "name" else None
+            if value is None:
+                value = clean_text(raw)
+                if column != "name":
+                    shared[raw] = value
             if not raw.isprintable() and CONTROL_CHARACTERS.search(raw):
                 self.warnings.append(RowProblem(
                     line, written, f"{column}: line breaks or control characters removed"))
-            # Names are mostly unique; other columns (city, country, organisation...) repeat a lot.
-            fields[column] = value if column == "name" else self.shared_values.setdefault(value, value)
+            fields[column] = value
         return fields
 
 
@@ -308,16 +314,22 @@ def select_audience(
     selected = tuple(lists)
     exclusions = [Exclusion(problem.email, problem.line, problem.reason, "invalid")
                   for problem in recipient_file.problems]
-    groups: dict[str, list[RecipientRow]] = {}
+    first_rows: dict[str, RecipientRow] = {}
+    lists_of: dict[str, set[str]] = {}    # only for people listed more than once
     for row in recipient_file.rows:
-        groups.setdefault(row.email, []).append(row)
+        first = first_rows.setdefault(row.email, row)
+        if first is not row:
+            exclusions.append(Exclusion(row.email, row.line, f"duplicate of line {first.line}", "duplicate",
+                                        row.fields, row.lists))
+            lists_of.setdefault(row.email, set(first.lists)).update(row.lists)
+    selection: dict[frozenset | tuple, tuple[str, ...]] = {}   # few distinct list combinations: share them
     recipients = []
-    for email, rows in groups.items():
-        first = rows[0]
-        for duplicate in rows[1:]:
-            exclusions.append(Exclusion(email, duplicate.line, f"duplicate of line {first.line}", "duplicate",
-                                        duplicate.fields, duplicate.lists))
-        on = _lists_of(rows, selected)
+    for email, first in first_rows.items():
+        on_lists = lists_of.get(email) or first.lists
+        key = frozenset(on_lists) if isinstance(on_lists, set) else on_lists
+        on = selection.get(key)
+        if on is None:
+            on = selection[key] = tuple(name for name in selected if name in on_lists)
         if not on:
             exclusions.append(Exclusion(email, first.line, "not on a selected list", "not_selected",
                                         first.fields, first.lists))
@@ -331,14 +343,6 @@ def select_audience(
     exclusions.sort(key=lambda exclusion: exclusion.line)
     columns = tuple(column for column in recipient_file.columns if column and column not in REQUIRED_COLUMNS)
     return Audience(lists=selected, recipients=tuple(recipients), exclusions=tuple(exclusions), columns=columns)
-
-
-def _lists_of(rows: list[RecipientRow], selected: tuple[str, ...]) -> tuple[str, ...]:
-    if len(rows) == 1:
-        on_lists = rows[0].lists
-    else:
-        on_lists = {name for row in rows for name in row.lists}
-    return tuple(name for name in selected if name in on_lists)
 
 
 MANIFEST_COLUMNS = ("line", "email", "status", "reason", "lists")
