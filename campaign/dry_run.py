@@ -63,7 +63,7 @@ def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[s
     for recipient in audience.recipients:
         envelope = envelope_for(recipient, settings, issue.number)
         try:
-            message = personalize(issue, envelope)
+            personalize(issue, envelope)  # every message built as a real send would: a broken field fails here
         except ContentError as error:
             raise ContentError(f"{recipient.email} (recipients line {recipient.line}): {error}") from None
         largest = max(largest, issue.html.filled_size(envelope.fields, escape_html))  # == len(html.encode())

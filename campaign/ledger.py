@@ -314,6 +314,12 @@ def deliveries(connection: sqlite3.Connection, issue: int, kind: str,
     return [Delivery.from_row(row) for row in connection.execute(query + " ORDER BY rowid", params)]
 
 
+def has_deliveries(connection: sqlite3.Connection, issue: int, kind: str) -> bool:
+    """Whether any send of this kind of this issue has started."""
+    return connection.execute("SELECT EXISTS (SELECT 1 FROM deliveries WHERE issue = ? AND kind = ?)",
+                              (issue, kind)).fetchone()[0] == 1
+
+
 def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, str]:
     rows = connection.execute("SELECT email, status FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
     return {email: status for email, status in rows}

@@ -7,8 +7,6 @@ in one module per area (preview, audience, send, check) and register on `app`.
 
 from __future__ import annotations
 
-import typer
-
 from .common import app, run_app
 
 # Importing the command modules registers their commands on `app`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,7 +19,7 @@ from ..checks import ERROR, Finding, gate, send_gate
 from ..dry_run import dry_run
 from ..errors import UsageError
 from ..providers import make_provider, provider_info
-from ..render import RenderedIssue, render_issue
+from ..render import render_issue
 from ..send import Progress, SendOptions, SendPlan, SendReport, plan_send, send_issue, send_test
 from ..suppressions import suppressed_emails_at
 from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, out,
@@ -78,54 +79,80 @@ def send(
     kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
     rehearsal = bool(test_to) or dry or kind != ledger.REAL
 
-    def render_and_check() -> tuple[RenderedIssue, list[Finding]]:
-        """Render once and run the checks: only where something may be sent (not a finished resume)."""
-        rendered = render_issue(settings, issue)
-        findings = gate(settings, issue, force=force, rehearsal=rehearsal, rendered=rendered)
-        _print_findings(findings, issue, going_on=rehearsal or force)
-        return rendered, findings
+    with ThreadPoolExecutor(max_workers=1) as background:
+        def preflight() -> _Preflight:
+            return _Preflight(settings, issue, background, force=force, rehearsal=rehearsal)
 
-    if test_to:
-        rendered, _ = render_and_check()
-        return _test_send(settings, rendered, provider_name, test_to, as_email, sandbox)
-    suppressions = suppressed_emails_at(settings.database)
-    audience = select_audience(load_recipients(settings.recipients, settings),
-                               resolve_lists(settings, list_names), suppressions)
-    if dry:
-        rendered, _ = render_and_check()
-        return _dry_run(settings, rendered, audience, kind, provider_name, options)
-    connection = ledger.open_ledger(settings.database)
-    try:
-        plan = plan_send(ledger.status_by_email(connection, issue, kind), issue, audience.recipients, info,
-                         options)
-        if plan.to_send == 0:
-            _print_summary(plan, load_issue(settings.content_dir, issue).subject, audience)
-            say("Nothing to send: everyone in the audience is already accounted for "
-                f"(see `campaign status --issue {issue}`).")
-            return
-        rendered, findings = render_and_check()
-        _print_summary(plan, rendered.subject.source, audience)
-        _confirm(plan, yes)
-        outbox = settings.issue_build_dir(issue) / "outbox.mbox"
-        if restart and kind == "outbox":
-            outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
-        sender = make_provider(provider_name, settings, outbox_path=outbox)
+        if test_to:
+            checked = preflight()
+            checked.findings()
+            return _test_send(settings, checked.rendered, provider_name, test_to, as_email, sandbox)
+        if dry:
+            checked = preflight()   # checks run while the audience loads
+            audience = _audience(settings, list_names)
+            checked.findings()
+            return _dry_run(settings, checked.rendered, audience, kind, provider_name, options)
+        connection = ledger.open_ledger(settings.database)
         try:
-            with _progress_bar(plan.to_send) as on_progress:
-                report = send_issue(connection, rendered, audience.recipients, sender, settings, options,
-                                    gate=send_gate(settings, rehearsal=rehearsal, findings=findings),
-                                    on_progress=on_progress)
+            # A first send surely sends: check while the audience loads. A resume may find nothing to do.
+            early = None if ledger.has_deliveries(connection, issue, kind) else preflight()
+            audience = _audience(settings, list_names)
+            plan = plan_send(ledger.status_by_email(connection, issue, kind), issue, audience.recipients, info,
+                             options)
+            if plan.to_send == 0:
+                _print_summary(plan, load_issue(settings.content_dir, issue).subject, audience)
+                say("Nothing to send: everyone in the audience is already accounted for "
+                    f"(see `campaign status --issue {issue}`).")
+                return
+            checked = early or preflight()
+            findings = checked.findings()
+            _print_summary(plan, checked.rendered.subject.source, audience)
+            _confirm(plan, yes)
+            outbox = settings.issue_build_dir(issue) / "outbox.mbox"
+            if restart and kind == "outbox":
+                outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
+            sender = make_provider(provider_name, settings, outbox_path=outbox)
+            try:
+                with _progress_bar(plan.to_send) as on_progress:
+                    report = send_issue(connection, checked.rendered, audience.recipients, sender, settings,
+                                        options, gate=send_gate(settings, rehearsal=rehearsal, findings=findings),
+                                        on_progress=on_progress)
+            finally:
+                sender.close()
+            _print_report(report, outbox if kind == "outbox" else None, settings.database)
         finally:
-            sender.close()
-        _print_report(report, outbox if kind == "outbox" else None, settings.database)
-    finally:
-        connection.close()
+            connection.close()
     if report.outcome == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.outcome == "paused":
         raise typer.Exit(EXIT_PAUSED)
     if report.outcome != "completed" or report.counts["failed"] or report.counts["unknown"]:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+class _Preflight:
+    """The issue rendered once, and its checks running in the background.
+
+    SpamAssassin is a separate process taking a second or two: it runs on the
+    other core while this one loads the audience.
+    """
+
+    def __init__(self, settings, issue: int, background: ThreadPoolExecutor, *, force: bool, rehearsal: bool):
+        self.issue, self.going_on = issue, rehearsal or force
+        self.rendered = render_issue(settings, issue)
+        self._findings: Future = background.submit(gate, settings, issue, force=force, rehearsal=rehearsal,
+                                                   rendered=self.rendered)
+
+    def findings(self) -> list[Finding]:
+        """Wait for the checks; raises ChecksFailed for a real send with errors (unless forced)."""
+        findings = self._findings.result()
+        _print_findings(findings, self.issue, going_on=self.going_on)
+        return findings
+
+
+def _audience(settings, list_names):
+    return select_audience(load_recipients(settings.recipients, settings), resolve_lists(settings, list_names),
+                           suppressed_emails_at(settings.database))
 
 
 def _dry_run(settings, rendered, audience, kind, provider_name, options) -> None:
