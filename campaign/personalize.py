@@ -96,7 +96,9 @@ class MergeTemplate:
 
 
 def escape_html(value: str) -> str:
-    return html.escape(value, quote=True)
+    """HTML-escaped and, like the rendered issue, 7-bit: `Muñoz` -> `Mu&#241;oz`."""
+    escaped = html.escape(value, quote=True)
+    return escaped if escaped.isascii() else escaped.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 def escape_text(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def test_preview_writes_html_and_text_with_images(project):
 def test_preview_as_a_recipient_uses_their_row(project):
     result = preview("--issue", "30", "--as", "Jorge.Munoz@example.org")
     assert result.exit_code == 0, result.output
-    html = (project / "build" / "issue-30" / "index.html").read_text(encoding="utf-8")
+    html = unescape((project / "build" / "issue-30" / "index.html").read_text(encoding="utf-8"))
     assert "Dear Jorge Muñoz," in html and "jorge.munoz@example.org" in html
 
 

@@ -107,6 +107,14 @@ def test_html_is_compiled_inlined_and_free_of_remote_styles(rendered):
     assert all("style" in attrs for tag, attrs in tags if tag in ("h2", "h3", "p", "a"))
 
 
+def test_html_is_seven_bit_with_character_references(rendered, settings):
+    assert rendered.html.source.isascii()
+    assert "S&#227;o Paulo" in rendered.html.source
+    message = personalize(rendered, envelope(settings, "Đorđe Muñoz"))
+    assert message.html.isascii() and "Dear &#272;or&#273;e Mu&#241;oz," in message.html
+    assert "Dear Đorđe Muñoz," in message.text
+
+
 def test_every_image_has_alt_text_and_width(rendered):
     images = [attrs for tag, attrs in parse(rendered.html.source).tags if tag == "img"]
     assert len(images) == 9
