@@ -33,7 +33,6 @@ LIST_SEPARATOR = re.compile(r"[;,]")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]+")
 SPACES = re.compile(r"\s+")
 HEADER_NAME = re.compile(r"[^a-z0-9_]+")
-CACHE_FOLDER = ".cache"          # in the build folder: addresses already validated (campaign/addresses.py)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
@@ -150,11 +149,8 @@ def resolve_lists(settings: Settings, requested: Sequence[str] | None) -> tuple[
 def load_recipients(path: Path, settings: Settings) -> RecipientFile:
     """Read and check every row of a recipients CSV (UTF-8, with or without BOM)."""
     path = Path(path)
-    addresses = AddressBook(settings.build_dir / CACHE_FOLDER)
     with reading_csv(path, "recipients") as stream:
-        loaded = _read(path, csv.reader(stream), settings.list_names(), addresses)
-    addresses.save()
-    return loaded
+        return _read(path, csv.reader(stream), settings.list_names(), AddressBook())
 
 
 @contextmanager
