@@ -7,6 +7,7 @@ makes, so a crash leaves the schema either before or after it, never between.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -325,27 +326,35 @@ def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> di
     return {email: status for email, status in rows}
 
 
+# A batch's addresses as one JSON array parameter: one statement per batch, not one per address.
+_EMAILS = "(SELECT value FROM json_each(?))"
+
+
 def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails: Sequence[str],
                    provider: str, batch_id: str, run_id: int) -> None:
     """Write ahead: committed before the batch is handed to the provider."""
     with transaction(connection):
-        connection.executemany(
+        connection.execute(
             f"UPDATE deliveries SET status = 'in_flight', provider = ?, batch_id = ?, run_id = ?, "
             f"attempts = attempts + 1, updated_at = {_NOW} "
-            f"WHERE issue = ? AND kind = ? AND email = ? AND status NOT IN ('accepted', 'rejected')",
-            ((provider, batch_id, run_id, issue, kind, email) for email in emails),
+            f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status NOT IN ('accepted', 'rejected')",
+            (provider, batch_id, run_id, issue, kind, json.dumps(list(emails))),
         )
 
 
 def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outcomes: Iterable[Outcome]) -> None:
-    """Committed as soon as the provider answers."""
+    """Committed as soon as the provider answers: one statement per distinct answer, all in one transaction."""
+    answers: dict[tuple[str, str, str], list[str]] = {}
+    for outcome in outcomes:  # a SendGrid batch is one answer for a thousand addresses
+        answers.setdefault((outcome.status, outcome.message_id, outcome.error), []).append(outcome.email)
     with transaction(connection):
-        connection.executemany(
-            f"UPDATE deliveries SET status = ?, message_id = ?, last_error = ?, updated_at = {_NOW}, "
-            f"accepted_at = CASE WHEN ? = 'accepted' THEN {_NOW} ELSE accepted_at END "
-            f"WHERE issue = ? AND kind = ? AND email = ? AND status <> 'accepted'",
-            ((o.status, o.message_id, o.error, o.status, issue, kind, o.email) for o in outcomes),
-        )
+        for (status, message_id, error), emails in answers.items():
+            connection.execute(
+                f"UPDATE deliveries SET status = ?, message_id = ?, last_error = ?, updated_at = {_NOW}, "
+                f"accepted_at = CASE WHEN ? = 'accepted' THEN {_NOW} ELSE accepted_at END "
+                f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status <> 'accepted'",
+                (status, message_id, error, status, issue, kind, json.dumps(emails)),
+            )
 
 
 def counts(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, int]:
