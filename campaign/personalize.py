@@ -43,7 +43,7 @@ class Placeholder:
 class MergeTemplate:
     """A text split once at its placeholders; `fill` is one join per recipient."""
 
-    __slots__ = ("source", "_literals", "_placeholders", "_literal_bytes")
+    __slots__ = ("source", "_literals", "_placeholders", "_literal_bytes", "_pieces", "_slots")
 
     def __init__(self, source: str):
         self.source = source
@@ -55,6 +55,13 @@ class MergeTemplate:
             for name, fallback in zip(pieces[1::3], pieces[2::3])
         )
         self._literal_bytes: int | None = None  # UTF-8 size of the text between placeholders, on first use
+        # The literals with a hole per placeholder: a fill copies this short list and fills the holes.
+        self._pieces: list[str | None] = [self._literals[0]]
+        slots = []
+        for placeholder, literal in zip(self._placeholders, self._literals[1:]):
+            slots.append((len(self._pieces), placeholder.name, placeholder.fallback, placeholder))
+            self._pieces += [None, literal]
+        self._slots = tuple(slots)
 
     @property
     def placeholders(self) -> tuple[Placeholder, ...]:
@@ -64,13 +71,13 @@ class MergeTemplate:
         return {placeholder.name for placeholder in self._placeholders}
 
     def fill(self, values: Mapping[str, str], escape: Callable[[str], str]) -> str:
-        if not self._placeholders:
+        """The text for one recipient. The hot loop of a send: kept to a list copy and a join."""
+        if not self._slots:
             return self.source
-        literals = self._literals
-        parts = [literals[0]]
-        for index, placeholder in enumerate(self._placeholders, start=1):
-            parts.append(escape(placeholder.value_in(values)))
-            parts.append(literals[index])
+        parts = self._pieces.copy()
+        for index, name, fallback, placeholder in self._slots:
+            value = values.get(name)
+            parts[index] = escape(value or fallback) if value is not None else placeholder.value_in(values)
         return "".join(parts)
 
     def filled_size(self, values: Mapping[str, str], escape: Callable[[str], str]) -> int:
