@@ -164,7 +164,8 @@ def render_rows(times: bench_render.RenderTimes, mjml: bench_render.MjmlComparis
 
 def personalize_rows(times: bench_personalize.PersonalizeTimes) -> list[Row]:
     return [
-        Row(f"personalise: fill rate ({times.recipients:,} distinct recipients)",
+        Row(f"personalise: fill rate ({times.recipients:,} distinct recipients, "
+            f"median of {bench_personalize.FILL_PASSES} passes)",
             f"{times.fill_rate:,.0f} messages/s ({times.fill_seconds / times.recipients * 1e6:.1f} µs each, "
             f"{times.message_bytes / 1000:.0f} kB html+text)", ">= 50,000/s", times.fill_rate >= 50_000),
         Row(f"personalise: vs re-rendering per recipient (median of {len(times.naive_runs)})",
