@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
-from ..errors import CampaignError
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             suppressed_emails_at)
-from .common import ConfigOption, ListOption, RecipientsOption, app, command, err, fail, out, settings_from
+from .common import ConfigOption, ListOption, RecipientsOption, app, command, err, out, settings_from
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
 suppress_app = typer.Typer(help="Manage the suppression list: people who never get mail.", no_args_is_help=True)
@@ -34,23 +32,6 @@ def say(text: str) -> None:
 def note(text: str) -> None:
     """Diagnostics on stderr, printed as is."""
     err.print(text, markup=False, emoji=False)
-
-
-def subcommand(typer_app: typer.Typer, name: str):
-    """Register a command on a sub-app; CampaignErrors become one line and an exit code."""
-
-    def register(function):
-        @functools.wraps(function)
-        def guarded(*args, **kwargs):
-            try:
-                return function(*args, **kwargs)
-            except CampaignError as error:
-                fail(error)
-
-        typer_app.command(name)(guarded)
-        return function
-
-    return register
 
 
 @command("lists")
@@ -94,7 +75,7 @@ def audience_command(
         note(f"wrote {written:,} rows to {csv_path}")
 
 
-@subcommand(recipients_app, "check")
+@command("check", on=recipients_app)
 def recipients_check(
     file: Annotated[Optional[Path], typer.Argument(help="Recipients CSV (default: the one in campaign.toml).",
                                                    dir_okay=False)] = None,
@@ -117,7 +98,7 @@ def recipients_check(
         raise typer.Exit(1)
 
 
-@subcommand(suppress_app, "add")
+@command("add", on=suppress_app)
 def suppress_add(
     email: Annotated[str, typer.Argument(help="The address to suppress.")],
     reason: Annotated[str, typer.Option("--reason", help=f"One of: {', '.join(REASONS)}.")] = "manual",
@@ -136,7 +117,7 @@ def suppress_add(
     say(f"{state}: {suppression.email} ({suppression.reason} on {suppression.date})")
 
 
-@subcommand(suppress_app, "import")
+@command("import", on=suppress_app)
 def suppress_import(
     file: Annotated[Path, typer.Argument(help="CSV with columns email, reason and optionally date, note.",
                                          dir_okay=False)],
@@ -157,7 +138,7 @@ def suppress_import(
         raise typer.Exit(1)
 
 
-@subcommand(suppress_app, "list")
+@command("list", on=suppress_app)
 def suppress_list(config: ConfigOption = None) -> None:
     """Print every suppressed address with its reason and date."""
     settings = settings_from(config)

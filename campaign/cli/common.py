@@ -60,8 +60,9 @@ def fail(error: CampaignError) -> None:
     raise typer.Exit(error.exit_code)
 
 
-def command(*args, **kwargs):
-    """Register a typer command whose CampaignErrors become one line and an exit code."""
+def command(*args, on: typer.Typer | None = None, **kwargs):
+    """Register a typer command (on `app`, or on the sub-app `on`) whose CampaignErrors become
+    one line and an exit code."""
 
     def register(function):
         @functools.wraps(function)
@@ -71,7 +72,7 @@ def command(*args, **kwargs):
             except CampaignError as error:
                 fail(error)
 
-        app.command(*args, **kwargs)(guarded)
+        (on or app).command(*args, **kwargs)(guarded)
         return function
 
     return register
