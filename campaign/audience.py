@@ -15,6 +15,7 @@ Two steps, each a plain function over plain values:
 from __future__ import annotations
 
 import csv
+import gc
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,8 +150,26 @@ def resolve_lists(settings: Settings, requested: Sequence[str] | None) -> tuple[
 def load_recipients(path: Path, settings: Settings) -> RecipientFile:
     """Read and check every row of a recipients CSV (UTF-8, with or without BOM)."""
     path = Path(path)
-    with reading_csv(path, "recipients") as stream:
+    with reading_csv(path, "recipients") as stream, acyclic_bulk():
         return _read(path, csv.reader(stream), settings.list_names(), AddressBook())
+
+
+@contextmanager
+def acyclic_bulk() -> Iterator[None]:
+    """Pause Python's cycle collector while building many objects that hold no cycles.
+
+    Rows, recipients and their field dicts never refer back to each other, yet
+    the collector would keep re-walking them as they pile up: a fifth of the
+    time of loading or selecting 100,000 rows. Reference counting still frees
+    everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextmanager
@@ -307,7 +326,12 @@ def select_audience(
     normalised address to (reason, date), as `suppressions.suppressed_emails` returns.
     It has no default on purpose: every send, dry run and test send to lists applies them.
     """
-    selected = tuple(lists)
+    with acyclic_bulk():
+        return _select(recipient_file, tuple(lists), suppressions)
+
+
+def _select(recipient_file: RecipientFile, selected: tuple[str, ...],
+            suppressions: Mapping[str, tuple[str, str]]) -> Audience:
     exclusions = [Exclusion(problem.email, problem.line, problem.reason, "invalid")
                   for problem in recipient_file.problems]
     first_rows: dict[str, RecipientRow] = {}
