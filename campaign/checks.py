@@ -199,7 +199,7 @@ def link_problem(href: str) -> tuple[str, str, str, str] | None:
     parts_ = urlsplit(href)
     if parts_.scheme not in ("http", "https") or not parts_.netloc or " " in href or "." not in parts_.netloc:
         return (ERROR, "link-malformed", f"malformed link {href!r}",
-                "write a full address such as https://www.wego-net.org/...")
+                "write a full address such as https://www.example.org/page")
     if parts_.scheme == "http":
         return (WARNING, "link-not-https", f"link is not https: {href}",
                 "use the https:// address (check that the site answers on https)")
