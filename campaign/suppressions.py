@@ -22,6 +22,7 @@ from .errors import RecipientsError, UsageError
 from .ledger import open_ledger, transaction
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
+CONSENT_NEEDED = ("unsubscribed", "complained")   # the person said no: only they can say yes again
 IMPORT_COLUMNS = ("email", "reason")  # plus an optional `date` (YYYY-MM-DD) and `note`
 
 
@@ -50,6 +51,25 @@ def add_suppression(
     if added:
         return suppression, True
     return _get(connection, suppression.email), False
+
+
+def remove_suppression(connection: sqlite3.Connection, email: str, *, consent: bool = False) -> Suppression:
+    """Lift one suppression and return it. Someone who unsubscribed or complained is mailed
+    again only with `consent` (they asked for it); bounces and manual ones lift freely."""
+    try:
+        normalised = normalise_email(clean_text(email))
+    except EmailNotValidError as error:
+        raise UsageError(f"invalid address {email!r}: {error}") from None
+    with transaction(connection):
+        row = connection.execute("SELECT 1 FROM suppressions WHERE email = ?", (normalised,)).fetchone()
+        if row is None:
+            raise UsageError(f"{normalised} is not suppressed; `campaign suppress list` shows who is")
+        suppression = _get(connection, normalised)
+        if suppression.reason in CONSENT_NEEDED and not consent:
+            raise UsageError(f"{normalised} {suppression.reason} on {suppression.date}: lift it only if they "
+                             "asked to get the newsletter again, with --consent")
+        connection.execute("DELETE FROM suppressions WHERE email = ?", (normalised,))
+    return suppression
 
 
 def import_suppressions(connection: sqlite3.Connection, path: Path) -> ImportResult:

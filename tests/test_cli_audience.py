@@ -206,6 +206,30 @@ def test_suppression_survives_the_person_being_added_back_to_the_recipients_file
     assert "line 3: ana@example.org: suppressed: unsubscribed on 2026-05-02" in result.stdout
 
 
+def test_a_fixed_bounce_is_lifted_and_the_person_is_back_in_the_audience(project):
+    write_recipients(project, HEADER + "ana@example.org,Ana,Org,City,Peru,members\n")
+    run(project, "suppress", "add", "ana@example.org", "--reason", "bounced", "--date", "2026-05-02")
+    lifted = run(project, "suppress", "remove", "Ana@Example.org")
+    assert lifted.exit_code == 0, lifted.output
+    assert lifted.stdout == "no longer suppressed: ana@example.org (was bounced on 2026-05-02)\n"
+    assert "1 recipients" in run(project, "audience").stdout
+
+
+def test_an_unsubscribe_is_lifted_only_with_the_persons_consent(project):
+    write_recipients(project, HEADER + "ana@example.org,Ana,Org,City,Peru,members\n")
+    run(project, "suppress", "add", "ana@example.org", "--reason", "unsubscribed", "--date", "2026-05-02")
+    refused = run(project, "suppress", "remove", "ana@example.org")
+    assert refused.exit_code == 2 and "--consent" in refused.stderr and "Traceback" not in refused.output
+    assert "0 recipients" in run(project, "audience").stdout
+    assert run(project, "suppress", "remove", "ana@example.org", "--consent").exit_code == 0
+    assert "1 recipients" in run(project, "audience").stdout
+
+
+def test_lifting_a_suppression_that_does_not_exist_is_a_usage_error(project):
+    result = run(project, "suppress", "remove", "nobody@example.org")
+    assert result.exit_code == 2 and "is not suppressed" in result.stderr
+
+
 def test_readme_examples_for_recipients_and_lists_run(tmp_path, monkeypatch):
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import typer
 from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
-                            suppressed_emails_at)
+                            remove_suppression, suppressed_emails_at)
 from .common import ConfigOption, ListOption, RecipientsOption, app, command, err, out, settings_from
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
@@ -115,6 +115,23 @@ def suppress_add(
         connection.close()
     state = "suppressed" if added else "already suppressed"
     say(f"{state}: {suppression.email} ({suppression.reason} on {suppression.date})")
+
+
+@command("remove", on=suppress_app)
+def suppress_remove(
+    email: Annotated[str, typer.Argument(help="The address to mail again.")],
+    consent: Annotated[bool, typer.Option(
+        "--consent", help="They asked to be mailed again (needed after an unsubscribe or a complaint).")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Lift a suppression, e.g. after a bounce was fixed or a person subscribed again."""
+    settings = settings_from(config)
+    connection = open_ledger(settings.database)
+    try:
+        lifted = remove_suppression(connection, email, consent=consent)
+    finally:
+        connection.close()
+    say(f"no longer suppressed: {lifted.email} (was {lifted.reason} on {lifted.date})")
 
 
 @command("import", on=suppress_app)
