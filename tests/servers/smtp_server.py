@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -86,9 +87,18 @@ class _Controller(Controller):
 
 
 class SmtpServer:
-    """login=(username, password): refuse MAIL until the client has logged in (AUTH over plain TCP)."""
+    """login=(username, password): refuse MAIL until the client has logged in.
 
-    def __init__(self, login: tuple[str, str] | None = None):
+    tls="starttls" offers STARTTLS and requires it before anything else (and before
+    a login); tls="implicit" speaks TLS from the first byte (port-465 style). Both
+    need `certificate`, an ssl.SSLContext for the server side (tests make one with trustme).
+    """
+
+    def __init__(self, login: tuple[str, str] | None = None, tls: str | None = None,
+                 certificate: "ssl.SSLContext | None" = None):
+        if tls not in (None, "starttls", "implicit") or (tls and certificate is None):
+            raise ValueError("tls is None, 'starttls' or 'implicit', and TLS needs a certificate context")
+        self._tls, self._certificate = tls, certificate
         self.messages: list[StoredMessage] = []
         self.logins: list[str] = []
         self.peers: set[tuple] = set()     # one (host, port) per client connection that sent MAIL
@@ -106,10 +116,16 @@ class SmtpServer:
         return self._controller.port
 
     def start(self) -> "SmtpServer":
+        tls = {}
+        if self._tls == "starttls":
+            tls = {"tls_context": self._certificate, "require_starttls": True}
+        elif self._tls == "implicit":
+            tls = {"ssl_context": self._certificate}
         self._controller = _Controller(
             _Handler(self), hostname="127.0.0.1", port=0,
-            authenticator=self._authenticate, auth_require_tls=False,
-            auth_required=self._script.login is not None,
+            # implicit TLS: the whole connection is TLS, though aiosmtpd does not count it as such for AUTH
+            authenticator=self._authenticate, auth_require_tls=self._tls == "starttls",
+            auth_required=self._script.login is not None, **tls,
         )
         self._controller.start()
         return self
