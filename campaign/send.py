@@ -33,7 +33,7 @@ from .errors import (ChecksFailed, ContentError, LedgerError, ProviderAuthError,
                      TransientProviderError, UsageError)
 from .ledger import ACCEPTED, FAILED, PENDING, REJECTED, UNKNOWN, Outcome
 from .personalize import SAMPLE_RECIPIENT, Envelope, MergeTemplate, envelope_for
-from .providers.base import Batch, Provider, ProviderInfo
+from .providers.base import Batch, DeliveryResult, Provider, ProviderInfo
 from .render import RenderedIssue
 
 TEST_PREFIX = "[TEST] "
@@ -351,28 +351,50 @@ class _SendLoop:
         )
 
     def _send_batch(self, envelopes: Sequence[Envelope], batch_id: str) -> tuple[int, str]:
-        """Write ahead, call the provider (with retries), record; returns (accepted count, last error)."""
+        """Write ahead, call the provider (with retries), record; returns (accepted count, last error).
+
+        The write-ahead follows the provider's own step: the whole batch for SendGrid
+        (one request), each message for SMTP (ProviderInfo.one_at_a_time).
+        """
         emails = [envelope.email for envelope in envelopes]
         lists = tuple(sorted({name for envelope in envelopes for name in envelope.lists}))
+        per_message = self.provider.info.one_at_a_time
+        handed_over: set[str] = set() if per_message else set(emails)   # may have gone out
+        answered: set[str] = set()                                        # already recorded
+
+        def mark_sending(envelope: Envelope) -> None:
+            self._mark_in_flight([envelope.email], batch_id)
+            handed_over.add(envelope.email)
+
+        def record_answer(result: DeliveryResult) -> None:
+            self._record([_outcome_of(result)])
+            answered.add(result.email)
+
         batch = Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id, lists=lists,
-                      sandbox=self.kind == "sandbox")
-        ledger.mark_in_flight(self.connection, self.issue.number, self.kind, emails,
-                              self.provider.info.name, batch_id, self.run_id)
+                      sandbox=self.kind == "sandbox", on_sending=mark_sending if per_message else None,
+                      on_result=record_answer)
+        if not per_message:
+            self._mark_in_flight(emails, batch_id)
         try:
-            outcomes = self._deliver(batch, emails)
+            outcomes = self._deliver(batch, emails, rewrite_ahead=not per_message)
         except ProviderAuthError as error:
-            self._record([Outcome(email, FAILED, error=str(error)) for email in emails])
+            self._record([Outcome(email, FAILED, error=str(error)) for email in emails if email not in answered])
             raise
         except BaseException as error:  # Ctrl-C twice or a bug mid-request: it may have gone out
             note = f"the send stopped during the provider call ({type(error).__name__}); it may or may not " \
                    "have been delivered; resend only with --resend-unknown"
-            self._record([Outcome(email, UNKNOWN, error=note) for email in emails])
+            self._record([Outcome(email, UNKNOWN, error=note) for email in emails
+                          if email in handed_over and email not in answered])
             raise
-        self._record(outcomes)
+        self._record([outcome for outcome in outcomes if outcome.email not in answered])
         errors = [outcome.error for outcome in outcomes if outcome.error]
         return sum(1 for outcome in outcomes if outcome.status == ACCEPTED), (errors[-1] if errors else "")
 
-    def _deliver(self, batch: Batch, emails: list[str]) -> list[Outcome]:
+    def _mark_in_flight(self, emails: list[str], batch_id: str) -> None:
+        ledger.mark_in_flight(self.connection, self.issue.number, self.kind, emails,
+                              self.provider.info.name, batch_id, self.run_id)
+
+    def _deliver(self, batch: Batch, emails: list[str], rewrite_ahead: bool) -> list[Outcome]:
         attempt, waited = 0, 0.0
         while True:
             attempt += 1
@@ -395,8 +417,8 @@ class _SendLoop:
                 if self.stop.requested:
                     return [Outcome(email, FAILED, error=f"{error} (interrupted before retrying)")
                             for email in emails]
-                ledger.mark_in_flight(self.connection, self.issue.number, self.kind, emails,
-                                      self.provider.info.name, batch.batch_id, self.run_id)
+                if rewrite_ahead:  # per-message providers mark each message as they send it
+                    self._mark_in_flight(emails, batch.batch_id)
                 continue
             except ProviderError as error:
                 return [Outcome(email, FAILED, error=str(error)) for email in emails]
@@ -407,7 +429,7 @@ class _SendLoop:
                 if result is None:  # the provider did not say: never guess
                     outcomes.append(Outcome(email, UNKNOWN, error="the provider gave no result for this address"))
                 else:
-                    outcomes.append(Outcome(email, result.status.value, result.message_id, result.error))
+                    outcomes.append(replace(_outcome_of(result), email=email))
             return outcomes
 
     def _record(self, outcomes: list[Outcome]) -> None:
@@ -429,6 +451,10 @@ class _SendLoop:
     def _resume_hint(self) -> str:
         flags = " --provider outbox" if self.kind == "outbox" else " --sandbox" if self.kind == "sandbox" else ""
         return f"Resume with `campaign send --issue {self.issue.number}{flags}`."
+
+
+def _outcome_of(result: DeliveryResult) -> Outcome:
+    return Outcome(result.email, result.status.value, result.message_id, result.error)
 
 
 # --- Test sends: only to the given addresses, no ledger record ------------------------------------

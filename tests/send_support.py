@@ -4,7 +4,9 @@ Run as a script it is the driver: it sends issue 30 to N generated recipients th
 the real SendGrid provider at SENDGRID_API_URL, recording in the ledger named on the
 command line, so a test can SIGKILL it at any moment:
 
-    python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown]
+    python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown] [--smtp]
+
+(--smtp: through the real SMTP provider at SMTP_HOST and SMTP_PORT instead.)
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ def people(count: int, lists: tuple[str, ...] = ("members",), start: int = 0) ->
 def main(argv: list[str]) -> int:
     from campaign.ledger import open_ledger
     from campaign.providers.sendgrid import SendGridProvider
+    from campaign.providers.smtp import SmtpProvider
     from campaign.send import RetryPolicy, SendOptions, send_issue
 
     ledger_path, count, batch_size = Path(argv[0]), int(argv[1]), int(argv[2])
     settings = make_settings(ledger_path.parent, dict(__import__("os").environ))
     connection = open_ledger(ledger_path)
-    report = send_issue(connection, small_issue(), people(count), SendGridProvider(settings), settings,
+    provider = SmtpProvider(settings) if "--smtp" in argv else SendGridProvider(settings)
+    report = send_issue(connection, small_issue(), people(count), provider, settings,
                         SendOptions(batch_size=batch_size, resend_unknown="--resend-unknown" in argv),
                         policy=RetryPolicy(base_delay=0.01, max_delay=0.05), sleep=lambda seconds: None)
     print(report.outcome, report.counts, report.message, flush=True)

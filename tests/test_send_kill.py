@@ -28,7 +28,9 @@ from campaign.ledger import open_ledger
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.send import RetryPolicy, SendOptions, send_issue
 from send_support import make_settings, people, small_issue
+from campaign.providers.smtp import SmtpProvider
 from servers.sendgrid_server import SendGridServer
+from servers.smtp_server import SmtpServer
 
 DRIVER = Path(__file__).with_name("send_support.py")
 COUNT, BATCH = 5000, 500
@@ -119,3 +121,38 @@ def test_ctrl_c_finishes_the_batch_in_flight_says_how_to_resume_and_exits_non_ze
     report = resume(settings, connection)
     assert report.counts["accepted"] == COUNT
     assert Counter(server.delivered()) == Counter(r.email for r in people(COUNT))
+
+
+def test_sigkill_mid_batch_over_smtp_leaves_at_most_the_message_being_answered_unknown(tmp_path):
+    """SMTP answers message by message, and the ledger records each answer at once."""
+    count, batch = 300, 100
+    with SmtpServer() as server:
+        server.delay = 0.005
+        environ = {"SMTP_HOST": server.host, "SMTP_PORT": str(server.port), "SMTP_SECURITY": "none"}
+        settings = make_settings(tmp_path, environ)
+        process = subprocess.Popen(
+            [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--smtp"],
+            env={**os.environ, **environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while len(server.messages) < 150 and process.poll() is None:   # half-way through batch 2
+            assert time.monotonic() < deadline, "the send made no progress"
+            time.sleep(0.001)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        delivered = set(server.recipients())
+        connection = open_ledger(settings.database)
+        statuses = ledger.status_by_email(connection, 30, "real")
+        accepted = {email for email, status in statuses.items() if status == "accepted"}
+        assert accepted <= delivered
+        assert len(delivered - accepted) <= 1, "answers were recorded message by message, not per batch"
+
+        server.delay = 0.0
+        report = send_issue(connection, small_issue(), people(count), SmtpProvider(settings), settings,
+                            SendOptions(batch_size=batch), sleep=lambda seconds: None)
+        connection.close()
+        assert report.outcome == "completed" and len(report.unknown) <= 1
+        received = Counter(server.recipients())
+        for recipient in people(count):
+            if recipient.email not in report.unknown:
+                assert received[recipient.email] == 1, recipient.email
+            assert received[recipient.email] <= 1, recipient.email

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from ..personalize import Envelope
 from ..render import RenderedIssue
@@ -34,6 +34,13 @@ class Batch:
     lists: tuple[str, ...] = ()
     test: bool = False           # a test send: subject already prefixed, no list headers needed
     sandbox: bool = False        # provider-side validation only (SendGrid sandbox mode)
+    # Providers that send message by message (ProviderInfo.one_at_a_time, SMTP) call
+    # on_sending just before handing one over and on_result with its answer, so the
+    # ledger writes ahead and records per message: a crash mid-batch leaves at most
+    # one message unknown, and the rest of the batch still pending. send() still
+    # returns every result.
+    on_sending: Callable[[Envelope], None] | None = None
+    on_result: Callable[[DeliveryResult], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class ProviderInfo:
     name: str
     max_batch_size: int
     rehearsal: bool = False      # True: nothing leaves the machine (outbox)
+    one_at_a_time: bool = False  # True: sends message by message and calls Batch.on_sending/on_result
 
 
 class Provider(Protocol):

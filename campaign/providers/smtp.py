@@ -24,7 +24,7 @@ from ..errors import CampaignError, ProviderAuthError, ProviderError, TransientP
 from ..mime import UnusableAddress, build_message
 from .base import Batch, DeliveryResult, ProviderInfo, Status
 
-INFO = ProviderInfo(name="smtp", max_batch_size=100)
+INFO = ProviderInfo(name="smtp", max_batch_size=100, one_at_a_time=True)
 END_OF_DATA = b"\r\n.\r\n"
 
 
@@ -67,8 +67,10 @@ class SmtpProvider:
         results: list[DeliveryResult] = []
         envelopes = list(batch.envelopes)
         for index, envelope in enumerate(envelopes):
+            if batch.on_sending is not None:
+                batch.on_sending(envelope)
             try:
-                results.append(self._send_one(batch, envelope))
+                result = self._send_one(batch, envelope)
             except (_Unreachable, CampaignError) as error:
                 if not results:  # nothing of this batch went out: the whole batch fails
                     if isinstance(error, _Unreachable):
@@ -78,6 +80,9 @@ class SmtpProvider:
                 reason = f"{error}; not sent"
                 results += [DeliveryResult(e.email, Status.FAILED, error=reason) for e in envelopes[index:]]
                 break
+            results.append(result)
+            if batch.on_result is not None:
+                batch.on_result(result)
         return results
 
     def close(self) -> None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -72,6 +73,8 @@ class _Handler:
         stored = StoredMessage(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
         with self.server._lock:
             self.server.messages.append(stored)
+        if self.server.delay:  # stored, and the client waits for its "250" meanwhile
+            await asyncio.sleep(self.server.delay)
         if self.server._take_drop("DATA"):
             server.transport.close()  # stored, but the client never hears "250"
             return "421 4.4.2 closing connection (scripted drop)"
@@ -101,6 +104,7 @@ class SmtpServer:
         self._tls, self._certificate = tls, certificate
         self.messages: list[StoredMessage] = []
         self.logins: list[str] = []
+        self.delay = 0.0                   # seconds between storing a message and answering "250"
         self.peers: set[tuple] = set()     # one (host, port) per client connection that sent MAIL
         self._script = _Script(login=login)
         self._lock = threading.Lock()
