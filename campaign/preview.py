@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .audience import find_recipient
 from .config import Settings
+from .errors import LayoutError
 from .files import write_text_atomic
 from .personalize import Envelope, envelope_for, personalize, sample_envelope
 from .render import RenderedIssue, render_issue
@@ -48,6 +49,22 @@ def copy_images(source: Path, target: Path) -> Path:
             if image.is_file():
                 shutil.copy2(image, target / image.name)
     return target
+
+
+def write_web_copy(settings: Settings, number: int) -> Path:
+    """The issue for the "view in browser" address: no merge field, nothing personal.
+
+    Upload build/issue-N/web/ (index.html and images/) to `links.view_url`.
+    """
+    rendered = render_issue(settings, number, images_base=PREVIEW_IMAGES, web=True)
+    left = rendered.html.field_names()
+    if left:  # a layout put a merge field outside `{% if not web %}`: it would show as [[...]]
+        raise LayoutError(f"{settings.layouts_dir}: the web copy still has merge fields "
+                          f"{', '.join(sorted(left))}; wrap them in {{% if not web %}} in the layouts")
+    folder = settings.issue_build_dir(number) / "web"
+    write_text_atomic(folder / "index.html", rendered.html.source)
+    copy_images(rendered.issue.images_dir, folder / "images")
+    return folder / "index.html"
 
 
 def recipient_envelope(settings: Settings, email: str, number: int) -> Envelope:

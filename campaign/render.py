@@ -50,21 +50,23 @@ class RenderedIssue:
         return self.subject.field_names() | self.html.field_names() | self.text.field_names()
 
 
-def render_issue(settings: Settings, number: int, *, images_base: str | None = None) -> RenderedIssue:
+def render_issue(settings: Settings, number: int, *, images_base: str | None = None,
+                 web: bool = False) -> RenderedIssue:
     """Load content/issue-N and render it: the one expensive step of a send.
 
     `images_base` is where <img src> points: by default the public images URL
-    from campaign.toml; the local preview passes "images/".
+    from campaign.toml; the local preview passes "images/". `web` renders the copy
+    for the "view in browser" address: the layouts leave out everything personal.
     """
     issue = load_issue(settings.content_dir, number)
     if images_base is None:
         images_base = settings.links.images_url.format(issue=number)
-    return render(issue, settings, images_base)
+    return render(issue, settings, images_base, web=web)
 
 
-def render(issue: Issue, settings: Settings, images_base: str) -> RenderedIssue:
+def render(issue: Issue, settings: Settings, images_base: str, *, web: bool = False) -> RenderedIssue:
     environment = layout_environment(settings.layouts_dir, images_base)
-    context = {"issue": issue, "sender": settings.sender, "theme": read_theme(settings.layouts_dir)}
+    context = {"issue": issue, "sender": settings.sender, "theme": read_theme(settings.layouts_dir), "web": web}
     sections = [render_section(environment, section, context) for section in issue.sections]
     mjml = render_layout(environment, BASE_LAYOUT, {**context, "sections": [Markup(s) for s in sections]},
                          issue.folder)

@@ -51,6 +51,32 @@ def test_preview_writes_html_and_text_with_images(project):
     assert not list(folder.glob(".*.tmp")), "no half-written files left behind"
 
 
+def test_web_copy_has_every_section_and_nothing_personal(project):
+    result = preview("--issue", "30", "--web")
+    assert result.exit_code == 0, result.output
+    folder = project / "build" / "issue-30" / "web"
+    html = unescape((folder / "index.html").read_text(encoding="utf-8"))
+    assert "[[" not in html and "Dear " not in html and "Unsubscribe" not in html
+    assert "Sample Reader" not in html and "reader@example.org" not in html
+    for heading in ("São Paulo", "Recent events", "Upcoming activities", "New members", "Smart city trends"):
+        assert heading in html
+    assert "The web copy of WeGO e-Newsletter Q2 2022, Issue 30." in html
+    assert sorted(p.name for p in (folder / "images").iterdir()) == sorted(
+        p.name for p in (project / "content" / "issue-30" / "images").iterdir())
+
+
+def test_a_merge_field_left_in_the_web_copy_is_an_error_naming_the_fix(project):
+    layout = project / "layouts" / "sections" / "text.mjml.j2"
+    layout.write_text(layout.read_text(encoding="utf-8").replace(
+        "<mj-text>{{ markdown(section.body) }}</mj-text>", "<mj-text>Hello [[name]] {{ markdown(section.body) }}</mj-text>",
+        1), encoding="utf-8")
+    result = preview("--issue", "30", "--web")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error:") and "web copy" in error and "name" in error and "if not web" in error
+    assert not (project / "build" / "issue-30" / "web").exists(), "nothing half-written"
+
+
 def test_preview_as_a_recipient_uses_their_row(project):
     result = preview("--issue", "30", "--as", "Jorge.Munoz@example.org")
     assert result.exit_code == 0, result.output

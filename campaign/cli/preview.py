@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..preview import recipient_envelope, write_preview
+from ..preview import recipient_envelope, write_preview, write_web_copy
 from .common import AsOption, ConfigOption, IssueOption, RecipientsOption, command, out, settings_from
 
 
@@ -17,6 +17,8 @@ def preview(
     as_email: AsOption = None,
     recipients: RecipientsOption = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in the default browser.")] = False,
+    web: Annotated[bool, typer.Option(
+        "--web", help="Also write build/issue-N/web/: the copy to upload at the 'view in browser' address.")] = False,
     screenshots: Annotated[bool, typer.Option(
         "--screenshots", help="Also save PNG screenshots at 375 px (phone) and 600 px (desktop) with "
                               "headless Chromium.")] = False,
@@ -28,6 +30,8 @@ def preview(
     files = write_preview(settings, issue, envelope)
     out.print(f"HTML: {files.html}  ({files.size_bytes / 1024:.1f} KB)")
     out.print(f"Text: {files.text}")
+    if web:
+        out.print(f"Web copy: {write_web_copy(settings, issue)}  (upload its folder to the view-in-browser address)")
     if screenshots:
         from ..screenshots import take_screenshots  # noqa: PLC0415  (needs Chromium; only when asked)
 
