@@ -337,7 +337,7 @@ def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails
         connection.execute(
             f"UPDATE deliveries SET status = 'in_flight', provider = ?, batch_id = ?, run_id = ?, "
             f"attempts = attempts + 1, updated_at = {_NOW} "
-            f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status NOT IN ('accepted', 'rejected')",
+            f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status <> 'accepted'",
             (provider, batch_id, run_id, issue, kind, json.dumps(list(emails))),
         )
 

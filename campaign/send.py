@@ -66,10 +66,12 @@ class SendOptions:
     sandbox: bool = False             # provider validates, delivers nothing: a rehearsal
     force: bool = False               # send although the preflight gate found errors
     restart: bool = False             # a rehearsal starts over (never a real send)
+    retry_rejected: bool = False      # also those refused (a 400 batch refused whole: nothing of it was sent)
 
     def describe(self) -> str:
         flags = [("--resend-unknown", self.resend_unknown), ("--retry-failed", self.retry_failed),
-                 ("--sandbox", self.sandbox), ("--force", self.force), ("--restart", self.restart)]
+                 ("--sandbox", self.sandbox), ("--force", self.force), ("--restart", self.restart),
+                 ("--retry-rejected", self.retry_rejected)]
         words = [flag for flag, on in flags if on]
         if self.batch_size:
             words.append(f"--batch-size {self.batch_size}")
@@ -79,6 +81,8 @@ class SendOptions:
         statuses = [FAILED] if self.retry_failed else [PENDING, FAILED]
         if self.resend_unknown:
             statuses.append(UNKNOWN)
+        if self.retry_rejected:
+            statuses.append(REJECTED)
         return tuple(statuses)
 
 

@@ -111,6 +111,16 @@ def test_bad_request_rejects_the_batch_with_sendgrids_message(server, settings, 
     assert "personalizations.0.substitutions" in rejected.last_error
 
 
+def test_a_refused_batch_is_sent_again_only_when_asked_and_nobody_twice(server, settings, connection):
+    server.script(Fault.bad_request("The to.email is invalid", "personalizations.3.to.0.email"))
+    send(connection, settings, people(20))
+    again = send(connection, settings, people(20))
+    assert again.attempted == 0, "rejected is final for a plain resume"
+    retried = send(connection, settings, people(20), options=SendOptions(batch_size=10, retry_rejected=True))
+    assert retried.attempted == 10 and retried.counts["accepted"] == 20
+    assert sorted(Counter(server.delivered()).values()) == [1] * 20
+
+
 def test_resume_sends_only_to_those_not_yet_accepted(server, settings, connection):
     stop = StopSignal()
 

@@ -54,6 +54,9 @@ def send(
     resend_unknown: Annotated[bool, typer.Option(
         "--resend-unknown", help="Also send to recipients whose delivery is unknown (may mail them twice).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Send only to recipients that failed.")] = False,
+    retry_rejected: Annotated[bool, typer.Option(
+        "--retry-rejected", help="Also send to recipients the provider refused (e.g. a batch refused with 400, "
+                                 "after fixing the cause).")] = False,
     sandbox: Annotated[bool, typer.Option(
         "--sandbox", help="SendGrid sandbox mode: validated, nothing delivered (a rehearsal).")] = False,
     force: Annotated[bool, typer.Option(
@@ -71,7 +74,7 @@ def send(
     provider_name = provider or settings.provider
     info = provider_info(provider_name)
     options = SendOptions(batch_size=batch_size, resend_unknown=resend_unknown, retry_failed=retry_failed,
-                          sandbox=sandbox, force=force, restart=restart)
+                          sandbox=sandbox, force=force, restart=restart, retry_rejected=retry_rejected)
     if sandbox and provider_name != "sendgrid":
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
     if as_email and not test_to:
