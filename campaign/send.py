@@ -33,6 +33,7 @@ from .errors import (ChecksFailed, ContentError, LedgerError, ProviderAuthError,
                      TransientProviderError, UsageError)
 from .ledger import ACCEPTED, FAILED, PENDING, REJECTED, UNKNOWN, Outcome
 from .personalize import SAMPLE_RECIPIENT, Envelope, MergeTemplate, envelope_for
+from .providers import batches
 from .providers.base import Batch, DeliveryResult, Provider, ProviderInfo
 from .render import RenderedIssue
 
@@ -315,26 +316,26 @@ class _SendLoop:
         number, connection = self.issue.number, self.connection
         size = batch_size_for(self.provider.info, self.options.batch_size)
         todo, recovered = self._prepare(recipients, findings)
-        batches = [todo[start:start + size] for start in range(0, len(todo), size)]
+        chunks = list(batches(todo, size))
         self.total = len(todo)
         self._progress()
         outcome, message = "completed", ""
         failed_in_a_row, last_error = 0, ""
         try:
-            for index, chunk in enumerate(batches, start=1):
+            for index, chunk in enumerate(chunks, start=1):
                 if self.stop.requested:
                     outcome = "interrupted"
-                    message = self._where(index, len(batches))
+                    message = self._where(index, len(chunks))
                     break
                 envelopes = [envelope_for(recipient, settings, number) for recipient in chunk]
                 accepted, error = self._send_batch(envelopes, f"{number}-{self.run_id}-{index}")
                 failed_in_a_row = 0 if accepted else failed_in_a_row + 1
                 last_error = error or last_error
-                if failed_in_a_row >= self.policy.pause_after and index < len(batches):
+                if failed_in_a_row >= self.policy.pause_after and index < len(chunks):
                     outcome = "paused"
                     message = (f"paused: {failed_in_a_row} batches in a row had nothing accepted "
                                f"(last error: {last_error or 'see campaign status'}). "
-                               + self._where(index + 1, len(batches)))
+                               + self._where(index + 1, len(chunks)))
                     break
         except ProviderAuthError as error:
             outcome, message = "stopped", f"{error}; nothing more was sent. Fix the credentials and run the send again"
@@ -447,9 +448,9 @@ class _SendLoop:
     def _progress(self, note: str = "") -> None:
         self.on_progress(Progress(self.total, self.done, self.accepted, self.not_accepted, note))
 
-    def _where(self, next_batch: int, batches: int) -> str:
+    def _where(self, next_batch: int, total_batches: int) -> str:
         left = self.total - self.done
-        return (f"The send stopped before batch {next_batch} of {batches}: {self.done:,} of {self.total:,} "
+        return (f"The send stopped before batch {next_batch} of {total_batches}: {self.done:,} of {self.total:,} "
                 f"recipients handled this run, {left:,} still to send. " + self._resume_hint())
 
     def _resume_hint(self) -> str:
@@ -506,15 +507,11 @@ def send_test(
     stop = StopSignal()
     loop = _TestLoop(provider, issue, policy, sleep if sleep is not None else stop.sleep, rng or random.Random())
     outcomes: list[Outcome] = []
-    size = provider.info.max_batch_size
-    for start in range(0, len(envelopes), size):
-        chunk = envelopes[start:start + size]
-        batch = Batch(issue=issue, envelopes=chunk, batch_id=f"{issue.number}-test-{start // size + 1}",
+    for index, chunk in enumerate(batches(envelopes, provider.info.max_batch_size), start=1):
+        batch = Batch(issue=issue, envelopes=chunk, batch_id=f"{issue.number}-test-{index}",
                       test=True, sandbox=sandbox)
         outcomes += loop.deliver(batch)
     return TestSendReport(sent_to=tuple(wanted), skipped=skipped, outcomes=tuple(outcomes))
-
-
 
 
 def sample_recipient(issue: RenderedIssue) -> Recipient:
@@ -537,7 +534,7 @@ class _TestLoop:
         for attempt in range(1, self.policy.max_attempts + 1):
             try:
                 results = self.provider.send(batch)
-                return [Outcome(r.email, r.status.value, r.message_id, r.error) for r in results]
+                return [_outcome_of(result) for result in results]
             except TransientProviderError as error:
                 if attempt == self.policy.max_attempts:
                     return [Outcome(email, FAILED, error=str(error)) for email in emails]
