@@ -11,7 +11,6 @@ layouts produce, or campaign.toml), what is wrong, and what to do.
 
 from __future__ import annotations
 
-import csv
 import html
 import re
 from collections import defaultdict
@@ -23,7 +22,8 @@ from urllib.parse import urlsplit
 from . import css_support
 from .config import Settings
 from .content import Issue, Item, Section
-from .errors import ChecksFailed, RecipientsError
+from .audience import recipient_columns
+from .errors import ChecksFailed
 from .page import Page, read_page
 from .personalize import PLACEHOLDER, SAMPLE_RECIPIENT, Envelope, merge_values, personalize
 from .prose import to_html
@@ -319,24 +319,6 @@ def known_fields(settings: Settings) -> set[str]:
     fields = set(merge_values("a@example.org", "", SAMPLE_RECIPIENT, issue_number=0, links=settings.links,
                               token_secret=settings.token_secret))
     return (fields | set(recipient_columns(settings.recipients))) - {"lists"}
-
-
-def recipient_columns(path: Path) -> tuple[str, ...]:
-    """The recipients file's column names from its header line alone, () when it has none.
-
-    Only the header: validating every row (load_recipients) took seconds at 100,000 rows, before each send.
-    """
-    from .audience import _columns  # noqa: PLC0415  (the same header rules as load_recipients)
-
-    try:
-        with Path(path).open(encoding="utf-8-sig", newline="") as stream:
-            reader = csv.reader(stream)
-            header = next(reader, None)
-            while header is not None and not any(cell.strip() for cell in header):
-                header = next(reader, None)
-        return tuple(column for column in _columns(Path(path), header or []) if column)
-    except (RecipientsError, OSError, UnicodeDecodeError, csv.Error):
-        return ()
 
 
 def long_envelope(settings: Settings, number: int, fields: set[str]) -> Envelope:
