@@ -11,7 +11,7 @@ from ..audience import load_recipients, resolve_lists, select_audience, write_ma
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             remove_suppression, suppressed_emails_at)
-from .common import ConfigOption, ListOption, RecipientsOption, app, command, err, out, settings_from
+from .common import ConfigOption, ListOption, RecipientsOption, app, command, note, say, settings_from
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
 suppress_app = typer.Typer(help="Manage the suppression list: people who never get mail.", no_args_is_help=True)
@@ -22,16 +22,6 @@ CsvOption = Annotated[
     Optional[Path],
     typer.Option("--csv", help="Also write the result to this CSV file (spreadsheet-safe).", dir_okay=False),
 ]
-
-
-def say(text: str) -> None:
-    """Data on stdout, printed as is (no rich markup or emoji codes from file contents)."""
-    out.print(text, markup=False, emoji=False)
-
-
-def note(text: str) -> None:
-    """Diagnostics on stderr, printed as is."""
-    err.print(text, markup=False, emoji=False)
 
 
 @command("lists")

@@ -24,6 +24,17 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def say(text: str) -> None:
+    """Data on stdout, printed as is (no rich markup or emoji codes from file contents)."""
+    out.print(text, markup=False, emoji=False)
+
+
+def note(text: str) -> None:
+    """Diagnostics on stderr, printed as is."""
+    err.print(text, markup=False, emoji=False)
+
+
 # Option definitions live here once, so every command spells them alike.
 ConfigOption = Annotated[
     Optional[Path],

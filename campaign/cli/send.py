@@ -22,18 +22,10 @@ from ..providers import make_provider, provider_info
 from ..render import render_issue
 from ..send import Progress, SendOptions, SendPlan, SendReport, plan_send, send_issue, send_test
 from ..suppressions import suppressed_emails_at
-from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, out,
+from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, note, say,
                      settings_from)
 
 EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_INCOMPLETE = 130, 3, 1
-
-
-def say(text: str) -> None:
-    out.print(text, markup=False, emoji=False)
-
-
-def note(text: str) -> None:
-    err.print(text, markup=False, emoji=False)
 
 
 @command("send")
