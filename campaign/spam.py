@@ -1,9 +1,11 @@
-"""SpamAssassin's opinion of one complete, personalised message, with local tests only.
+"""SpamAssassin's opinion of one message, with local tests only: an adapter and nothing else.
 
 Debian's `spamassassin -t -L` scores a message from stdin in a few seconds
 without the network (-L: no DNS blocklists, no Razor/Pyzor). `-t` appends the
 report: the score and a table of the rules that fired. A fresh, empty user
 preferences file keeps the run from reading or writing ~/.spamassassin.
+What a score means for an issue (which message to score, when it is a finding)
+is campaign/checks/spam.py's business.
 """
 
 from __future__ import annotations
@@ -15,15 +17,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
 from .errors import CampaignError
-from .mime import build_message
-from .personalize import sample_envelope
-from .render import RenderedIssue
 
 INSTALL_HINT = "install it with `apt-get install spamassassin`"
-WARN_AT = 1.0       # our own bar: a newsletter from a known sender should score under 1
-ERROR_AT = 5.0      # SpamAssassin's default "this is spam"
 TIMEOUT = 120.0
 REPORT_HEAD = re.compile(r"Content analysis details:\s+\((-?[\d.]+) points, (-?[\d.]+) required\)")
 RULE_LINE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
@@ -53,15 +49,6 @@ class SpamReport:
 
 def spamassassin() -> str | None:
     return shutil.which("spamassassin")
-
-
-def score_issue(settings: Settings, rendered: RenderedIssue) -> SpamReport | None:
-    """Score the issue as one sample recipient would get it; None when SpamAssassin is not installed."""
-    if spamassassin() is None:
-        return None
-    message = build_message(rendered, sample_envelope(settings, rendered.number),
-                            sender=settings.sender, links=settings.links)
-    return score_message(message.as_bytes())
 
 
 def score_message(message: bytes) -> SpamReport:
@@ -105,17 +92,3 @@ def parse_report(output: str) -> SpamReport:
         elif not line.strip() and rules:
             break
     return SpamReport(score=float(head.group(1)), required=float(head.group(2)), rules=tuple(rules))
-
-
-def findings_for(report: SpamReport) -> list:
-    """A finding when the score is high enough to matter: warning from 1.0, error from 5.0."""
-    from .checks import ERROR, WARNING, Finding  # noqa: PLC0415  (checks imports this module lazily)
-
-    if report.score < WARN_AT:
-        return []
-    severity = ERROR if report.score >= ERROR_AT else WARNING
-    top = sorted((rule for rule in report.rules if rule.points > 0), key=lambda rule: -rule.points)[:5]
-    reasons = "; ".join(f"{rule.name} (+{rule.points:.1f}: {rule.description})" for rule in top)
-    return [Finding(severity, "spam-score", "the issue as a whole",
-                    f"SpamAssassin scores a personalised message {report.score:.1f} (ours: under {WARN_AT:.1f}): "
-                    f"{reasons}", "change what the rules point at (see the rule names), then check again")]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from campaign import spam
+from campaign.checks.spam import WARN_AT, findings_for
 from campaign.config import load_settings
 from campaign.mime import build_message
 from campaign.personalize import Envelope, merge_values
@@ -41,7 +42,7 @@ def test_personalised_issue_30_scores_below_one(settings):
     assert report.score < 1.0, report.summary()
     assert report.required == 5.0
     assert {rule.name for rule in report.rules} >= {"HTML_MESSAGE"}
-    assert spam.findings_for(report) == []
+    assert findings_for(report) == []
 
 
 @needs_spamassassin
@@ -50,8 +51,8 @@ def test_a_spammy_message_scores_high_and_becomes_a_finding():
                b"Dear friend, you have WON $1,000,000 USD. Click here to claim your FREE prize. 100% guaranteed, "
                b"no risk, act now, limited time offer, cash bonus, viagra, casino, lottery winner!!!\r\n")
     report = spam.score_message(message)
-    assert report.score >= spam.WARN_AT, report.summary()
-    findings = spam.findings_for(report)
+    assert report.score >= WARN_AT, report.summary()
+    findings = findings_for(report)
     assert [finding.code for finding in findings] == ["spam-score"]
     assert any(rule.name in findings[0].message for rule in report.rules if rule.points > 0)
 

@@ -1,0 +1,118 @@
+"""The report on one issue, and the send gate: every family of checks run on one render.
+
+`run_checks(settings, number)` renders the issue once and returns findings;
+each check is a pure function of the rendered issue, its content or the
+settings, returning a list of `Finding` (one module per family: links, images,
+size, compliance, content, css, spam). `gate()` is what a send calls first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import Settings
+from ..errors import ChecksFailed
+from ..page import read_page
+from ..personalize import personalize
+from ..render import RenderedIssue, render_issue
+from ..spam import SpamReport
+from . import spam
+from .compliance import check_compliance
+from .content import check_empty_sections, check_event_dates, check_fields, check_repeated_paragraphs
+from .css import check_css
+from .findings import ERROR, WARNING, Finding
+from .images import check_content_images, check_layout_images
+from .links import check_content_links, check_layout_links
+from .size import check_size, known_fields, long_envelope
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    findings: tuple[Finding, ...]
+    html_bytes: int                  # final HTML of the longest personalisation
+    style_bytes: tuple[int, ...]     # each <style> block
+    spam: SpamReport | None = None   # when SpamAssassin ran
+    notes: tuple[str, ...] = ()      # e.g. "SpamAssassin is not installed"
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity == ERROR]
+
+
+def run_checks(settings: Settings, number: int, *, deliverability: bool = True) -> list[Finding]:
+    """Every finding for issue `number`, errors first."""
+    return list(check_issue(settings, number, deliverability=deliverability).findings)
+
+
+def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | None = None,
+                deliverability: bool = True) -> CheckReport:
+    """Render (once) and check issue `number`; `rendered` reuses a render made by the caller."""
+    rendered = rendered or render_issue(settings, number)
+    issue = rendered.issue
+    known = known_fields(settings)
+    longest = personalize(rendered, long_envelope(settings, number, known)).html
+    page = read_page(rendered.html.source)
+    findings = [
+        *check_content_links(issue),
+        *check_layout_links(page, issue),
+        *check_content_images(issue),
+        *check_layout_images(page),
+        *check_size(longest, page, issue),
+        *check_compliance(rendered, page, settings),
+        *check_fields(rendered, known),
+        *check_repeated_paragraphs(issue),
+        *check_event_dates(issue),
+        *check_empty_sections(issue),
+        *check_css(page),
+    ]
+    spam_report, notes = None, ()
+    if deliverability:
+        spam_report = spam.score_issue(settings, rendered)
+        if spam_report is None:
+            notes = (f"SpamAssassin is not installed, so no spam score: {spam.INSTALL_HINT}",)
+        else:
+            findings += spam.findings_for(spam_report)
+    order = {ERROR: 0, WARNING: 1}
+    findings.sort(key=lambda finding: order[finding.severity])
+    return CheckReport(findings=tuple(findings), html_bytes=len(longest.encode("utf-8")),
+                       style_bytes=tuple(len(block.encode("utf-8")) for block in page.style_blocks),
+                       spam=spam_report, notes=notes)
+
+
+def gate(settings: Settings, number: int, *, force: bool, rehearsal: bool,
+         rendered: RenderedIssue | None = None) -> list[Finding]:
+    """The check before a send: raise ChecksFailed for a real send with errors unless forced."""
+    findings = list(check_issue(settings, number, rendered=rendered).findings)
+    if not force:
+        refuse_errors(findings, number, rehearsal=rehearsal)
+    return findings
+
+
+def refuse_errors(findings: list[Finding], number: int, *, rehearsal: bool) -> None:
+    errors = [finding for finding in findings if finding.severity == ERROR]
+    if errors and not rehearsal:
+        raise ChecksFailed(refusal(errors, number))
+
+
+def send_gate(settings: Settings, *, rehearsal: bool,
+              findings: list[Finding] | None = None) -> Callable[[RenderedIssue], None]:
+    """The hook campaign/send.py takes (`gate=`): checks the issue it is about to send.
+
+    `findings` from a gate the caller already ran are reused rather than checked
+    again. send.py catches ChecksFailed itself and, with --force, records it in the ledger.
+    """
+    def check(rendered: RenderedIssue) -> None:
+        if findings is None:
+            gate(settings, rendered.number, force=False, rehearsal=rehearsal, rendered=rendered)
+        else:
+            refuse_errors(findings, rendered.number, rehearsal=rehearsal)
+
+    return check
+
+
+def refusal(errors: list[Finding], number: int) -> str:
+    lines = [f"{len(errors)} error(s) stop this send:"]
+    lines += [f"  {finding.where}: {finding.message}" for finding in errors]
+    lines.append(f"run `campaign check --issue {number}` to see them all, or pass --force")
+    return "\n".join(lines)
