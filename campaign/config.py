@@ -7,12 +7,14 @@ environment. Every path in campaign.toml is relative to the file itself.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -62,6 +64,8 @@ class SendGridSettings:
     api_url: str = "https://api.sendgrid.com"
     api_key: str = field(default="", repr=False)
     timeout: float = 30.0
+    track_clicks: bool = False   # SendGrid rewrites links to count clicks (click_tracking)
+    track_opens: bool = False    # SendGrid adds a tracking pixel (open_tracking)
 
 
 @dataclass(frozen=True)
@@ -200,8 +204,8 @@ def _build_settings(root: Path, path: Path, raw: dict, environ: Mapping[str, str
     if smtp.security not in SMTP_SECURITY:
         raise ConfigError(f"{path}: [smtp] security {smtp.security!r} is unknown; "
                           f"use one of {', '.join(SMTP_SECURITY)}")
-    sendgrid = replace(section("sendgrid", SendGridSettings),
-                       api_key=environ.get("SENDGRID_API_KEY", ""))
+    sendgrid = _checked_sendgrid(replace(section("sendgrid", SendGridSettings),
+                                         api_key=environ.get("SENDGRID_API_KEY", "")), path)
     return Settings(
         root=root,
         content_dir=root / raw["content_dir"],
@@ -253,6 +257,27 @@ def _lists(raw: dict, path: Path) -> tuple[MailingList, ...]:
             raise ConfigError(f"{path}: [lists.{name}] must be a table with a description")
         lists.append(MailingList(name=name, description=str(values.get("description", ""))))
     return tuple(lists)
+
+
+def _checked_sendgrid(sendgrid: SendGridSettings, path: Path) -> SendGridSettings:
+    """The API key travels in every request: only over https, or plain http to this machine (tests)."""
+    parts = urlsplit(sendgrid.api_url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+        raise ConfigError(f"{path}: [sendgrid] api_url (SENDGRID_API_URL) {sendgrid.api_url!r} must start with "
+                          "https:// (plain http:// only to a loopback host such as 127.0.0.1)")
+    for name in ("track_clicks", "track_opens"):
+        if not isinstance(getattr(sendgrid, name), bool):
+            raise ConfigError(f"{path}: [sendgrid] {name} must be true or false")
+    return sendgrid
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _as_port(value, path: Path) -> int:

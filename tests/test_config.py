@@ -55,3 +55,37 @@ def test_bad_configuration_names_the_file_and_the_setting(tmp_path, text, fragme
 def test_a_missing_config_file_named_on_the_command_line_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_sendgrid_tracking_is_off_unless_turned_on(tmp_path):
+    path = tmp_path / "campaign.toml"
+    path.write_text('[lists.members]\ndescription = "m"\n', encoding="utf-8")
+    default = load_settings(path, environ={}).sendgrid
+    assert (default.track_clicks, default.track_opens) == (False, False)
+    path.write_text('[sendgrid]\ntrack_clicks = true\ntrack_opens = true\n', encoding="utf-8")
+    turned_on = load_settings(path, environ={}).sendgrid
+    assert (turned_on.track_clicks, turned_on.track_opens) == (True, True)
+
+
+@pytest.mark.parametrize("url", ["http://api.sendgrid.com", "ftp://127.0.0.1", "api.sendgrid.com",
+                                 "http://127.0.0.1.example.org:8080"])
+def test_the_sendgrid_api_url_must_be_https_unless_it_is_this_machine(tmp_path, url):
+    path = tmp_path / "campaign.toml"
+    path.write_text('[lists.members]\ndescription = "m"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[sendgrid\] api_url \(SENDGRID_API_URL\) .* must start with https://"):
+        load_settings(path, environ={"SENDGRID_API_URL": url})
+
+
+@pytest.mark.parametrize("url", ["https://api.eu.sendgrid.com", "http://127.0.0.1:8025", "http://[::1]:80",
+                                 "http://localhost:9000/prefix"])
+def test_https_and_loopback_sendgrid_urls_are_accepted(tmp_path, url):
+    path = tmp_path / "campaign.toml"
+    path.write_text('[lists.members]\ndescription = "m"\n', encoding="utf-8")
+    assert load_settings(path, environ={"SENDGRID_API_URL": url}).sendgrid.api_url == url
+
+
+def test_a_tracking_setting_that_is_not_true_or_false_is_refused(tmp_path):
+    path = tmp_path / "campaign.toml"
+    path.write_text('[sendgrid]\ntrack_clicks = "yes"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[sendgrid\] track_clicks must be true or false"):
+        load_settings(path, environ={})

@@ -280,7 +280,7 @@ def test_connection_refused_is_transient_and_names_the_host(tmp_path):
 
 
 def test_an_unknown_host_is_transient_and_names_the_host(tmp_path):
-    settings = provider_settings(tmp_path, SENDGRID_API_URL="http://sendgrid.invalid",
+    settings = provider_settings(tmp_path, SENDGRID_API_URL="https://sendgrid.invalid",
                                  SENDGRID_API_KEY="SG.some-key")
     with pytest.raises(TransientProviderError, match="sendgrid.invalid"):
         make_provider("sendgrid", settings).send(batch(envelopes(1)))
