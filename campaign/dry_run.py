@@ -19,7 +19,7 @@ from .errors import CampaignError, ContentError
 from .mime import UnusableAddress, build_message
 from .personalize import envelope_for, escape_html, personalize
 from .render import RenderedIssue
-from .send import SendOptions, check_merge_fields
+from .send.plan import SendOptions, check_merge_fields
 
 MANIFEST_COLUMNS = ("line", "email", "name", "lists", "action", "reason")
 SAMPLES = 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,147 +12,70 @@ from rich.progress import Progress as Bar
 from rich.text import Text
 
 from .. import ledger
-from ..audience import find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
-from ..content import load_issue
-from ..checks import ERROR, Finding, gate, send_gate
-from ..dry_run import dry_run
+from ..audience import Audience
+from ..checks import ERROR, Finding
 from ..errors import UsageError
-from ..providers import make_provider, provider_info
-from ..render import render_issue
-from ..send import Progress, SendOptions, SendPlan, SendReport, plan_send, send_issue, send_test
-from ..suppressions import suppressed_emails_at
+from ..dry_run import DryRunReport
+from ..send import Progress, SendOptions, SendPlan, SendReport, TestSendReport
+from ..send.workflow import SendHooks, SendRequest, SendResult, run_dry_run, run_send, run_test_send
 from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, note, say,
                      settings_from)
 
 EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_INCOMPLETE = 130, 3, 1
 
+ProviderOption = Annotated[Optional[str], typer.Option(
+    "--provider", help="sendgrid, smtp or outbox (default: campaign.toml's, else outbox).")]
+BatchSizeOption = Annotated[Optional[int], typer.Option(
+    "--batch-size", min=1, help="Recipients per provider call (default and maximum: the provider's limit).")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Send without asking (needed without a terminal).")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Personalise every message, send none: write build/issue-N/dry-run/.")]
+TestToOption = Annotated[Optional[list[str]], typer.Option(
+    "--test-to", help="Send a [TEST] copy only to this address (repeatable); no list member gets anything.")]
+ResendUnknownOption = Annotated[bool, typer.Option(
+    "--resend-unknown", help="Also send to recipients whose delivery is unknown (may mail them twice).")]
+RetryFailedOption = Annotated[bool, typer.Option("--retry-failed", help="Send only to recipients that failed.")]
+RetryRejectedOption = Annotated[bool, typer.Option(
+    "--retry-rejected", help="Also send to recipients the provider refused (e.g. a batch refused with 400, "
+                             "after fixing the cause).")]
+SandboxOption = Annotated[bool, typer.Option(
+    "--sandbox", help="SendGrid sandbox mode: validated, nothing delivered (a rehearsal).")]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Send although preflight checks found errors (recorded in the ledger).")]
+RestartOption = Annotated[bool, typer.Option(
+    "--restart", help="Start a rehearsal (outbox or --sandbox) over; real sends only resume.")]
+
 
 @command("send")
-def send(
-    issue: IssueOption,
-    list_names: ListOption = None,
-    provider: Annotated[Optional[str], typer.Option(
-        "--provider", help="sendgrid, smtp or outbox (default: campaign.toml's, else outbox).")] = None,
-    recipients: RecipientsOption = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="Recipients per provider call (default and maximum: the provider's limit).")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking (needed without a terminal).")] = False,
-    dry: Annotated[bool, typer.Option(
-        "--dry-run", help="Personalise every message, send none: write build/issue-N/dry-run/.")] = False,
-    test_to: Annotated[Optional[list[str]], typer.Option(
-        "--test-to", help="Send a [TEST] copy only to this address (repeatable); no list member gets anything.")] = None,
-    as_email: AsOption = None,
-    resend_unknown: Annotated[bool, typer.Option(
-        "--resend-unknown", help="Also send to recipients whose delivery is unknown (may mail them twice).")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Send only to recipients that failed.")] = False,
-    retry_rejected: Annotated[bool, typer.Option(
-        "--retry-rejected", help="Also send to recipients the provider refused (e.g. a batch refused with 400, "
-                                 "after fixing the cause).")] = False,
-    sandbox: Annotated[bool, typer.Option(
-        "--sandbox", help="SendGrid sandbox mode: validated, nothing delivered (a rehearsal).")] = False,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Send although preflight checks found errors (recorded in the ledger).")] = False,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="Start a rehearsal (outbox or --sandbox) over; real sends only resume.")] = False,
-    config: ConfigOption = None,
-) -> None:
+def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOption = None,
+         recipients: RecipientsOption = None, batch_size: BatchSizeOption = None, yes: YesOption = False,
+         dry: DryRunOption = False, test_to: TestToOption = None, as_email: AsOption = None,
+         resend_unknown: ResendUnknownOption = False, retry_failed: RetryFailedOption = False,
+         retry_rejected: RetryRejectedOption = False, sandbox: SandboxOption = False, force: ForceOption = False,
+         restart: RestartOption = False, config: ConfigOption = None) -> None:
     """Send an issue to its mailing lists, resumably: nobody is ever mailed twice.
 
     Prints a summary and asks before sending. Run it again after a crash or an
     interrupt to resume where it stopped.
     """
     settings = settings_from(config, recipients)
-    provider_name = provider or settings.provider
-    info = provider_info(provider_name)
     options = SendOptions(batch_size=batch_size, resend_unknown=resend_unknown, retry_failed=retry_failed,
                           sandbox=sandbox, force=force, restart=restart, retry_rejected=retry_rejected)
-    if sandbox and provider_name != "sendgrid":
-        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
+    request = SendRequest(issue, provider or settings.provider, tuple(list_names or ()), options)
     if as_email and not test_to:
         raise UsageError("--as personalises a test send: use it with --test-to ADDR")
-    kind = "outbox" if info.rehearsal else "sandbox" if sandbox else ledger.REAL
-    rehearsal = bool(test_to) or dry or kind != ledger.REAL
-
-    with ThreadPoolExecutor(max_workers=1) as background:
-        def preflight() -> _Preflight:
-            return _Preflight(settings, issue, background, force=force, rehearsal=rehearsal)
-
-        if test_to:
-            checked = preflight()
-            checked.findings()
-            return _test_send(settings, checked.rendered, provider_name, test_to, as_email, sandbox)
-        if dry:
-            checked = preflight()   # checks run while the audience loads
-            audience = _audience(settings, list_names)
-            checked.findings()
-            return _dry_run(settings, checked.rendered, audience, kind, provider_name, options)
-        connection = ledger.open_ledger(settings.database)
-        try:
-            # A first send surely sends: check while the audience loads. A resume may find nothing to do.
-            early = None if ledger.has_deliveries(connection, issue, kind) else preflight()
-            audience = _audience(settings, list_names)
-            plan = plan_send(ledger.status_by_email(connection, issue, kind), issue, audience.recipients, info,
-                             options)
-            if plan.to_send == 0:
-                _print_summary(plan, load_issue(settings.content_dir, issue).subject, audience)
-                say("Nothing to send: everyone in the audience is already accounted for "
-                    f"(see `campaign status --issue {issue}`).")
-                return
-            checked = early or preflight()
-            findings = checked.findings()
-            _print_summary(plan, checked.rendered.subject.source, audience)
-            _confirm(plan, yes)
-            outbox = settings.issue_build_dir(issue) / "outbox.mbox"
-            if restart and kind == "outbox":
-                outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
-            sender = make_provider(provider_name, settings, outbox_path=outbox)
-            try:
-                with _progress_bar(plan.to_send) as on_progress:
-                    report = send_issue(connection, checked.rendered, audience.recipients, sender, settings,
-                                        options, gate=send_gate(settings, rehearsal=rehearsal, findings=findings),
-                                        on_progress=on_progress)
-            finally:
-                sender.close()
-            _print_report(report, outbox if kind == "outbox" else None, settings.database)
-        finally:
-            connection.close()
-    if report.outcome == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if report.outcome == "paused":
-        raise typer.Exit(EXIT_PAUSED)
-    if report.outcome != "completed" or report.counts["failed"] or report.counts["unknown"]:
-        raise typer.Exit(EXIT_INCOMPLETE)
+    hooks = SendHooks(on_findings=_print_findings, on_plan=_print_summary, confirm=lambda plan: _confirm(plan, yes),
+                      progress=_progress_bar)
+    if test_to:
+        _print_test_send(run_test_send(settings, request, test_to, as_email, hooks), request)
+    elif dry:
+        _print_dry_run(run_dry_run(settings, request, hooks), request)
+    else:
+        _print_result(run_send(settings, request, hooks), settings.database)
 
 
-class _Preflight:
-    """The issue rendered once, and its checks running in the background.
-
-    SpamAssassin is a separate process taking a second or two: it runs on the
-    other core while this one loads the audience.
-    """
-
-    def __init__(self, settings, issue: int, background: ThreadPoolExecutor, *, force: bool, rehearsal: bool):
-        self.issue, self.going_on = issue, rehearsal or force
-        self.rendered = render_issue(settings, issue)
-        self._findings: Future = background.submit(gate, settings, issue, force=force, rehearsal=rehearsal,
-                                                   rendered=self.rendered)
-
-    def findings(self) -> list[Finding]:
-        """Wait for the checks; raises ChecksFailed for a real send with errors (unless forced)."""
-        findings = self._findings.result()
-        _print_findings(findings, self.issue, going_on=self.going_on)
-        return findings
-
-
-def _audience(settings, list_names):
-    return select_audience(load_recipients(settings.recipients, settings), resolve_lists(settings, list_names),
-                           suppressed_emails_at(settings.database))
-
-
-def _dry_run(settings, rendered, audience, kind, provider_name, options) -> None:
-    statuses = ledger.statuses_read_only(settings.database, rendered.number, kind)
-    report = dry_run(settings, rendered, audience, statuses, options)
-    say(f"Dry run of issue {rendered.number} via {provider_name}: nothing was sent, no record changed.")
+def _print_dry_run(report: DryRunReport, request: SendRequest) -> None:
+    say(f"Dry run of issue {request.issue} via {request.provider}: nothing was sent, no record changed.")
     say(f"  would send: {report.would_send:,}   skipped (ledger): {report.skipped:,}   "
         f"excluded: {report.excluded:,}   largest HTML: {report.largest_html / 1024:.1f} KB")
     say(f"  manifest: {report.manifest}")
@@ -161,23 +83,9 @@ def _dry_run(settings, rendered, audience, kind, provider_name, options) -> None
         say(f"  sample:   {sample}")
 
 
-def _test_send(settings, rendered, provider_name, addresses, as_email, sandbox) -> None:
-    wanted = []
-    for address in addresses:
-        try:
-            wanted.append(normalise_email(address))
-        except ValueError as error:
-            raise UsageError(f"--test-to {address!r} is not a valid address: {error}") from None
-    as_recipient = find_recipient(settings, as_email) if as_email else None
-    provider = make_provider(provider_name, settings,
-                             outbox_path=settings.issue_build_dir(rendered.number) / "test-outbox.mbox")
-    try:
-        report = send_test(rendered, wanted, provider, settings, as_recipient=as_recipient,
-                           suppressed=suppressed_emails_at(settings.database), sandbox=sandbox)
-    finally:
-        provider.close()
-    who = f"as {as_recipient.email}" if as_recipient else "with sample values"
-    say(f"Test send of issue {rendered.number} via {provider_name}, personalised {who}; "
+def _print_test_send(report: TestSendReport, request: SendRequest) -> None:
+    who = f"as {report.personalised_as}" if report.personalised_as else "with sample values"
+    say(f"Test send of issue {request.issue} via {request.provider}, personalised {who}; "
         "no list member was sent anything and no send record changed.")
     for outcome in report.outcomes:
         detail = f" ({outcome.error})" if outcome.error else ""
@@ -188,7 +96,26 @@ def _test_send(settings, rendered, provider_name, addresses, as_email, sandbox) 
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _print_findings(findings: list[Finding], issue: int, *, going_on: bool) -> None:
+def _print_result(result: SendResult, database: Path) -> None:
+    """The send's report and its exit code: 130 interrupted, 3 paused, 1 anything not delivered."""
+    plan, report = result.plan, result.report
+    if report is None:
+        if plan.to_send == 0:
+            say("Nothing to send: everyone in the audience is already accounted for "
+                f"(see `campaign status --issue {plan.issue}`).")
+            return
+        note("Not sent.")
+        raise typer.Exit(1)
+    _print_report(report, result.outbox, database)
+    if report.outcome == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report.outcome == "paused":
+        raise typer.Exit(EXIT_PAUSED)
+    if report.outcome != "completed" or report.counts["failed"] or report.counts["unknown"]:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _print_findings(findings: list[Finding], issue: int, going_on: bool) -> None:
     """What the preflight checks found, when a send goes on anyway (rehearsals, tests, --force)."""
     errors = [finding for finding in findings if finding.severity == ERROR]
     if not errors or not going_on:
@@ -200,7 +127,7 @@ def _print_findings(findings: list[Finding], issue: int, *, going_on: bool) -> N
          f"a test or --force. `campaign check --issue {issue}` shows each with what to do.")
 
 
-def _print_summary(plan: SendPlan, subject: str, audience) -> None:
+def _print_summary(plan: SendPlan, subject: str, audience: Audience) -> None:
     label = {"real": "", "outbox": "  (rehearsal: local mailbox, nobody is mailed)",
              "sandbox": "  (rehearsal: SendGrid sandbox, nobody is mailed)"}[plan.kind]
     say(f"Issue {plan.issue}: {subject}")
@@ -218,14 +145,12 @@ def _print_summary(plan: SendPlan, subject: str, audience) -> None:
     say(f"  to send now: {plan.to_send:,} in batches of {plan.batch_size:,}")
 
 
-def _confirm(plan: SendPlan, yes: bool) -> None:
+def _confirm(plan: SendPlan, yes: bool) -> bool:
     if yes:
-        return
+        return True
     if not sys.stdin.isatty():
         raise UsageError("no terminal to confirm the send on: add --yes to send without asking")
-    if not typer.confirm(f"Send issue {plan.issue} to {plan.to_send:,} recipients via {plan.provider}?"):
-        note("Not sent.")
-        raise typer.Exit(1)
+    return typer.confirm(f"Send issue {plan.issue} to {plan.to_send:,} recipients via {plan.provider}?")
 
 
 class _RateColumn(ProgressColumn):

@@ -1,0 +1,27 @@
+"""Sending an issue: one module per job.
+
+    plan.py      SendOptions, SendPlan, kind_of (the ledger kind), batch_size_for, plan_send, check_merge_fields
+    stop.py      StopSignal: Ctrl-C asks the send to stop after the batch in flight
+    retry.py     RetryPolicy and deliver_with_retries: the one retry loop of real sends and test sends
+    record.py    the ledger's side of a run (start, write ahead, record, finish) and the send lock
+    loop.py      send_issue: the batch loop, record before you send
+    testsend.py  send_test: [TEST] copies to a few addresses, no ledger record
+    workflow.py  run_send, run_dry_run, run_test_send: a whole `campaign send`, as the CLI calls it
+
+workflow.py is imported by its full name (`campaign.send.workflow`), not from here:
+it uses campaign.dry_run, which uses plan.py.
+"""
+
+from .loop import Gate, Progress, SendReport, send_issue
+from .plan import BUILTIN_FIELDS, SendOptions, SendPlan, batch_size_for, check_merge_fields, kind_of, plan_send
+from .record import RunRecord, send_lock
+from .retry import Answer, Retries, RetryPolicy, deliver_with_retries
+from .stop import StopSignal
+from .testsend import TEST_PREFIX, TestSendReport, sample_recipient, send_test, with_test_subject
+
+__all__ = [
+    "Answer", "BUILTIN_FIELDS", "Gate", "Progress", "Retries", "RetryPolicy", "RunRecord", "SendOptions",
+    "SendPlan", "SendReport", "StopSignal", "TEST_PREFIX", "TestSendReport", "batch_size_for",
+    "check_merge_fields", "deliver_with_retries", "kind_of", "plan_send", "sample_recipient", "send_issue",
+    "send_lock", "send_test", "with_test_subject",
+]

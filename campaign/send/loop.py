@@ -1,0 +1,237 @@
+"""The send loop: record before you send, so a crash never skips anyone and never mails anyone twice.
+
+For one issue and one audience:
+
+1. the audience is frozen into `pending` ledger rows (existing rows are never touched);
+2. each batch is marked `in_flight` and committed, then handed to the provider;
+3. the provider's answer is committed at once: accepted, rejected, failed or unknown.
+
+A resume sends only to rows that are not accepted or rejected; rows a dead process
+left `in_flight` become `unknown` and are resent only when asked (`resend_unknown`).
+Nobody accepted is ever sent to again: the ledger refuses to change an accepted row.
+Retries live in retry.py (one loop for every send), the ledger's side of a run in record.py.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..audience import Recipient
+from ..config import Settings
+from ..errors import ChecksFailed, ProviderAuthError, TransientProviderError
+from ..ledger import ACCEPTED, FAILED, UNKNOWN, Outcome
+from ..personalize import Envelope, envelope_for
+from ..providers import batches
+from ..providers.base import Batch, DeliveryResult, Provider
+from ..render import RenderedIssue
+from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of
+from .record import RunRecord, send_lock
+from .retry import Retries, RetryPolicy, deliver_with_retries, outcome_of
+from .stop import StopSignal
+
+# The preflight gate (issue 6): called with the rendered issue before anything is sent.
+# It raises ChecksFailed when the issue has errors; `force=True` records the override.
+Gate = Callable[[RenderedIssue], None]
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int                        # recipients this run tries
+    done: int                         # recipients with an answer this run
+    accepted: int
+    not_accepted: int
+    note: str = ""                    # e.g. "rate limited: waiting 12 s"
+
+
+@dataclass(frozen=True)
+class SendReport:
+    issue: int
+    kind: str
+    provider: str
+    run_id: int
+    outcome: str                      # completed | interrupted | paused | stopped
+    message: str
+    counts: dict[str, int]            # ledger totals for the issue after this run
+    attempted: int                    # recipients tried this run
+    accepted: int                     # accepted this run
+    unknown: tuple[str, ...]          # every address whose delivery is unknown
+    recovered: tuple[str, ...] = ()   # left in flight by an earlier run, now unknown
+
+
+def send_issue(
+    connection: sqlite3.Connection,
+    issue: RenderedIssue,
+    recipients: Sequence[Recipient],
+    provider: Provider,
+    settings: Settings,
+    options: SendOptions = SendOptions(),
+    *,
+    gate: Gate | None = None,
+    policy: RetryPolicy = RetryPolicy(),
+    stop: StopSignal | None = None,
+    sleep: Callable[[float], None] | None = None,
+    rng: random.Random | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SendReport:
+    """Send `issue` to `recipients` (an audience already deduplicated and minus suppressions)."""
+    retries = Retries(policy, stop or StopSignal(), sleep, rng or random.Random())
+    findings = _run_gate(gate, issue, options.force)
+    check_merge_fields(issue, recipients)
+    with send_lock(connection), retries.stop.on_interrupt():
+        return _run(connection, issue, recipients, provider, settings, options, retries,
+                    Tally(on_progress or (lambda progress: None)), findings)
+
+
+def _run_gate(gate: Gate | None, issue: RenderedIssue, force: bool) -> str:
+    if gate is None:
+        return ""
+    try:
+        gate(issue)
+    except ChecksFailed as error:
+        if not force:
+            raise
+        return str(error)
+    return ""
+
+
+def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Sequence[Recipient],
+         provider: Provider, settings: Settings, options: SendOptions, retries: Retries, tally: "Tally",
+         forced_over: str) -> SendReport:
+    size = batch_size_for(provider.info, options.batch_size)
+    kind = kind_of(provider.info, options)
+    start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients, forced_over)
+    record = start.record
+    tally.total = len(start.todo)
+    tally.report()
+    try:
+        outcome, message = _BatchLoop(record, issue, provider, settings, retries, tally).run(start.todo, size)
+    except BaseException as error:
+        record.crashed(error)
+        raise
+    record.finish(outcome, message)
+    return SendReport(
+        issue=issue.number, kind=kind, provider=provider.info.name, run_id=record.run_id,
+        outcome=outcome, message=message, counts=record.counts(), attempted=tally.done,
+        accepted=tally.accepted, unknown=record.unknown(), recovered=tuple(d.email for d in start.recovered),
+    )
+
+
+@dataclass
+class Tally:
+    """This run's counters, and where each change is reported (the progress bar)."""
+
+    on_progress: Callable[[Progress], None]
+    total: int = 0
+    done: int = 0
+    accepted: int = 0
+    not_accepted: int = 0
+
+    def add(self, outcomes: Sequence[Outcome]) -> None:
+        self.done += len(outcomes)
+        accepted = sum(1 for outcome in outcomes if outcome.status == ACCEPTED)
+        self.accepted += accepted
+        self.not_accepted += len(outcomes) - accepted
+        self.report()
+
+    def report(self, note: str = "") -> None:
+        self.on_progress(Progress(self.total, self.done, self.accepted, self.not_accepted, note))
+
+
+@dataclass(frozen=True)
+class _BatchLoop:
+    """The batches of one run, in order; the collaborators only (the counters are in `tally`)."""
+
+    record: RunRecord
+    issue: RenderedIssue
+    provider: Provider
+    settings: Settings
+    retries: Retries
+    tally: Tally
+
+    def run(self, todo: Sequence[Recipient], size: int) -> tuple[str, str]:
+        """Send every batch; returns the run's (outcome, message)."""
+        number, pause_after = self.issue.number, self.retries.policy.pause_after
+        chunks = list(batches(todo, size))
+        failed_in_a_row, last_error = 0, ""
+        try:
+            for index, chunk in enumerate(chunks, start=1):
+                if self.retries.stop.requested:
+                    return "interrupted", self._where(index, len(chunks))
+                envelopes = [envelope_for(recipient, self.settings, number) for recipient in chunk]
+                accepted, error = self.send_batch(envelopes, f"{number}-{self.record.run_id}-{index}")
+                failed_in_a_row = 0 if accepted else failed_in_a_row + 1
+                last_error = error or last_error
+                if failed_in_a_row >= pause_after and index < len(chunks):
+                    return "paused", (f"paused: {failed_in_a_row} batches in a row had nothing accepted "
+                                      f"(last error: {last_error or 'see campaign status'}). "
+                                      + self._where(index + 1, len(chunks)))
+        except ProviderAuthError as error:
+            return "stopped", f"{error}; nothing more was sent. Fix the credentials and run the send again"
+        except KeyboardInterrupt:
+            return "interrupted", ("interrupted at once (second Ctrl-C): the batch with the provider is recorded "
+                                   "as unknown. " + self._resume_hint())
+        return "completed", ""
+
+    def send_batch(self, envelopes: Sequence[Envelope], batch_id: str) -> tuple[int, str]:
+        """Write ahead, call the provider (with retries), record; returns (accepted count, last error).
+
+        The write-ahead follows the provider's own step: the whole batch for SendGrid
+        (one request), each message for SMTP (ProviderInfo.one_at_a_time).
+        """
+        emails = [envelope.email for envelope in envelopes]
+        per_message = self.provider.info.one_at_a_time
+        handed_over: set[str] = set() if per_message else set(emails)   # may have gone out
+        answered: set[str] = set()                                        # already recorded
+
+        def mark_sending(envelope: Envelope) -> None:
+            self.record.mark_in_flight([envelope.email], batch_id)
+            handed_over.add(envelope.email)
+
+        def record_answer(result: DeliveryResult) -> None:
+            self._record([outcome_of(result)])
+            answered.add(result.email)
+
+        batch = Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id,
+                      lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
+                      sandbox=self.record.kind == "sandbox", on_sending=mark_sending if per_message else None,
+                      on_result=record_answer)
+        if not per_message:
+            self.record.mark_in_flight(emails, batch_id)
+        try:
+            answer = deliver_with_retries(self.provider, batch, self.retries, on_wait=self._waiting(emails),
+                                          before_retry=None if per_message else
+                                          lambda: self.record.mark_in_flight(emails, batch_id))
+        except BaseException as error:  # Ctrl-C twice or a bug mid-request: it may have gone out
+            note = f"the send stopped during the provider call ({type(error).__name__}); it may or may not " \
+                   "have been delivered; resend only with --resend-unknown"
+            self._record([Outcome(email, UNKNOWN, error=note) for email in emails
+                          if email in handed_over and email not in answered])
+            raise
+        self._record([outcome for outcome in answer.outcomes if outcome.email not in answered])
+        if answer.halt is not None:
+            raise answer.halt
+        return answer.accepted, answer.last_error
+
+    def _waiting(self, emails: list[str]) -> Callable[[TransientProviderError, float, int], None]:
+        def waiting(error: TransientProviderError, delay: float, attempt: int) -> None:
+            # It certainly did not go out: say so during the wait, so a crash now loses nothing.
+            self.record.record([Outcome(email, FAILED, error=f"retrying: {error}") for email in emails])
+            self.tally.report(f"{error}: retrying in {delay:.0f} s (attempt {attempt + 1})")
+        return waiting
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        self.record.record(outcomes)
+        self.tally.add(outcomes)
+
+    def _where(self, next_batch: int, total_batches: int) -> str:
+        done, total = self.tally.done, self.tally.total
+        return (f"The send stopped before batch {next_batch} of {total_batches}: {done:,} of {total:,} "
+                f"recipients handled this run, {total - done:,} still to send. " + self._resume_hint())
+
+    def _resume_hint(self) -> str:
+        kind = self.record.kind
+        flags = " --provider outbox" if kind == "outbox" else " --sandbox" if kind == "sandbox" else ""
+        return f"Resume with `campaign send --issue {self.issue.number}{flags}`."

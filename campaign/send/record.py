@@ -1,0 +1,94 @@
+"""The ledger's side of one send run: start it, write ahead, record answers, finish it; one send at a time.
+
+Record before you send: each batch (or, for SMTP, each message) is marked `in_flight`
+and committed before the provider call, and each answer is committed as it comes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from .. import ledger
+from ..audience import Recipient
+from ..errors import LedgerError
+from ..ledger import UNKNOWN, Delivery, Outcome
+from .plan import SendOptions
+
+
+@contextmanager
+def send_lock(connection: sqlite3.Connection) -> Iterator[None]:
+    """One send at a time per ledger file; the OS drops the lock when a process dies."""
+    path = next((Path(row[2]) for row in connection.execute("PRAGMA database_list") if row[1] == "main"), None)
+    if path is None or not str(path):
+        yield
+        return
+    with open(f"{path}.send-lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LedgerError(f"another send is running on {path}; wait for it to finish") from None
+        yield
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run just begun: who it still has to send to, and what an earlier run left in flight."""
+
+    record: "RunRecord"
+    todo: list[Recipient]
+    recovered: list[Delivery]      # left in flight by a dead run, now unknown
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one issue's send, as the ledger sees it."""
+
+    connection: sqlite3.Connection
+    issue: int
+    kind: str                      # real | outbox | sandbox
+    provider: str
+    run_id: int
+
+    @classmethod
+    def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
+              recipients: Sequence[Recipient], forced_over: str = "") -> RunStart:
+        """Settle crashed runs and in-flight rows, open a run, freeze the audience into pending rows.
+
+        `forced_over`: the preflight findings a --force send goes on despite (recorded with the run).
+        """
+        ledger.mark_crashed_runs(connection, issue, kind)
+        if options.restart:
+            ledger.forget_rehearsal(connection, issue, kind)
+        run_id = ledger.start_run(connection, issue, kind, provider, options.describe(), bool(forced_over),
+                                  forced_over)
+        recovered = ledger.recover_in_flight(connection, issue, kind)
+        ledger.freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
+                               run_id)
+        statuses = ledger.status_by_email(connection, issue, kind)
+        eligible = set(options.eligible())
+        todo = [r for r in recipients if statuses.get(r.email) in eligible]
+        return RunStart(cls(connection, issue, kind, provider, run_id), todo, recovered)
+
+    def mark_in_flight(self, emails: Sequence[str], batch_id: str) -> None:
+        ledger.mark_in_flight(self.connection, self.issue, self.kind, emails, self.provider, batch_id,
+                              self.run_id)
+
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes)
+
+    def finish(self, outcome: str, message: str) -> None:
+        ledger.finish_run(self.connection, self.run_id, outcome, message)
+
+    def crashed(self, error: BaseException) -> None:
+        ledger.finish_run(self.connection, self.run_id, "crashed", f"{type(error).__name__}: {error}")
+
+    def counts(self) -> dict[str, int]:
+        return ledger.counts(self.connection, self.issue, self.kind)
+
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(d.email for d in ledger.deliveries(self.connection, self.issue, self.kind, [UNKNOWN]))

@@ -1,0 +1,180 @@
+"""A whole `campaign send`, as one library call per way of sending: real (or rehearsal), dry run, test.
+
+Each renders the issue once and runs the preflight checks in the background
+(SpamAssassin takes a second or two on the other core) while the audience loads;
+the real send then plans, asks the caller to confirm, and runs the send loop with
+a provider it opens and always closes. What is shown and asked goes through
+`SendHooks`, so the CLI prints and a test can answer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import ledger
+from ..audience import Audience, find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
+from ..checks import Finding, gate, send_gate
+from ..config import Settings
+from ..content import load_issue
+from ..dry_run import DryRunReport, dry_run
+from ..errors import UsageError
+from ..providers import make_provider, provider_info
+from ..render import RenderedIssue, render_issue
+from ..suppressions import suppressed_emails_at
+from .loop import Progress, SendReport, send_issue
+from .plan import SendOptions, SendPlan, kind_of, plan_send
+from .stop import StopSignal
+from .testsend import TestSendReport, send_test
+
+ProgressBar = Callable[[int], AbstractContextManager[Callable[[Progress], None]]]
+
+
+def _no_bar(total: int) -> AbstractContextManager[Callable[[Progress], None]]:
+    return nullcontext(lambda progress: None)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """What to send, how and to whom, as the user asked for it."""
+
+    issue: int
+    provider: str                               # sendgrid | smtp | outbox
+    lists: tuple[str, ...] = ()                 # default: every list
+    options: SendOptions = SendOptions()
+
+    def __post_init__(self) -> None:
+        if self.options.sandbox and self.provider != "sendgrid":
+            raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
+
+    @property
+    def kind(self) -> str:
+        return kind_of(provider_info(self.provider), self.options)
+
+
+@dataclass(frozen=True)
+class SendHooks:
+    """What the caller shows and asks on the way (the CLI prints; tests may record or answer)."""
+
+    on_findings: Callable[[list[Finding], int, bool], None] = lambda findings, issue, going_on: None
+    on_plan: Callable[[SendPlan, str, Audience], None] = lambda plan, subject, audience: None
+    confirm: Callable[[SendPlan], bool] = lambda plan: True
+    progress: ProgressBar = _no_bar
+    stop: StopSignal | None = None             # default: a new one per send (Ctrl-C sets it)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    plan: SendPlan
+    report: SendReport | None         # None: nothing to send, or the send was not confirmed
+    outbox: Path | None = None        # an outbox rehearsal's mailbox
+
+
+class Preflight:
+    """The issue rendered once, and its checks running in the background while the audience loads."""
+
+    def __init__(self, settings: Settings, issue: int, background: ThreadPoolExecutor, hooks: SendHooks, *,
+                 force: bool, rehearsal: bool):
+        self.issue, self.hooks, self.going_on = issue, hooks, rehearsal or force
+        self.rendered = render_issue(settings, issue)
+        self._findings: Future[list[Finding]] = background.submit(
+            gate, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered)
+
+    def findings(self) -> list[Finding]:
+        """Wait for the checks; raises ChecksFailed for a real send with errors (unless forced)."""
+        findings = self._findings.result()
+        self.hooks.on_findings(findings, self.issue, self.going_on)
+        return findings
+
+
+def load_audience(settings: Settings, lists: Sequence[str]) -> Audience:
+    return select_audience(load_recipients(settings.recipients, settings), resolve_lists(settings, list(lists)),
+                           suppressed_emails_at(settings.database))
+
+
+def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHooks()) -> SendResult:
+    """Check, plan, confirm and send (or resume) one issue; a rehearsal for the outbox and --sandbox."""
+    kind, number = request.kind, request.issue
+    rehearsal = kind != ledger.REAL
+    connection = ledger.open_ledger(settings.database)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as background:
+            def preflight() -> Preflight:
+                return Preflight(settings, number, background, hooks, force=request.options.force,
+                                 rehearsal=rehearsal)
+
+            # A first send surely sends: check while the audience loads. A resume may find nothing to do.
+            early = None if ledger.has_deliveries(connection, number, kind) else preflight()
+            audience = load_audience(settings, request.lists)
+            plan = plan_send(ledger.status_by_email(connection, number, kind), number, audience.recipients,
+                             provider_info(request.provider), request.options)
+            if plan.to_send == 0:
+                hooks.on_plan(plan, load_issue(settings.content_dir, number).subject, audience)
+                return SendResult(plan, None)
+            checked = early or preflight()
+            findings = checked.findings()
+            hooks.on_plan(plan, checked.rendered.subject.source, audience)
+            if not hooks.confirm(plan):
+                return SendResult(plan, None)
+            return _deliver(settings, request, connection, checked.rendered, audience, plan,
+                            send_gate(settings, rehearsal=rehearsal, findings=findings), hooks)
+    finally:
+        connection.close()
+
+
+def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Connection, rendered: RenderedIssue,
+             audience: Audience, plan: SendPlan, check: Callable[[RenderedIssue], None],
+             hooks: SendHooks) -> SendResult:
+    """Open the provider, run the send loop with a progress bar, always close the provider."""
+    outbox = settings.issue_build_dir(request.issue) / "outbox.mbox"
+    if request.options.restart and plan.kind == "outbox":
+        outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
+    provider = make_provider(request.provider, settings, outbox_path=outbox)
+    try:
+        with hooks.progress(plan.to_send) as on_progress:
+            report = send_issue(connection, rendered, audience.recipients, provider, settings, request.options,
+                                gate=check, stop=hooks.stop, on_progress=on_progress)
+    finally:
+        provider.close()
+    return SendResult(plan, report, outbox if plan.kind == "outbox" else None)
+
+
+def run_dry_run(settings: Settings, request: SendRequest, hooks: SendHooks = SendHooks()) -> DryRunReport:
+    """Everything a send does but sending and recording: personalise all, write the manifest and samples."""
+    with ThreadPoolExecutor(max_workers=1) as background:
+        checked = Preflight(settings, request.issue, background, hooks, force=request.options.force,
+                            rehearsal=True)
+        audience = load_audience(settings, request.lists)   # the checks run meanwhile
+        checked.findings()
+    statuses = ledger.statuses_read_only(settings.database, request.issue, request.kind)
+    return dry_run(settings, checked.rendered, audience, statuses, request.options)
+
+
+def run_test_send(settings: Settings, request: SendRequest, addresses: Sequence[str], as_email: str | None = None,
+                  hooks: SendHooks = SendHooks()) -> TestSendReport:
+    """A [TEST] copy to `addresses` only, personalised as `as_email` (a recipient) or with sample values."""
+    wanted = []
+    for address in addresses:
+        try:
+            wanted.append(normalise_email(address))
+        except ValueError as error:
+            raise UsageError(f"--test-to {address!r} is not a valid address: {error}") from None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        checked = Preflight(settings, request.issue, background, hooks, force=request.options.force,
+                            rehearsal=True)
+        checked.findings()
+    as_recipient = find_recipient(settings, as_email) if as_email else None
+    provider = make_provider(request.provider, settings,
+                             outbox_path=settings.issue_build_dir(request.issue) / "test-outbox.mbox")
+    stop = hooks.stop or StopSignal()
+    try:
+        with stop.on_interrupt():
+            return send_test(checked.rendered, wanted, provider, settings, as_recipient=as_recipient,
+                             suppressed=suppressed_emails_at(settings.database), sandbox=request.options.sandbox,
+                             stop=stop)
+    finally:
+        provider.close()
