@@ -22,6 +22,7 @@ CONFIG_FILE = "campaign.toml"
 SECRET_FILE = ".campaign-secret"
 PROVIDERS = ("outbox", "smtp", "sendgrid")
 SMTP_SECURITY = ("starttls", "tls", "none")
+SECRET_FIELDS = {"password", "api_key", "dkim_private_key"}   # only from the environment
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,17 @@ class SmtpSettings:
     security: str = "starttls"
     username: str = ""
     password: str = field(default="", repr=False)
-    timeout: float = 30.0
+    timeout: float = 30.0              # connecting, and each command's reply
+    data_timeout: float = 600.0        # the reply after the message body (RFC 5321 4.5.3.2.6)
+    max_per_connection: int = 0        # messages per connection, then reconnect (0: no limit)
+    max_per_minute: int = 0            # messages per minute (0: no limit)
+    envelope_from: str = ""            # MAIL FROM, where bounces go (empty: [sender] from_email)
+    verp: bool = False                 # MAIL FROM local+TOKEN@domain, TOKEN naming the recipient
+    dkim_domain: str = ""              # d= of the DKIM signature (empty: no signing)
+    dkim_selector: str = ""            # s=: the key's DNS name is SELECTOR._domainkey.DOMAIN
+    dkim_key_file: str = ""            # PEM private key file, relative to campaign.toml
+    dkim_private_key: str = field(default="", repr=False)   # PEM text, only from SMTP_DKIM_PRIVATE_KEY
+    relay_signs: bool = False          # the relay DKIM-signs for us: `check` does not ask for DKIM
 
 
 @dataclass(frozen=True)
@@ -186,7 +197,7 @@ def _build_settings(root: Path, path: Path, raw: dict, environ: Mapping[str, str
         values = raw.get(name, {})
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
-        known = set(cls.__dataclass_fields__) - {"password", "api_key"}
+        known = set(cls.__dataclass_fields__) - SECRET_FIELDS
         unknown = set(values) - known
         if unknown:
             raise ConfigError(f"{path}: [{name}] has unknown setting {sorted(unknown)[0]!r}; "
@@ -200,7 +211,8 @@ def _build_settings(root: Path, path: Path, raw: dict, environ: Mapping[str, str
     if provider not in PROVIDERS:
         raise ConfigError(f"{path}: provider {provider!r} is unknown; use one of {', '.join(PROVIDERS)}")
     smtp = section("smtp", SmtpSettings)
-    smtp = replace(smtp, port=_as_port(smtp.port, path), password=environ.get("SMTP_PASSWORD", ""))
+    smtp = replace(smtp, port=_as_port(smtp.port, path), password=environ.get("SMTP_PASSWORD", ""),
+                   dkim_private_key=environ.get("SMTP_DKIM_PRIVATE_KEY", ""))
     if smtp.security not in SMTP_SECURITY:
         raise ConfigError(f"{path}: [smtp] security {smtp.security!r} is unknown; "
                           f"use one of {', '.join(SMTP_SECURITY)}")

@@ -39,8 +39,22 @@ class ProviderError(CampaignError):
     """The email provider refused or failed in a way that stops the send."""
 
 
-class ProviderAuthError(ProviderError):
-    """The provider rejected the credentials (401/403): nothing more is sent."""
+class ProviderConfigError(ProviderError):
+    """The provider cannot be used as configured: the send stops at once, nothing more is tried.
+
+    SMTP: STARTTLS not offered, a certificate that does not verify, login refused,
+    no connection after the retries, a 5xx to EHLO or MAIL FROM. The message names
+    the host, the setting to check and the server's reply; the same fields are kept
+    as attributes for callers that want them.
+    """
+
+    def __init__(self, message: str, *, host: str = "", setting: str = "", reply: str = ""):
+        super().__init__(message)
+        self.host, self.setting, self.reply = host, setting, reply
+
+
+class ProviderAuthError(ProviderConfigError):
+    """The provider rejected the credentials (401/403, SMTP AUTH): nothing more is sent."""
 
 
 class ChecksFailed(CampaignError):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
-from campaign.errors import ProviderAuthError, TransientProviderError
+from campaign.errors import ProviderAuthError, ProviderConfigError
 from campaign.providers import Batch, Status, batches, make_provider
+from campaign.providers.smtp import SmtpProvider
 from provider_support import INJECTION_NAME, TRICKY_NAME, envelope, envelopes, provider_settings, rendered_issue
 from servers.smtp_server import SmtpServer
 
@@ -23,7 +25,7 @@ def smtp_settings(tmp_path, server, **environ):
 
 @pytest.fixture
 def provider(tmp_path, smtp_server):
-    provider = make_provider("smtp", smtp_settings(tmp_path, smtp_server))
+    provider = SmtpProvider(smtp_settings(tmp_path, smtp_server), sleep=lambda seconds: None)
     yield provider
     provider.close()
 
@@ -97,11 +99,21 @@ def test_a_connection_dropped_after_the_whole_message_is_unknown_not_sent_twice(
     assert Counter(smtp_server.recipients()) == Counter(r.email for r in envelopes(3))
 
 
-def test_a_connection_dropped_twice_fails_that_recipient_only(smtp_server, provider):
+def test_a_connection_dropped_twice_is_reopened_and_the_message_sent_once(smtp_server, provider):
+    # issue 15: a 421 at any stage reconnects and retries that message (it used to fail after two drops)
     smtp_server.drop_next("MAIL")
     smtp_server.drop_next("MAIL")
     results = provider.send(batch(envelopes(2)))
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.ACCEPTED]
+    assert smtp_server.received() == Counter(r.email for r in envelopes(2))
+
+
+def test_a_connection_dropped_at_every_try_fails_that_recipient_only(smtp_server, provider):
+    for _ in range(5):
+        smtp_server.drop_next("MAIL")
+    results = provider.send(batch(envelopes(2)))
     assert [r.status for r in results] == [Status.FAILED, Status.ACCEPTED]
+    assert "gave up after 5 attempts" in results[0].error
     assert smtp_server.recipients() == ["person00001@example.org"]
 
 
@@ -133,28 +145,34 @@ def test_a_refused_login_stops_with_a_message_that_never_shows_the_password(tmp_
     assert server.messages == []
 
 
-def test_connection_refused_is_transient_and_names_host_and_port(tmp_path):
+def test_no_connection_after_the_retries_is_a_configuration_fault_naming_host_and_port(tmp_path):
+    # issue 15: it used to be a transient error the send loop retried batch after batch
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = provider_settings(tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_SECURITY="none")
-    with pytest.raises(TransientProviderError, match=f"127.0.0.1:{port}"):
-        make_provider("smtp", settings).send(batch(envelopes(1)))
+    waits: list[float] = []
+    with pytest.raises(ProviderConfigError, match=f"cannot reach SMTP server 127.0.0.1:{port} after 5 attempts") as raised:
+        SmtpProvider(settings, sleep=waits.append).send(batch(envelopes(1)))
+    assert "SMTP_HOST" in str(raised.value) and "SMTP_PORT" in str(raised.value)
+    assert len(waits) == 4 and all(0 <= wait <= 2.0 * 2 ** n for n, wait in enumerate(waits))
 
 
-def test_a_server_gone_half_way_keeps_what_was_sent_and_fails_the_rest(smtp_server, provider):
+def test_a_server_gone_half_way_keeps_what_was_sent_and_stops(smtp_server, tmp_path):
+    # issue 15: the rest of the batch used to be marked failed; now nothing more is tried and the
+    # send loop leaves them pending
+    provider = SmtpProvider(smtp_settings(tmp_path, smtp_server), sleep=lambda seconds: None)
     smtp_server.drop_next("DATA", for_good=True)  # takes the first message, then goes away
-    results = provider.send(batch(envelopes(4)))
-    assert [r.status for r in results] == [Status.UNKNOWN, Status.FAILED, Status.FAILED, Status.FAILED]
+    answered = []
+    with pytest.raises(ProviderConfigError, match=f"cannot reach SMTP server 127.0.0.1:{smtp_server.port}"):
+        provider.send(replace(batch(envelopes(4)), on_result=answered.append))
+    assert [r.status for r in answered] == [Status.UNKNOWN]
     assert smtp_server.recipients() == ["person00000@example.org"]
-    assert all(f"cannot reach SMTP server 127.0.0.1:{smtp_server.port}" in r.error for r in results[1:])
-    # the next batch finds nobody there: nothing of it went out, so the whole batch is transient
-    with pytest.raises(TransientProviderError, match=f"127.0.0.1:{smtp_server.port}"):
-        provider.send(batch(envelopes(2, start=4)))
 
 
 def test_starttls_against_a_server_without_it_says_what_to_check(tmp_path, smtp_server):
     settings = provider_settings(tmp_path, SMTP_HOST=smtp_server.host, SMTP_PORT=str(smtp_server.port),
                                  SMTP_SECURITY="starttls")
-    with pytest.raises(Exception, match="SMTP_SECURITY"):
+    with pytest.raises(ProviderConfigError, match="does not offer STARTTLS.*SMTP_SECURITY"):
         make_provider("smtp", settings).send(batch(envelopes(1)))
+    assert smtp_server.messages == []

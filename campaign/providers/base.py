@@ -49,6 +49,7 @@ class DeliveryResult:
     status: Status
     message_id: str = ""
     error: str = ""
+    bounced: bool = False   # REJECTED because the mailbox does not exist (SMTP 5.1.x): suppress it
 
 
 @dataclass(frozen=True)

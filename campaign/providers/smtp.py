@@ -1,55 +1,56 @@
-"""SMTP with the standard library: one connection, reused for every message of every batch.
+"""SMTP with the standard library: one connection reused message after message.
 
-One message per recipient (mime.build_message). Per message:
+One message per recipient (mime.build_message), DKIM-signed when [smtp]
+dkim_domain is set, sent with MAIL FROM = [smtp] envelope_from (default
+[sender] from_email; with `verp`, local+TOKEN@domain naming the recipient).
+What each answer becomes:
 
-* 5xx at RCPT or DATA: that recipient is REJECTED and the batch goes on;
-* 4xx: FAILED (a later retry may work);
-* the connection dropped before the message was handed over: reopen once and
-  send that message again; dropped after the whole message was written: UNKNOWN
-  (the server may have taken it, so it is not sent twice).
+* a configuration fault (see smtp_connection: no STARTTLS, a certificate that does
+  not verify, login refused, no connection after the retries, 5xx to EHLO) and a
+  5xx to MAIL FROM raise ProviderConfigError: the send stops, nothing more is tried;
+* 5xx at RCPT or after the message: REJECTED; with enhanced status 5.1.x (no such
+  mailbox) the result says `bounced`, and the send loop suppresses the address;
+* 421 at any stage: the server is closing; reconnect and send that message again;
+* 451, 452, 454: wait (exponential backoff with full jitter) and try that message again;
+* any other 4xx, or the tries used up: FAILED (a later --retry-failed may work);
+* the connection dropped before the message was handed over: reconnect and send it
+  again; dropped after the whole message went out: UNKNOWN (never sent twice).
 
-Nothing from a batch is lost when the server goes away half-way: recipients
-already answered keep their status, the rest are FAILED. Only a failure before
-the first message (login refused, server unreachable) raises.
+`[smtp] max_per_connection` reconnects after that many messages, `max_per_minute`
+paces the send; both for relays that publish sending limits.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import smtplib
-import socket
-import ssl
+import time
+from collections import deque
+from typing import Callable
 
 from ..config import Settings
-from ..errors import CampaignError, ProviderAuthError, ProviderError, TransientProviderError
-from ..mime import UnusableAddress, build_message
+from ..dkim_signing import signer_from
+from ..errors import ProviderConfigError
+from ..mime import POLICY, UnusableAddress, build_message
+from ..personalize import Envelope, bounce_token
 from .base import Batch, DeliveryResult, ProviderInfo, Status
+from .smtp_connection import Connection, describe, open_connection, refuse_password_in_clear, text
 
 INFO = ProviderInfo(name="smtp", max_batch_size=100, one_at_a_time=True)
-END_OF_DATA = b"\r\n.\r\n"
+MESSAGE_ATTEMPTS = 5            # tries per message (421, 45x, a drop before the message went out)
+BACKOFF = 1.0                   # seconds: the first 45x wait's ceiling, doubled each time
+MAX_BACKOFF = 60.0
+THROTTLED = (451, 452, 454)
+NO_SUCH_MAILBOX = re.compile(r"^\s*5\.1\.\d{1,3}\b")
 
 
-class _WatchedData:
-    """Remembers whether the end of a message's DATA went out on this connection."""
+class _Retry(Exception):
+    """This message did not go out; try it again (after a backoff wait, or at once)."""
 
-    data_ended = False
-
-    def send(self, s):
-        self.data_ended = False
-        super().send(s)
-        if isinstance(s, bytes) and s.endswith(END_OF_DATA):
-            self.data_ended = True
-
-
-class _SMTP(_WatchedData, smtplib.SMTP):
-    pass
-
-
-class _SMTPS(_WatchedData, smtplib.SMTP_SSL):
-    pass
-
-
-class _Unreachable(Exception):
-    """Could not open (or log in to) the server: nothing of the message went out."""
+    def __init__(self, reason: str, backoff: bool):
+        super().__init__(reason)
+        self.backoff = backoff
 
 
 class SmtpProvider:
@@ -57,29 +58,27 @@ class SmtpProvider:
 
     info = INFO
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+        refuse_password_in_clear(settings.smtp)
         self._settings = settings
         self._smtp = settings.smtp
         self._where = f"{self._smtp.host}:{self._smtp.port}"
-        self._connection: _SMTP | _SMTPS | None = None
+        self._signer = signer_from(settings.smtp, settings.root)
+        self._envelope_from = self._smtp.envelope_from or settings.sender.from_email
+        self._sleep, self._clock, self._rng = sleep, clock, rng or random.Random()
+        self._connection: Connection | None = None
+        self._on_connection = 0                       # messages sent on the open connection
+        self._recent: deque[float] = deque()          # when the last messages went, for max_per_minute
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
+        """One result per envelope. A configuration fault raises ProviderConfigError mid-batch:
+        the messages already answered were reported through batch.on_result."""
         results: list[DeliveryResult] = []
-        envelopes = list(batch.envelopes)
-        for index, envelope in enumerate(envelopes):
+        for envelope in batch.envelopes:
             if batch.on_sending is not None:
                 batch.on_sending(envelope)
-            try:
-                result = self._send_one(batch, envelope)
-            except (_Unreachable, CampaignError) as error:
-                if not results:  # nothing of this batch went out: the whole batch fails
-                    if isinstance(error, _Unreachable):
-                        raise TransientProviderError(str(error)) from None
-                    raise
-                # some went out: keep their results, the rest did not go
-                reason = f"{error}; not sent"
-                results += [DeliveryResult(e.email, Status.FAILED, error=reason) for e in envelopes[index:]]
-                break
+            result = self._send_one(batch, envelope)
             results.append(result)
             if batch.on_result is not None:
                 batch.on_result(result)
@@ -94,104 +93,103 @@ class SmtpProvider:
                 connection.close()
 
     # --- one message ---------------------------------------------------------------
-    def _send_one(self, batch: Batch, envelope) -> DeliveryResult:
-        sender = self._settings.sender
+    def _send_one(self, batch: Batch, envelope: Envelope) -> DeliveryResult:
+        settings = self._settings
         try:
-            message = build_message(batch.issue, envelope, sender=sender, links=self._settings.links)
+            message = build_message(batch.issue, envelope, sender=settings.sender, links=settings.links)
         except UnusableAddress as error:
             return DeliveryResult(envelope.email, Status.REJECTED, error=str(error))
-        message_id = message["Message-ID"]
-        for attempt in (1, 2):
-            connection = self._open()
+        message_id = str(message["Message-ID"])
+        data = message.as_bytes(policy=POLICY)
+        if self._signer is not None:
+            data = self._signer.sign(data)
+        reason = ""
+        for attempt in range(1, MESSAGE_ATTEMPTS + 1):
             try:
-                connection.send_message(message, from_addr=sender.from_email, to_addrs=[envelope.email])
-                return DeliveryResult(envelope.email, Status.ACCEPTED, message_id=message_id)
-            except smtplib.SMTPRecipientsRefused as error:
-                code, reply = error.recipients.get(envelope.email, next(iter(error.recipients.values())))
-                return self._refused(envelope.email, "refused the recipient", code, reply)
-            except smtplib.SMTPDataError as error:
-                return self._refused(envelope.email, "refused the message", error.smtp_code, error.smtp_error)
-            except smtplib.SMTPSenderRefused as error:
-                self._drop()
-                if error.smtp_code == 421 and attempt == 1:
-                    continue  # the server is closing the connection: reopen and try again
-                if 400 <= error.smtp_code < 500:
-                    return self._refused(envelope.email, "refused the sender", error.smtp_code, error.smtp_error)
-                raise ProviderError(
-                    f"SMTP server {self._where} refused the sender {sender.from_email} "
-                    f"({error.smtp_code} {_text(error.smtp_error)}): check [sender] from_email"
-                ) from None
-            except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as error:
-                data_ended = connection.data_ended
-                self._drop()
-                if isinstance(error, smtplib.SMTPResponseException) and error.smtp_code != 421:
-                    return self._refused(envelope.email, "answered", error.smtp_code, error.smtp_error)
-                if data_ended:
-                    return DeliveryResult(
-                        envelope.email, Status.UNKNOWN, message_id=message_id,
-                        error=f"SMTP server {self._where} dropped the connection after the message was "
-                              f"sent ({_describe(error)}); it may or may not have been accepted",
-                    )
-                if attempt == 2:
-                    return DeliveryResult(
-                        envelope.email, Status.FAILED,
-                        error=f"SMTP server {self._where} dropped the connection twice ({_describe(error)})",
-                    )
-        raise AssertionError("unreachable")
+                return self._attempt(envelope.email, data, message_id)
+            except _Retry as retry:
+                reason = str(retry)
+                if retry.backoff and attempt < MESSAGE_ATTEMPTS:
+                    self._sleep(self._rng.uniform(0, min(MAX_BACKOFF, BACKOFF * 2 ** (attempt - 1))))
+        return DeliveryResult(envelope.email, Status.FAILED,
+                              error=f"{reason} (gave up after {MESSAGE_ATTEMPTS} attempts)")
 
-    def _refused(self, email: str, what: str, code: int, reply) -> DeliveryResult:
-        if code == 421:  # smtplib has closed the connection
-            self._drop()
-        status = Status.REJECTED if 500 <= code < 600 else Status.FAILED
-        return DeliveryResult(email, status, error=f"SMTP server {self._where} {what}: {code} {_text(reply)}")
-
-    # --- the connection ------------------------------------------------------------
-    def _open(self) -> _SMTP | _SMTPS:
-        if self._connection is not None:
-            return self._connection
-        config = self._smtp
-        context = ssl.create_default_context()
+    def _attempt(self, email: str, data: bytes, message_id: str) -> DeliveryResult:
+        """Send once; a result, or _Retry, or ProviderConfigError."""
+        self._pace()
+        connection = self._open()
         try:
-            if config.security == "tls":
-                connection = _SMTPS(config.host, config.port, timeout=config.timeout, context=context)
-            else:
-                connection = _SMTP(config.host, config.port, timeout=config.timeout)
-                if config.security == "starttls":
-                    connection.starttls(context=context)
-            if config.username:
-                connection.login(config.username, config.password)
-        except smtplib.SMTPAuthenticationError as error:
-            raise ProviderAuthError(
-                f"SMTP server {self._where} refused the login for {config.username} "
-                f"({error.smtp_code} {_text(error.smtp_error)}): check SMTP_USERNAME and SMTP_PASSWORD"
-            ) from None
-        except smtplib.SMTPNotSupportedError as error:
-            raise ProviderError(
-                f"SMTP server {self._where} does not support {'STARTTLS' if 'STARTTLS' in str(error) else 'login'}: "
-                f"check SMTP_SECURITY and SMTP_USERNAME ({error})"
-            ) from None
-        except ssl.SSLError as error:
-            raise ProviderError(
-                f"TLS with SMTP server {self._where} failed ({error.reason or error}): check SMTP_SECURITY and SMTP_PORT"
-            ) from None
+            connection.sendmail(self._mail_from(email), [email], data)
+        except smtplib.SMTPSenderRefused as error:
+            return self._answer(email, "refused the sender", error.smtp_code, error.smtp_error, sender=True)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, reply = error.recipients.get(email, next(iter(error.recipients.values())))
+            return self._answer(email, "refused the recipient", code, reply)
+        except smtplib.SMTPDataError as error:
+            return self._answer(email, "refused the message", error.smtp_code, error.smtp_error)
         except (smtplib.SMTPException, OSError) as error:
-            raise _Unreachable(f"cannot reach SMTP server {self._where} ({_describe(error)})") from None
-        self._connection = connection
-        return connection
+            data_ended = connection.data_ended
+            self._drop()
+            if data_ended:
+                return DeliveryResult(
+                    email, Status.UNKNOWN, message_id=message_id,
+                    error=f"SMTP server {self._where} dropped the connection after the message was "
+                          f"sent ({describe(error)}); it may or may not have been accepted")
+            raise _Retry(f"SMTP server {self._where} dropped the connection ({describe(error)})",
+                         backoff=False) from None
+        self._sent()
+        return DeliveryResult(email, Status.ACCEPTED, message_id=message_id)
+
+    def _answer(self, email: str, what: str, code: int, reply, *, sender: bool = False) -> DeliveryResult:
+        said = f"{code} {text(reply)}"
+        if code == 421:   # smtplib has closed the connection
+            self._drop()
+            raise _Retry(f"SMTP server {self._where} is closing the connection ({said})", backoff=False)
+        if code in THROTTLED:
+            raise _Retry(f"SMTP server {self._where} {what}: {said}", backoff=True)
+        if sender and 500 <= code < 600:
+            setting = "SMTP_SECURITY and SMTP_USERNAME" if code == 530 else "[smtp] envelope_from ([sender] from_email)"
+            raise ProviderConfigError(
+                f"SMTP server {self._where} refused the sender {self._mail_from(email)} ({said}): check {setting}",
+                host=self._where, setting=setting, reply=said)
+        if 500 <= code < 600:
+            return DeliveryResult(email, Status.REJECTED, error=f"SMTP server {self._where} {what}: {said}",
+                                  bounced=bool(NO_SUCH_MAILBOX.match(text(reply))) and what.endswith("recipient"))
+        return DeliveryResult(email, Status.FAILED, error=f"SMTP server {self._where} {what}: {said}")
+
+    def _mail_from(self, email: str) -> str:
+        if not self._smtp.verp:
+            return self._envelope_from
+        local, _, domain = self._envelope_from.rpartition("@")
+        return f"{local}+{bounce_token(email, self._settings.token_secret)}@{domain}"
+
+    # --- the connection and its limits ----------------------------------------------
+    def _open(self) -> Connection:
+        if self._connection is None:
+            self._connection = open_connection(self._smtp, self._sleep, self._rng)
+            self._on_connection = 0
+        return self._connection
+
+    def _sent(self) -> None:
+        if self._smtp.max_per_minute:
+            self._recent.append(self._clock())
+        self._on_connection += 1
+        limit = self._smtp.max_per_connection
+        if limit and self._on_connection >= limit:
+            self.close()
+
+    def _pace(self) -> None:
+        """Wait so that at most max_per_minute messages go in any 60 seconds."""
+        limit = self._smtp.max_per_minute
+        if not limit:
+            return
+        now = self._clock()
+        while self._recent and self._recent[0] <= now - 60:
+            self._recent.popleft()
+        if len(self._recent) >= limit:
+            self._sleep(self._recent[0] + 60 - now)
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-
-def _text(reply) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, smtplib.SMTPResponseException):
-        return f"{error.smtp_code} {_text(error.smtp_error)}"
-    if isinstance(error, socket.timeout):
-        return "timed out"
-    return str(error) or type(error).__name__

@@ -3,6 +3,8 @@
     server = SmtpServer().start()
     server.refuse("bounce@example.org")             # 550 at RCPT
     server.refuse("busy@example.org", code=451)     # 4xx at RCPT
+    server.refuse("ana@example.org", 452, "4.5.3 slow down", times=2)   # twice, then accept
+    server.reply_next("DATA", "421 4.3.2 shutting down")   # answer the next MAIL/RCPT/DATA so (not stored)
     SmtpServer(login=("user", "secret"))            # require AUTH PLAIN/LOGIN, no TLS needed
     server.drop_next("MAIL")                        # close the connection at the next MAIL FROM
     server.drop_next("DATA")                        # ...or after storing the next message, before answering
@@ -19,6 +21,7 @@ import email
 import email.policy
 import ssl
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -40,6 +43,8 @@ class StoredMessage:
 @dataclass
 class _Script:
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+    refusals_left: dict[str, int] = field(default_factory=dict)   # address -> times still to refuse
+    replies: list[tuple[str, str]] = field(default_factory=list)  # (stage, reply), consumed in order
     drops: list[tuple[str, bool]] = field(default_factory=list)  # (stage, for_good), consumed in order
     login: tuple[str, str] | None = None
 
@@ -50,6 +55,9 @@ class _Handler:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.server.peers.add(tuple(session.peer))
+        scripted = self.server._take_reply("MAIL")
+        if scripted:
+            return scripted
         if self.server._take_drop("MAIL"):
             server.transport.close()
             return "421 4.4.2 closing connection (scripted drop)"
@@ -61,7 +69,10 @@ class _Handler:
         if self.server._take_drop("RCPT"):
             server.transport.close()
             return "421 4.4.2 closing connection (scripted drop)"
-        refused = self.server._script.refused.get(address.lower())
+        scripted = self.server._take_reply("RCPT")
+        if scripted:
+            return scripted
+        refused = self.server._refusal(address.lower())
         if refused:
             code, text = refused
             return f"{code} {text}"
@@ -70,6 +81,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        scripted = self.server._take_reply("DATA")
+        if scripted:  # an answer after the whole message, which is not kept
+            return scripted
         stored = StoredMessage(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
         with self.server._lock:
             self.server.messages.append(stored)
@@ -146,11 +160,40 @@ class SmtpServer:
         self.stop()
 
     # --- scripting -----------------------------------------------------------------
-    def refuse(self, address: str, code: int = 550, text: str = "5.1.1 mailbox unavailable") -> None:
-        """Answer `code text` at RCPT TO for this address (550: rejected, 4xx: try later)."""
+    def refuse(self, address: str, code: int = 550, text: str = "5.1.1 mailbox unavailable",
+               times: int | None = None) -> None:
+        """Answer `code text` at RCPT TO for this address (550: rejected, 4xx: try later);
+        `times`: only that many times, then accept it."""
         if 400 <= code < 500 and text.startswith("5."):
             text = "4.2.1 try again later"
-        self._script.refused[address.lower()] = (code, text)
+        with self._lock:
+            self._script.refused[address.lower()] = (code, text)
+            if times is not None:
+                self._script.refusals_left[address.lower()] = times
+
+    def reply_next(self, stage: str, reply: str) -> None:
+        """Answer the next MAIL, RCPT or DATA (after the message: not stored) with `reply`, e.g. "421 ..."."""
+        if stage not in ("MAIL", "RCPT", "DATA"):
+            raise ValueError(f"stage must be MAIL, RCPT or DATA, not {stage!r}")
+        with self._lock:
+            self._script.replies.append((stage, reply))
+
+    def _take_reply(self, stage: str) -> str:
+        with self._lock:
+            if self._script.replies and self._script.replies[0][0] == stage:
+                return self._script.replies.pop(0)[1]
+        return ""
+
+    def _refusal(self, address: str) -> tuple[int, str] | None:
+        with self._lock:
+            refused = self._script.refused.get(address)
+            left = self._script.refusals_left.get(address)
+            if refused is None or left is None:
+                return refused
+            if left <= 0:
+                return None
+            self._script.refusals_left[address] = left - 1
+            return refused
 
     def drop_next(self, stage: str = "MAIL", *, for_good: bool = False) -> None:
         """Close the connection at the next MAIL, RCPT or DATA (DATA: after storing the message).
@@ -186,3 +229,7 @@ class SmtpServer:
     def recipients(self) -> list[str]:
         with self._lock:
             return [rcpt for stored in self.messages for rcpt in stored.rcpt_tos]
+
+    def received(self) -> "Counter[str]":
+        """How many messages arrived per address (a newsletter must never send two)."""
+        return Counter(self.recipients())
