@@ -185,6 +185,13 @@ def test_test_send_reaches_only_the_test_addresses_and_changes_no_record(project
     assert len(sendgrid_server.delivered()) == 2
 
 
+def test_a_test_send_with_refused_credentials_says_so_per_address_without_a_traceback(project, monkeypatch):
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+    result = campaign(project, "send", "--issue", "30", "--test-to", "editor@example.org")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "editor@example.org: failed" in result.output and "401" in result.output
+
+
 def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, smtp_server):
     rehearsal = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes", "--force")
     assert rehearsal.exit_code == 0, rehearsal.output
