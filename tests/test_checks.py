@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from campaign import checks
-from campaign.checks import ERROR, WARNING, check_issue, gate, run_checks, send_gate
+from campaign.checks import ERROR, WARNING, check_issue, decide, gate, gate_decision, run_checks
 from campaign.cli import app
 from campaign.config import load_settings
 from campaign.content import Issue, Item, Section
@@ -142,11 +142,17 @@ def test_gate_passes_once_the_links_are_filled(settings, tmp_path):
     assert not [finding for finding in findings if finding.severity == ERROR]
 
 
-def test_send_hook_checks_the_issue_being_sent(settings):
-    rendered = render_issue(settings, 30)
+def test_the_gate_decides_once_refused_forced_or_a_rehearsal(settings):
+    refused = gate_decision(settings, 30, force=False, rehearsal=False, rendered=render_issue(settings, 30))
+    assert refused.refused and not refused.forced and refused.forced_over == ""
     with pytest.raises(ChecksFailed):
-        send_gate(settings, rehearsal=False)(rendered)
-    assert send_gate(settings, rehearsal=True)(rendered) is None
+        refused.enforce()
+    forced = decide(refused.findings, 30, force=True, rehearsal=False)
+    assert forced.forced and not forced.refused and forced.forced_over == refused.refusal
+    forced.enforce()   # goes on, and says what it overrides
+    rehearsal = decide(refused.findings, 30, force=False, rehearsal=True)
+    assert not rehearsal.refused and not rehearsal.forced and rehearsal.going_on_over_errors
+    rehearsal.enforce()
 
 
 # -- the command ------------------------------------------------------------------------------

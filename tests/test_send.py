@@ -8,6 +8,8 @@ from collections import Counter
 import pytest
 
 from campaign import ledger
+from campaign.checks import ERROR, Finding, decide
+from campaign.errors import ChecksFailed
 from campaign.ledger import open_ledger
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.send import Progress, RetryPolicy, SendOptions, StopSignal, plan_send, send_issue
@@ -240,3 +242,15 @@ def test_connection_refused_is_retried_then_failed_and_the_send_pauses(tmp_path)
     assert len(sleeps) == 4                                 # 2 waits per batch, then given up
     failed = ledger.deliveries(connection, 30, "real", ["failed"])[0]
     assert f"127.0.0.1:{closed_port}" in failed.last_error and "gave up after 3 attempts" in failed.last_error
+
+
+def test_the_gate_decision_refuses_once_or_is_recorded_as_forced(server, settings, connection):
+    error = Finding(ERROR, "link-placeholder", "issue-30/index.md", "a link still points to '#'", "put the address")
+    with pytest.raises(ChecksFailed):
+        send(connection, settings, people(5), gate=decide([error], 30, force=False, rehearsal=False))
+    assert ledger.runs(connection, 30) == [] and server.mail_sends() == []
+    forced = decide([error], 30, force=True, rehearsal=False)
+    report = send(connection, settings, people(5), options=SendOptions(force=True), gate=forced)
+    assert report.counts["accepted"] == 5
+    run = ledger.runs(connection, 30)[-1]
+    assert run.forced and run.findings == forced.refusal and "link still points" in run.findings

@@ -3,16 +3,13 @@
 `run_checks(settings, number)` renders the issue once and returns findings;
 each check is a pure function of the rendered issue, its content or the
 settings, returning a list of `Finding` (one module per family: links, images,
-size, compliance, content, css, spam). `gate()` is what a send calls first.
+size, compliance, content, css, spam). gate.py turns the findings into a send's decision.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 from ..config import Settings
-from ..errors import ChecksFailed
 from ..page import read_page
 from ..personalize import personalize
 from ..render import RenderedIssue, render_issue
@@ -78,41 +75,3 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
     return CheckReport(findings=tuple(findings), html_bytes=len(longest.encode("utf-8")),
                        style_bytes=tuple(len(block.encode("utf-8")) for block in page.style_blocks),
                        spam=spam_report, notes=notes)
-
-
-def gate(settings: Settings, number: int, *, force: bool, rehearsal: bool,
-         rendered: RenderedIssue | None = None) -> list[Finding]:
-    """The check before a send: raise ChecksFailed for a real send with errors unless forced."""
-    findings = list(check_issue(settings, number, rendered=rendered).findings)
-    if not force:
-        refuse_errors(findings, number, rehearsal=rehearsal)
-    return findings
-
-
-def refuse_errors(findings: list[Finding], number: int, *, rehearsal: bool) -> None:
-    errors = [finding for finding in findings if finding.severity == ERROR]
-    if errors and not rehearsal:
-        raise ChecksFailed(refusal(errors, number))
-
-
-def send_gate(settings: Settings, *, rehearsal: bool,
-              findings: list[Finding] | None = None) -> Callable[[RenderedIssue], None]:
-    """The hook campaign/send.py takes (`gate=`): checks the issue it is about to send.
-
-    `findings` from a gate the caller already ran are reused rather than checked
-    again. send.py catches ChecksFailed itself and, with --force, records it in the ledger.
-    """
-    def check(rendered: RenderedIssue) -> None:
-        if findings is None:
-            gate(settings, rendered.number, force=False, rehearsal=rehearsal, rendered=rendered)
-        else:
-            refuse_errors(findings, rendered.number, rehearsal=rehearsal)
-
-    return check
-
-
-def refusal(errors: list[Finding], number: int) -> str:
-    lines = [f"{len(errors)} error(s) stop this send:"]
-    lines += [f"  {finding.where}: {finding.message}" for finding in errors]
-    lines.append(f"run `campaign check --issue {number}` to see them all, or pass --force")
-    return "\n".join(lines)

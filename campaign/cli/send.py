@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .. import ledger
 from ..audience import Audience
-from ..checks import ERROR, Finding
+from ..checks import GateDecision
 from ..errors import UsageError
 from ..dry_run import DryRunReport
 from ..send import Progress, SendOptions, SendPlan, SendReport, TestSendReport
@@ -115,16 +115,15 @@ def _print_result(result: SendResult, database: Path) -> None:
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _print_findings(findings: list[Finding], issue: int, going_on: bool) -> None:
+def _print_findings(decision: GateDecision) -> None:
     """What the preflight checks found, when a send goes on anyway (rehearsals, tests, --force)."""
-    errors = [finding for finding in findings if finding.severity == ERROR]
-    if not errors or not going_on:
+    if not decision.going_on_over_errors:
         return
-    for finding in errors:
+    for finding in decision.errors:
         note(f"  {finding.line()}")
-    warnings = len(findings) - len(errors)
-    note(f"Checks: {len(errors)} error(s), {warnings} warning(s); going on because this is a rehearsal, "
-         f"a test or --force. `campaign check --issue {issue}` shows each with what to do.")
+    warnings = len(decision.findings) - len(decision.errors)
+    note(f"Checks: {len(decision.errors)} error(s), {warnings} warning(s); going on because this is a rehearsal, "
+         f"a test or --force. `campaign check --issue {decision.issue}` shows each with what to do.")
 
 
 def _print_summary(plan: SendPlan, subject: str, audience: Audience) -> None:

@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 
 from ..audience import Recipient
 from ..config import Settings
-from ..errors import ChecksFailed, ProviderAuthError, TransientProviderError
+from ..checks.gate import GateDecision
+from ..errors import ProviderAuthError, TransientProviderError
 from ..ledger import ACCEPTED, FAILED, UNKNOWN, Outcome
 from ..personalize import Envelope, envelope_for
 from ..providers import batches
@@ -31,11 +32,6 @@ from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of
 from .record import RunRecord, send_lock
 from .retry import Retries, RetryPolicy, deliver_with_retries, outcome_of
 from .stop import StopSignal
-
-# The preflight gate (issue 6): called with the rendered issue before anything is sent.
-# It raises ChecksFailed when the issue has errors; `force=True` records the override.
-Gate = Callable[[RenderedIssue], None]
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -69,32 +65,25 @@ def send_issue(
     settings: Settings,
     options: SendOptions = SendOptions(),
     *,
-    gate: Gate | None = None,
+    gate: GateDecision | None = None,
     policy: RetryPolicy = RetryPolicy(),
     stop: StopSignal | None = None,
     sleep: Callable[[float], None] | None = None,
     rng: random.Random | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> SendReport:
-    """Send `issue` to `recipients` (an audience already deduplicated and minus suppressions)."""
+    """Send `issue` to `recipients` (an audience already deduplicated and minus suppressions).
+
+    `gate` is the preflight decision (checks.gate): a refused send raises ChecksFailed
+    before anything is recorded; a forced one is recorded as forced, with what it overrode.
+    """
     retries = Retries(policy, stop or StopSignal(), sleep, rng or random.Random())
-    findings = _run_gate(gate, issue, options.force)
+    if gate is not None:
+        gate.enforce()
     check_merge_fields(issue, recipients)
     with send_lock(connection), retries.stop.on_interrupt():
         return _run(connection, issue, recipients, provider, settings, options, retries,
-                    Tally(on_progress or (lambda progress: None)), findings)
-
-
-def _run_gate(gate: Gate | None, issue: RenderedIssue, force: bool) -> str:
-    if gate is None:
-        return ""
-    try:
-        gate(issue)
-    except ChecksFailed as error:
-        if not force:
-            raise
-        return str(error)
-    return ""
+                    Tally(on_progress or (lambda progress: None)), gate.forced_over if gate else "")
 
 
 def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Sequence[Recipient],

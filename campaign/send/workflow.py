@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from .. import ledger
 from ..audience import Audience, find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
-from ..checks import Finding, gate, send_gate
+from ..checks.gate import GateDecision, gate_decision
 from ..config import Settings
 from ..content import load_issue
 from ..dry_run import DryRunReport, dry_run
@@ -60,7 +60,7 @@ class SendRequest:
 class SendHooks:
     """What the caller shows and asks on the way (the CLI prints; tests may record or answer)."""
 
-    on_findings: Callable[[list[Finding], int, bool], None] = lambda findings, issue, going_on: None
+    on_findings: Callable[[GateDecision], None] = lambda decision: None
     on_plan: Callable[[SendPlan, str, Audience], None] = lambda plan, subject, audience: None
     confirm: Callable[[SendPlan], bool] = lambda plan: True
     progress: ProgressBar = _no_bar
@@ -79,16 +79,17 @@ class Preflight:
 
     def __init__(self, settings: Settings, issue: int, background: ThreadPoolExecutor, hooks: SendHooks, *,
                  force: bool, rehearsal: bool):
-        self.issue, self.hooks, self.going_on = issue, hooks, rehearsal or force
+        self.hooks = hooks
         self.rendered = render_issue(settings, issue)
-        self._findings: Future[list[Finding]] = background.submit(
-            gate, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered)
+        self._decision: Future[GateDecision] = background.submit(
+            gate_decision, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered)
 
-    def findings(self) -> list[Finding]:
-        """Wait for the checks; raises ChecksFailed for a real send with errors (unless forced)."""
-        findings = self._findings.result()
-        self.hooks.on_findings(findings, self.issue, self.going_on)
-        return findings
+    def decision(self) -> GateDecision:
+        """Wait for the checks and show them; raises ChecksFailed when the send is refused."""
+        decision = self._decision.result()
+        self.hooks.on_findings(decision)
+        decision.enforce()
+        return decision
 
 
 def load_audience(settings: Settings, lists: Sequence[str]) -> Audience:
@@ -116,19 +117,18 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
                 hooks.on_plan(plan, load_issue(settings.content_dir, number).subject, audience)
                 return SendResult(plan, None)
             checked = early or preflight()
-            findings = checked.findings()
+            decision = checked.decision()
             hooks.on_plan(plan, checked.rendered.subject.source, audience)
             if not hooks.confirm(plan):
                 return SendResult(plan, None)
             return _deliver(settings, request, connection, checked.rendered, audience, plan,
-                            send_gate(settings, rehearsal=rehearsal, findings=findings), hooks)
+                            decision, hooks)
     finally:
         connection.close()
 
 
 def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Connection, rendered: RenderedIssue,
-             audience: Audience, plan: SendPlan, check: Callable[[RenderedIssue], None],
-             hooks: SendHooks) -> SendResult:
+             audience: Audience, plan: SendPlan, decision: GateDecision, hooks: SendHooks) -> SendResult:
     """Open the provider, run the send loop with a progress bar, always close the provider."""
     outbox = settings.issue_build_dir(request.issue) / "outbox.mbox"
     if request.options.restart and plan.kind == "outbox":
@@ -137,7 +137,7 @@ def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Conne
     try:
         with hooks.progress(plan.to_send) as on_progress:
             report = send_issue(connection, rendered, audience.recipients, provider, settings, request.options,
-                                gate=check, stop=hooks.stop, on_progress=on_progress)
+                                gate=decision, stop=hooks.stop, on_progress=on_progress)
     finally:
         provider.close()
     return SendResult(plan, report, outbox if plan.kind == "outbox" else None)
@@ -149,7 +149,7 @@ def run_dry_run(settings: Settings, request: SendRequest, hooks: SendHooks = Sen
         checked = Preflight(settings, request.issue, background, hooks, force=request.options.force,
                             rehearsal=True)
         audience = load_audience(settings, request.lists)   # the checks run meanwhile
-        checked.findings()
+        checked.decision()
     statuses = ledger.statuses_read_only(settings.database, request.issue, request.kind)
     return dry_run(settings, checked.rendered, audience, statuses, request.options)
 
@@ -166,7 +166,7 @@ def run_test_send(settings: Settings, request: SendRequest, addresses: Sequence[
     with ThreadPoolExecutor(max_workers=1) as background:
         checked = Preflight(settings, request.issue, background, hooks, force=request.options.force,
                             rehearsal=True)
-        checked.findings()
+        checked.decision()
     as_recipient = find_recipient(settings, as_email) if as_email else None
     provider = make_provider(request.provider, settings,
                              outbox_path=settings.issue_build_dir(request.issue) / "test-outbox.mbox")
