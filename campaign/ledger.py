@@ -7,12 +7,13 @@ makes, so a crash leaves the schema either before or after it, never between.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import LedgerError
 
@@ -84,6 +85,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         BEGIN
             SELECT RAISE(ABORT, 'the record of a real send is never deleted: it is what stops a second copy');
         END;
+        """,
+    ),
+    (
+        # The readers' service maps a link token back to an address with one primary-key lookup.
+        # Kept: the SHA-256 of each token, so the ledger file alone yields no working unsubscribe link.
+        "0004_link_tokens",
+        """
+        CREATE TABLE link_tokens (
+            digest BLOB PRIMARY KEY,               -- sha256(token)
+            email  TEXT NOT NULL                   -- normalised address
+        ) WITHOUT ROWID;
         """,
     ),
 ]
@@ -331,9 +343,15 @@ _EMAILS = "(SELECT value FROM json_each(?))"
 
 
 def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails: Sequence[str],
-                   provider: str, batch_id: str, run_id: int) -> None:
-    """Write ahead: committed before the batch is handed to the provider."""
+                   provider: str, batch_id: str, run_id: int, link_tokens: Mapping[str, str] | None = None) -> None:
+    """Write ahead: committed before the batch is handed to the provider.
+
+    `link_tokens` ({email: token}) are the tokens in these messages' links: kept in the same
+    transaction, so no message leaves whose unsubscribe link the readers' service cannot answer.
+    """
     with transaction(connection):
+        if link_tokens:
+            _remember_link_tokens(connection, link_tokens.items())
         connection.execute(
             f"UPDATE deliveries SET status = 'in_flight', provider = ?, batch_id = ?, run_id = ?, "
             f"attempts = attempts + 1, updated_at = {_NOW} "
@@ -409,6 +427,34 @@ def statuses_read_only(path: Path, issue: int, kind: str) -> dict[str, str]:
         return {}
     except sqlite3.DatabaseError as error:
         raise LedgerError(f"{path}: cannot read the ledger ({error}); is it a campaign database?") from None
+
+
+# --- Link tokens: which address a token in a sent link stands for -------------------------------
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "replace")).digest()
+
+
+def _remember_link_tokens(connection: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> None:
+    connection.executemany("INSERT OR IGNORE INTO link_tokens (digest, email) VALUES (?, ?)",
+                           ((token_digest(token), email) for email, token in pairs))
+
+
+def address_for_token(connection: sqlite3.Connection, token: str) -> str | None:
+    """The address whose messages carried `token`, or None: one primary-key lookup."""
+    row = connection.execute("SELECT email FROM link_tokens WHERE digest = ?", (token_digest(token),)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def index_link_tokens(connection: sqlite3.Connection, token_of: Callable[[str], str]) -> int:
+    """Remember the token of every address the ledger has a delivery for (ledgers older than
+    the token table, or sends by another version); returns how many were new."""
+    emails = [row[0] for row in connection.execute("SELECT DISTINCT email FROM deliveries")]
+    with transaction(connection):
+        before = connection.total_changes
+        _remember_link_tokens(connection, ((email, token_of(email)) for email in emails))
+        return connection.total_changes - before
 
 
 EXPORT_COLUMNS = ("issue", "kind", "email", "name", "lists", "status", "provider", "message_id", "batch_id",
