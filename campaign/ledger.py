@@ -98,6 +98,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        # Where an unsubscribe came from: 'one-click' (RFC 8058 POST), 'web' (the confirmation
+        # page's button), 'mailto' (the unsubscribe inbox); '' for older rows and by-hand ones.
+        "0005_suppression_source",
+        """
+        ALTER TABLE suppressions ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 

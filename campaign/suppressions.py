@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date as Date, datetime, timezone
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from .errors import RecipientsError, UsageError
 from .ledger import open_ledger, transaction
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
+UNSUBSCRIBE_SOURCES = ("one-click", "web", "mailto")
 CONSENT_NEEDED = ("unsubscribed", "complained")   # the person said no: only they can say yes again
 IMPORT_COLUMNS = ("email", "reason")  # plus an optional `date` (YYYY-MM-DD) and `note`
 
@@ -32,6 +33,8 @@ class Suppression:
     reason: str      # one of REASONS
     date: str        # YYYY-MM-DD
     note: str = ""
+    source: str = ""  # how it came: 'one-click', 'web', 'mailto' ('' for by hand or imported)
+    at: str = field(default="", compare=False)  # when, ISO 8601 UTC, to the second (midnight when dated)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,22 @@ def add_suppression(
 ) -> tuple[Suppression, bool]:
     """Suppress one address. Returns the suppression in force and whether it is new."""
     suppression = _suppression(email, reason, on, note)
+    with transaction(connection):
+        added = _insert(connection, suppression)
+    if added:
+        return suppression, True
+    return _get(connection, suppression.email), False
+
+
+def record_unsubscribe(connection: sqlite3.Connection, email: str, source: str,
+                       at: datetime | None = None) -> tuple[Suppression, bool]:
+    """A person unsubscribed themselves (`source` says how), at `at` (default now, UTC), to the
+    second. Returns the suppression in force and whether it is new: the first record stands."""
+    if source not in UNSUBSCRIBE_SOURCES:
+        raise UsageError(f"unknown unsubscribe source {source!r}; use one of {', '.join(UNSUBSCRIBE_SOURCES)}")
+    moment = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    suppression = replace(_suppression(email, "unsubscribed", moment.date(), ""), source=source,
+                          at=moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
     with transaction(connection):
         added = _insert(connection, suppression)
     if added:
@@ -112,8 +131,8 @@ def _read_rows(reader: csv.DictReader) -> tuple[list[Suppression], list[RowProbl
 def list_suppressions(connection: sqlite3.Connection) -> list[Suppression]:
     """Every suppression, oldest first."""
     rows = connection.execute(
-        "SELECT email, reason, created_at, note FROM suppressions ORDER BY created_at, email")
-    return [Suppression(row[0], row[1], row[2][:10], row[3]) for row in rows]
+        "SELECT email, reason, created_at, note, source FROM suppressions ORDER BY created_at, email")
+    return [Suppression(row[0], row[1], row[2][:10], row[3], row[4], row[2]) for row in rows]
 
 
 def suppressed_emails(connection: sqlite3.Connection) -> dict[str, tuple[str, str]]:
@@ -156,14 +175,15 @@ def _date(on: Date | str | None) -> str:
 
 def _insert(connection: sqlite3.Connection, suppression: Suppression) -> bool:
     cursor = connection.execute(
-        "INSERT INTO suppressions (email, reason, note, created_at) VALUES (?, ?, ?, ?) "
+        "INSERT INTO suppressions (email, reason, note, created_at, source) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (email) DO NOTHING",
-        (suppression.email, suppression.reason, suppression.note, f"{suppression.date}T00:00:00Z"),
+        (suppression.email, suppression.reason, suppression.note,
+         suppression.at or f"{suppression.date}T00:00:00Z", suppression.source),
     )
     return cursor.rowcount == 1
 
 
 def _get(connection: sqlite3.Connection, email: str) -> Suppression:
     row = connection.execute(
-        "SELECT email, reason, created_at, note FROM suppressions WHERE email = ?", (email,)).fetchone()
-    return Suppression(row[0], row[1], row[2][:10], row[3])
+        "SELECT email, reason, created_at, note, source FROM suppressions WHERE email = ?", (email,)).fetchone()
+    return Suppression(row[0], row[1], row[2][:10], row[3], row[4], row[2])

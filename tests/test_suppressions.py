@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -15,6 +15,7 @@ from campaign.suppressions import (
     add_suppression,
     import_suppressions,
     list_suppressions,
+    record_unsubscribe,
     suppressed_emails,
     suppressed_emails_at,
 )
@@ -128,3 +129,20 @@ def test_suppression_survives_the_address_being_added_to_the_recipients_file_aga
     assert [recipient.email for recipient in audience.recipients] == ["bob@example.org"]
     assert [(exclusion.line, exclusion.reason) for exclusion in audience.exclusions] == [
         (3, "suppressed: unsubscribed on 2026-05-02")]
+
+
+def test_an_unsubscribe_records_its_source_and_time_and_the_first_one_stands(ledger):
+    first = datetime(2026, 11, 25, 20, 1, 2, tzinfo=timezone.utc)
+    suppression, added = record_unsubscribe(ledger, "Ana@Example.org", "one-click", at=first)
+    assert added and (suppression.email, suppression.reason) == ("ana@example.org", "unsubscribed")
+    again, added_again = record_unsubscribe(ledger, "ana@example.org", "web")
+    assert not added_again
+    assert (again.source, again.at, again.date) == ("one-click", "2026-11-25T20:01:02Z", "2026-11-25")
+    assert [(s.email, s.source, s.at) for s in list_suppressions(ledger)] == [
+        ("ana@example.org", "one-click", "2026-11-25T20:01:02Z")]
+
+
+def test_an_unsubscribe_from_an_unknown_source_is_refused(ledger):
+    with pytest.raises(UsageError, match="unknown unsubscribe source"):
+        record_unsubscribe(ledger, "ana@example.org", "carrier-pigeon")
+    assert list_suppressions(ledger) == []

@@ -157,6 +157,7 @@ def suppress_list(config: ConfigOption = None) -> None:
         finally:
             connection.close()
     for suppression in suppressions:
-        remark = f"  {suppression.note}" if suppression.note else ""
+        remark = f"  ({suppression.source})" if suppression.source else ""
+        remark += f"  {suppression.note}" if suppression.note else ""
         say(f"{suppression.date}  {suppression.reason:<12}  {suppression.email}{remark}")
     note(f"{len(suppressions):,} suppressed addresses")
