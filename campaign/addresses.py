@@ -19,6 +19,8 @@ from email_validator import validate_email
 DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 MAX_LOCAL = 64
 MAX_ADDRESS = 254
+# Anything shaped like an address inside free text (a logged URL, an error message).
+ADDRESS_IN_TEXT = re.compile(r"([^\s@/?&=<>\"',;:]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
 def normalise_email(address: str) -> str:
@@ -45,3 +47,16 @@ class AddressBook:
         canonical = normalise_email(written)
         self.domains[domain] = canonical.rpartition("@")[2]
         return canonical
+
+
+def masked(address: str) -> str:
+    """`jane@example.org` -> `j•••@example.org`: enough for a person to recognise their own."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return "•••"
+    return f"{local[0]}•••@{domain}"
+
+
+def mask_addresses(text: str) -> str:
+    """Every address in `text` masked as by `masked`."""
+    return ADDRESS_IN_TEXT.sub(lambda match: masked(match.group(0)), text)

@@ -94,6 +94,7 @@ class Settings:
     smtp: SmtpSettings
     sendgrid: SendGridSettings
     token_secret: str = field(default="", repr=False)
+    newsletter_name: str = "WeGO e-Newsletter"
 
     def list_names(self) -> tuple[str, ...]:
         return tuple(mailing_list.name for mailing_list in self.lists)
@@ -109,6 +110,7 @@ DEFAULTS: dict = {
     "recipients": "recipients.example.csv",
     "database": "campaign.db",
     "provider": "outbox",
+    "newsletter_name": "WeGO e-Newsletter",
     "sender": {
         "from_name": "WeGO Secretariat",
         "from_email": "newsletter@wego.example.org",
@@ -232,6 +234,7 @@ def _build_settings(root: Path, path: Path, raw: dict, environ: Mapping[str, str
         smtp=smtp,
         sendgrid=sendgrid,
         token_secret=environ.get("CAMPAIGN_TOKEN_SECRET") or _project_secret(root),
+        newsletter_name=str(raw["newsletter_name"]).strip() or DEFAULTS["newsletter_name"],
     )
 
 

@@ -135,6 +135,12 @@ def list_suppressions(connection: sqlite3.Connection) -> list[Suppression]:
     return [Suppression(row[0], row[1], row[2][:10], row[3], row[4], row[2]) for row in rows]
 
 
+def find_suppression(connection: sqlite3.Connection, email: str) -> Suppression | None:
+    """The suppression of one normalised address, or None."""
+    found = connection.execute("SELECT 1 FROM suppressions WHERE email = ?", (email,)).fetchone()
+    return None if found is None else _get(connection, email)
+
+
 def suppressed_emails(connection: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     """Normalised address -> (reason, YYYY-MM-DD), for `audience.select_audience`."""
     rows = connection.execute("SELECT email, reason, substr(created_at, 1, 10) FROM suppressions")

@@ -14,6 +14,7 @@ from . import preview  # noqa: E402,F401
 from . import audience  # noqa: E402,F401
 from . import check  # noqa: E402,F401
 from . import send  # noqa: E402,F401
+from . import serve  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 

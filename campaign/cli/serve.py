@@ -1,0 +1,25 @@
+"""`campaign serve`: the readers' service, answering every link in the email."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..web.service import serve
+from .common import ConfigOption, command, note, say, settings_from
+
+
+@command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default: put a TLS "
+                                                     "reverse proxy in front).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).",
+                                      min=0, max=65535)] = 8000,
+    config: ConfigOption = None,
+) -> None:
+    """Answer the links in the email: one-click unsubscribe, its confirmation page, the web archive."""
+    settings = settings_from(config)
+    serve(settings, host, port,
+          on_listening=lambda url: say(f"campaign serve: listening on {url} (Ctrl-C or SIGTERM stops it)"))
+    note("campaign serve: stopped")
