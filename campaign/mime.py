@@ -17,6 +17,7 @@ import email.utils
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
+from urllib.parse import quote
 
 from .config import Sender, WebLinks
 from .personalize import CONTROL_CHARACTERS, Envelope, escape_header, personalize
@@ -59,7 +60,7 @@ def build_message(
     message["Date"] = email.utils.format_datetime(date or datetime.now(timezone.utc))
     message["Message-ID"] = email.utils.make_msgid(domain=domain)
     message["List-Id"] = list_id(issue.number, sender)
-    targets = list_unsubscribe_targets(envelope.unsubscribe_url, links)
+    targets = list_unsubscribe_targets(envelope.unsubscribe_url, links, envelope.token)
     if targets:
         message.set_raw("List-Unsubscribe", "\n ".join(targets))
     if envelope.unsubscribe_url:
@@ -89,21 +90,23 @@ def list_id(issue_number: int, sender: Sender) -> str:
     return f"<issue-{issue_number}.{sender_domain(sender)}>"
 
 
-def list_unsubscribe(unsubscribe_url: str, links: WebLinks) -> str:
+def list_unsubscribe(unsubscribe_url: str, links: WebLinks, token: str = "") -> str:
     """RFC 2369 List-Unsubscribe: the recipient's one-click URL first, then the mailto.
 
-    The URL carries the recipient's opaque token (never the address); the
-    mailto is the same for everyone.
+    Both carry the recipient's opaque token (never the address): the URL in its
+    query, the mailto in its subject (`unsubscribe TOKEN`), which
+    `campaign suppress import-mbox` reads back from the unsubscribe inbox.
     """
-    return " ".join(list_unsubscribe_targets(unsubscribe_url, links))
+    return " ".join(list_unsubscribe_targets(unsubscribe_url, links, token))
 
 
-def list_unsubscribe_targets(unsubscribe_url: str, links: WebLinks) -> list[str]:
+def list_unsubscribe_targets(unsubscribe_url: str, links: WebLinks, token: str = "") -> list[str]:
     """`<https://...>,` and `<mailto:...>`: the pieces of List-Unsubscribe, one per folded line."""
     targets = []
     if unsubscribe_url:
         targets.append(f"<{escape_header(unsubscribe_url)}>")
     if links.unsubscribe_mailto:
         mailto = links.unsubscribe_mailto.removeprefix("mailto:")
-        targets.append(f"<mailto:{escape_header(mailto)}?subject=unsubscribe>")
+        subject = f"unsubscribe%20{quote(escape_header(token), safe='')}" if token else "unsubscribe"
+        targets.append(f"<mailto:{escape_header(mailto)}?subject={subject}>")
     return [target + "," for target in targets[:-1]] + targets[-1:]

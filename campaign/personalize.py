@@ -130,6 +130,11 @@ class Envelope:
     def unsubscribe_url(self) -> str:
         return self.fields.get("unsubscribe_url", "")
 
+    @property
+    def token(self) -> str:
+        """The opaque per-recipient token in its links ('' when not personalised)."""
+        return self.fields.get("token", "")
+
 
 @dataclass(frozen=True)
 class Personalized:

@@ -112,3 +112,15 @@ def test_long_headers_are_folded_under_78_columns(settings):
 def test_an_address_that_cannot_go_in_a_header_is_refused(settings, address):
     with pytest.raises(UnusableAddress):
         build(settings, Envelope(email=address, name="X", fields=envelope("x@example.org").fields))
+
+
+def test_the_mailto_subject_carries_the_recipients_token_never_the_address(settings):
+    from campaign.personalize import envelope_for
+    from campaign.audience import Recipient
+
+    recipient = envelope_for(Recipient(email="ana@example.org", name="Ana", lists=("members",), fields={"city": "Lima"}, line=2),
+                             settings, 30)
+    message = parsed(build(settings, recipient))
+    mailto = re.search(r"<mailto:([^>]+)>", message["List-Unsubscribe"]).group(1)
+    assert mailto == f"unsubscribe@wego.example.org?subject=unsubscribe%20{recipient.token}"
+    assert recipient.token and "ana@example.org" not in message["List-Unsubscribe"]

@@ -172,7 +172,7 @@ def _personalization(envelope: Envelope, tag_sets: tuple[TagFills, ...], links) 
     personalization: dict = {"to": [_address(envelope.email, envelope.name)]}
     if substitutions:
         personalization["substitutions"] = substitutions
-    unsubscribe = list_unsubscribe(envelope.unsubscribe_url, links)
+    unsubscribe = list_unsubscribe(envelope.unsubscribe_url, links, envelope.token)
     headers = {}
     if unsubscribe:
         headers["List-Unsubscribe"] = unsubscribe
