@@ -11,6 +11,7 @@ from ..audience import load_recipients, resolve_lists, select_audience, write_ma
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             remove_suppression, suppressed_emails_at)
+from ..unsubscribe_inbox import import_unsubscribe_mbox
 from .common import ConfigOption, ListOption, RecipientsOption, app, command, note, say, settings_from
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
@@ -142,6 +143,27 @@ def suppress_import(
     say(f"imported {result.added:,} suppressions, {result.already:,} already suppressed, "
         f"{len(result.problems):,} rows not imported")
     if result.problems:
+        raise typer.Exit(1)
+
+
+@command("import-mbox", on=suppress_app)
+def suppress_import_mbox(
+    file: Annotated[Path, typer.Argument(help="An mbox file exported from the unsubscribe inbox.", dir_okay=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Record an unsubscribe for each message whose subject token or From address is a known recipient."""
+    settings = settings_from(config)
+    connection = open_ledger(settings.database)
+    try:
+        result = import_unsubscribe_mbox(connection, file, settings.token_secret)
+    finally:
+        connection.close()
+    for item in result.unmatched:
+        note(f"{file}: message {item.number}: from {item.sender or '(no From)'}, "
+             f"subject {item.subject!r}: not matched: {item.reason}")
+    say(f"recorded {len(result.recorded):,} unsubscribes, {len(result.already):,} already suppressed, "
+        f"{len(result.unmatched):,} messages not matched")
+    if result.unmatched:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,115 @@
+"""The mailto route of List-Unsubscribe: unsubscribes read back from the unsubscribe inbox.
+
+Every message's `List-Unsubscribe` offers `mailto:...?subject=unsubscribe%20TOKEN`.
+Export that inbox as an mbox file with any mail program; each message whose subject
+carries a token the ledger knows, or whose From address is someone the ledger has
+mailed, becomes an `unsubscribed` suppression (source `mailto`, dated when it was
+sent). The rest are reported for a person to answer.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import mailbox
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from pathlib import Path
+
+from email_validator import EmailNotValidError
+
+from .addresses import normalise_email
+from .errors import UsageError
+from .ledger import address_for_token
+from .personalize import recipient_token
+from .suppressions import record_unsubscribe
+
+SUBJECT_TOKEN = re.compile(r"unsubscribe\s+([A-Za-z0-9_-]{8,128})", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    number: int      # 1-based position in the mbox
+    sender: str      # the From address as written ('' when none)
+    subject: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class InboxImport:
+    recorded: tuple[str, ...]       # addresses unsubscribed now
+    already: tuple[str, ...]        # addresses that were suppressed before (left as they were)
+    unmatched: tuple[Unmatched, ...]
+
+
+def import_unsubscribe_mbox(connection: sqlite3.Connection, path: Path, token_secret: str) -> InboxImport:
+    """Record an unsubscribe for every message of the mbox at `path` that names a known recipient."""
+    recorded: list[str] = []
+    already: list[str] = []
+    unmatched: list[Unmatched] = []
+    for number, message in enumerate(_messages(Path(path)), start=1):
+        subject = " ".join(str(message.get("Subject", "")).split())
+        sender = _sender(message)
+        address = _known_address(connection, subject, sender, token_secret)
+        if address is None:
+            why = "no known token in the subject, and the sender is not a recipient the ledger has mailed"
+            unmatched.append(Unmatched(number, sender, subject, why))
+            continue
+        suppression, added = record_unsubscribe(connection, address, "mailto", at=_sent_at(message))
+        (recorded if added else already).append(suppression.email)
+    return InboxImport(tuple(recorded), tuple(already), tuple(unmatched))
+
+
+def _messages(path: Path) -> list[EmailMessage]:
+    try:
+        with path.open("rb") as stream:
+            start = stream.read(5)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; export the unsubscribe inbox as an mbox file") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror})") from None
+    if start and start != b"From ":
+        raise UsageError(f"{path}: not an mbox file (it must start with a 'From ' line); "
+                         "export the inbox in mbox format")
+    box = mailbox.mbox(path, factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default),
+                       create=False)
+    try:
+        return list(box)
+    finally:
+        box.close()
+
+
+def _sender(message: EmailMessage) -> str:
+    try:
+        addresses = message["From"].addresses if message["From"] else ()
+    except (AttributeError, IndexError, ValueError):
+        addresses = ()
+    return addresses[0].addr_spec if addresses else ""
+
+
+def _known_address(connection: sqlite3.Connection, subject: str, sender: str, token_secret: str) -> str | None:
+    """The address the subject's token stands for, else the sender when the ledger has mailed them."""
+    for token in SUBJECT_TOKEN.findall(subject):
+        address = address_for_token(connection, token)
+        if address:
+            return address
+    try:
+        normalised = normalise_email(sender)
+    except (EmailNotValidError, ValueError):
+        return None
+    known = address_for_token(connection, recipient_token(normalised, token_secret))
+    return known if known == normalised else None
+
+
+def _sent_at(message: EmailMessage) -> datetime | None:
+    """When the person sent the request (its Date), unless missing, unreadable or in the future."""
+    try:
+        sent = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if sent.tzinfo is None or sent > datetime.now(timezone.utc):
+        return None
+    return sent
