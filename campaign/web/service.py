@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import socket
@@ -9,6 +10,7 @@ from typing import Callable
 from urllib.parse import unquote
 
 import uvicorn
+import uvicorn.config
 
 from ..addresses import mask_addresses
 from ..config import Settings
@@ -35,11 +37,15 @@ class AddressesHidden(logging.Filter):
         return True
 
 
-def hide_addresses_in_logs() -> None:
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(existing, AddressesHidden) for existing in logger.filters):
-            logger.addFilter(AddressesHidden())
+def log_config() -> dict:
+    """uvicorn's logging with both logs on stderr (stdout is for what the command prints) and
+    every record through AddressesHidden."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"addresses_hidden": {"()": AddressesHidden}}
+    for handler in config["handlers"].values():
+        handler["stream"] = "ext://sys.stderr"
+        handler["filters"] = ["addresses_hidden"]
+    return config
 
 
 def serve(settings: Settings, host: str, port: int, on_listening: Callable[[str], None]) -> None:
@@ -47,8 +53,8 @@ def serve(settings: Settings, host: str, port: int, on_listening: Callable[[str]
     open_ledger(settings.database).close()        # a wrong ledger path fails here, in one line
     app = create_app(settings)
     listener = _bind(host, port)
-    config = uvicorn.Config(app, log_level="info", server_header=False, timeout_graceful_shutdown=10)
-    hide_addresses_in_logs()
+    config = uvicorn.Config(app, log_level="info", log_config=log_config(), server_header=False,
+                            timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     bound_port = listener.getsockname()[1]
     on_listening(f"http://{f'[{host}]' if ':' in host else host}:{bound_port}")
