@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 from email_validator import EmailNotValidError
 
@@ -74,10 +75,10 @@ def _messages(path: Path) -> list[EmailMessage]:
     if start and start != b"From ":
         raise UsageError(f"{path}: not an mbox file (it must start with a 'From ' line); "
                          "export the inbox in mbox format")
-    box = mailbox.mbox(path, factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default),
-                       create=False)
+    box = mailbox.mbox(path, create=False)
     try:
-        return list(box)
+        return [cast(EmailMessage, email.message_from_bytes(box.get_bytes(key), policy=email.policy.default))
+                for key in box.iterkeys()]
     finally:
         box.close()
 
