@@ -38,8 +38,10 @@ ITEMS_OF_FOLDER_KINDS = {"events", "upcoming", "members", "trends"}
 OTHER_KIND = {"section": ("heading",), "item": ("title",)}
 KIND_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 ISSUE_FIELDS = ("number", "edition", "title", "subject", "preheader", "published")
-SECTION_KEYS = {"kind", "heading", "label", "image", "alt", "link", "link_text"}
-ITEM_KEYS = {"title", "when", "date", "place", "image", "alt", "link", "link_text"}
+SECTION_KEYS = {"kind", "heading", "label", "image", "alt", "decorative", "link", "link_text"}
+ITEM_KEYS = {"title", "when", "date", "place", "image", "alt", "decorative", "link", "link_text"}
+# `decorative: true` marks a picture that only decorates: it gets alt="" and needs no alt text.
+FLAGS = {"decorative"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Item:
     place: str = ""
     image: str = ""                  # file name in the issue's images/ folder, or a URL
     alt: str = ""
+    decorative: bool = False         # the picture only decorates: alt="" in the email
     link: str = ""
     link_text: str = ""
     source: Path = Path()
@@ -64,6 +67,7 @@ class Section:
     label: str = ""
     image: str = ""
     alt: str = ""
+    decorative: bool = False
     link: str = ""
     link_text: str = ""
     items: tuple[Item, ...] = ()
@@ -155,15 +159,15 @@ def _read_section(path: Path) -> Section:
         raise ContentError(f"{index}: field 'kind' is {kind!r}; use one of {', '.join(SECTION_KINDS)} "
                            "(or the name of a layout in layouts/sections/)")
     _reject_unknown(front, SECTION_KEYS, index)
-    _require({**front, "body": body}, SECTION_KINDS.get(kind, OTHER_KIND)["section"], index)
+    _require({**front, "body": body}, _needed(SECTION_KINDS.get(kind, OTHER_KIND)["section"], front, index), index)
     items: tuple[Item, ...] = ()
     if path.is_dir():
         items = tuple(_read_item(p, kind) for p in _ordered_entries(path))
     if kind in ITEMS_OF_FOLDER_KINDS and not items:
         raise ContentError(f"{index}: a '{kind}' section needs items: make it a folder with one "
                            "Markdown file per item")
-    return Section(kind=kind, body=body, items=items, source=path,
-                   **{key: _text(front, key, index) for key in SECTION_KEYS - {"kind"} if key in front})
+    return Section(kind=kind, body=body, items=items, source=path, decorative=_flag(front, "decorative", index),
+                   **{key: _text(front, key, index) for key in SECTION_KEYS - {"kind"} - FLAGS if key in front})
 
 
 def _read_item(path: Path, kind: str) -> Item:
@@ -171,10 +175,10 @@ def _read_item(path: Path, kind: str) -> Item:
         raise ContentError(f"{path}: items are Markdown files, not folders")
     front, body = read_markdown(path)
     _reject_unknown(front, ITEM_KEYS, path)
-    _require({**front, "body": body}, SECTION_KINDS.get(kind, OTHER_KIND)["item"], path)
-    values = {key: _text(front, key, path) for key in ITEM_KEYS - {"date"} if key in front}
+    _require({**front, "body": body}, _needed(SECTION_KINDS.get(kind, OTHER_KIND)["item"], front, path), path)
+    values = {key: _text(front, key, path) for key in ITEM_KEYS - {"date"} - FLAGS if key in front}
     return Item(body=body, date=_date(front, "date", path) if "date" in front else None,
-                source=path, **values)
+                decorative=_flag(front, "decorative", path), source=path, **values)
 
 
 def read_markdown(path: Path) -> tuple[dict, str]:
@@ -224,6 +228,18 @@ def _require(values: dict, fields: tuple[str, ...], path: Path) -> None:
         if value is None or (isinstance(value, str) and not value.strip()):
             what = "a Markdown body after the front matter" if name == "body" else f"field '{name}'"
             raise ContentError(f"{path}: missing {what}")
+
+
+def _needed(fields: tuple[str, ...], front: dict, path: Path) -> tuple[str, ...]:
+    """The fields a part must have: a decorative picture needs no alt text."""
+    return tuple(name for name in fields if not (name == "alt" and _flag(front, "decorative", path)))
+
+
+def _flag(values: dict, name: str, path: Path) -> bool:
+    value = values.get(name, False)
+    if not isinstance(value, bool):
+        raise ContentError(f"{path}: field '{name}' is {value!r}; write true or false")
+    return value
 
 
 def _reject_unknown(front: dict, known: set[str], path: Path) -> None:

@@ -8,6 +8,11 @@ regenerate them without extra packages and without the network:
     python tools/make_placeholder_images.py OUT_DIR    # writes somewhere else
 
 The output is deterministic: the same script always writes the same bytes.
+
+The pictures only decorate: they show nothing a reader needs. The content files
+that use them say `decorative: true` (no `alt:`), so the email gives them
+alt="" and screen readers skip them. A real photograph gets an `alt:` saying
+what it shows.
 """
 
 from __future__ import annotations

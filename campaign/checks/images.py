@@ -11,21 +11,42 @@ from ..prose import to_html
 from .findings import ERROR, LAYOUTS, WARNING, Finding, parts, place
 
 
+# Alt text that names no content: a screen reader already says "image".
+GENERIC_ALT = re.compile(r"^\s*(illustration for|image of)\b", re.IGNORECASE)
+
+
 def images_of(part: Section | Item) -> list[tuple[str, str, bool]]:
-    """(src, alt, from_markdown) for the part's picture and any Markdown image in its body."""
-    found = [(part.image, part.alt, False)] if part.image else []
+    """(src, alt, from_markdown) for the part's picture and any Markdown image in its body.
+
+    A decorative picture (`decorative: true`) has alt None: it needs none.
+    """
+    found = [(part.image, None if part.decorative else part.alt, False)] if part.image else []
     if part.body:
         found += [(image.get("src", ""), image.get("alt", ""), True) for image in read_page(to_html(part.body)).images]
     return found
+
+
+def alt_problem(src: str, alt: str | None, where: str) -> Finding | None:
+    if alt is None:
+        return None
+    if not alt.strip():
+        return Finding(ERROR, "image-missing-alt", where, f"image {src} has no alt text",
+                       "add 'alt:' with a few words saying what the picture shows, "
+                       "or 'decorative: true' if it only decorates")
+    if GENERIC_ALT.match(alt):
+        return Finding(WARNING, "image-generic-alt", where, f"alt text of {src} says nothing: {alt!r}",
+                       "say what the picture shows (screen readers already say it is an image), "
+                       "or mark it 'decorative: true'")
+    return None
 
 
 def check_content_images(issue: Issue) -> list[Finding]:
     findings = []
     for where, _, part in parts(issue):
         for src, alt, from_markdown in images_of(part):
-            if not alt.strip():
-                findings.append(Finding(ERROR, "image-missing-alt", where, f"image {src} has no alt text",
-                                        "add 'alt:' with a few words saying what the picture shows"))
+            problem = alt_problem(src, alt, where)
+            if problem:
+                findings.append(problem)
             if from_markdown:
                 findings.append(Finding(WARNING, "image-missing-width", where,
                                         f"Markdown image {src} has no width (Outlook shows it full size)",
