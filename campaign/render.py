@@ -32,6 +32,13 @@ TEXT_LAYOUT = "issue.txt.j2"
 THEME_FILE = "theme.yaml"
 SECTION_LAYOUT = "sections/{kind}.mjml.j2"
 TEXT_RULE = "=" * 72
+COLOUR_GROUPS = ("colors", "dark")          # theme.yaml groups of hex colours
+HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+CSS_VALUE = re.compile(r"[A-Za-z0-9 #%.,'\"()+_>\[\]=-]*")
+# MJML's reset <style> (`table, td { border-collapse ...; mso-table-rspace: 0pt }` and four more
+# rules) stays one block in <head>, where every client that needs it (Outlook above all) reads it:
+# inlined, premailer would copy it onto every table and cell (about 10 KB for issue 30).
+MJML_RESET = '<style type="text/css">\n#outlook a'
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,29 @@ def _cached_environment(layouts_dir: Path, images_base: str) -> jinja2.Environme
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    environment.filters["css"] = css_value
     environment.globals.update(
         markdown=prose.to_html,
         text=prose.to_text,
         image_url=lambda name: name if re.match(r"^https?://", name) else images_base + name,
     )
     return environment
+
+
+def css_value(value: object) -> Markup:
+    """A theme value written into a <style> block: checked, then left as it is.
+
+    Autoescape is right for HTML but wrong inside <style>, where `&#39;` is not a
+    quote: `Georgia, 'Times New Roman', serif` would become invalid CSS that
+    premailer drops. So a value passes only if it cannot end the rule or the
+    <style> element: no `<`, braces, semicolon, backslash, at-sign or comment,
+    and its quotes balanced.
+    """
+    text = str(value)
+    if not CSS_VALUE.fullmatch(text) or text.count("'") % 2 or text.count('"') % 2 or "/*" in text:
+        raise ValueError(f"{text!r} is not a plain CSS value (letters, digits, spaces, # % . , ' \" ( ) - + _ > [ ] = "
+                         f"only, quotes balanced); fix it in {THEME_FILE}")
+    return Markup(text)
 
 
 def read_theme(layouts_dir: Path) -> dict:
@@ -120,6 +144,13 @@ def read_theme(layouts_dir: Path) -> dict:
         raise LayoutError(f"{path}: malformed YAML ({error}); fix the file") from None
     if not isinstance(theme, dict):
         raise LayoutError(f"{path}: expected 'name: value' settings")
+    for group in COLOUR_GROUPS:
+        colours = theme.get(group, {})
+        if not isinstance(colours, dict):
+            raise LayoutError(f"{path}: '{group}' must be 'role: \"#RRGGBB\"' lines")
+        for role, colour in colours.items():
+            if not isinstance(colour, str) or not HEX_COLOUR.fullmatch(colour):
+                raise LayoutError(f"{path}: {group}.{role} is {colour!r}; write colours as \"#RRGGBB\"")
     return theme
 
 
@@ -198,11 +229,15 @@ def inline_css(html: str) -> str:
     """Inline CSS with premailer, keeping what email clients and MJML need."""
     import premailer  # noqa: PLC0415  (a quarter second of imports: only commands that render pay it)
 
+    html = html.replace(MJML_RESET, MJML_RESET.replace("<style", '<style data-premailer="ignore"'), 1)
     inlined = premailer.transform(
         html,
         allow_network=False,                       # never fetch <link> stylesheets
         strip_important=False,                     # MJML's mobile rules need !important
-        disable_basic_attributes=["width", "height"],  # keep <img width> for Outlook
+        # No presentational attributes from the inlined styles: MJML already writes the ones
+        # Outlook needs on its tables, <img width> must stay in pixels, and premailer would put
+        # bgcolor/valign on the <span> of a section label, where they are invalid.
+        disable_basic_attributes=["width", "height", "bgcolor", "valign", "align"],
         cssutils_logging_level=logging.CRITICAL,
         disable_validation=True,
     )

@@ -47,7 +47,7 @@ def test_phone_width_has_no_sideways_scrolling_and_shows_every_section_heading(p
     assert not layout.scrolls_sideways, f"content is {max(layout.scroll_width, layout.body_width)} px wide"
     shown = {heading.text: heading for heading in layout.headings if heading.tag == "h2"}
     for section in load_issue(settings.content_dir, 30).sections:
-        text = f"{section.label}{section.heading}"
+        text = f"{section.label} {section.heading}" if section.label else section.heading
         assert text in shown, f"section heading {section.heading!r} not found; headings: {sorted(shown)}"
         assert shown[text].visible_within(375), f"{section.heading!r} is hidden or cut off: {shown[text]}"
 

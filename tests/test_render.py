@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html as html_module
+import json
 import os
+import shutil
 import re
 import socket
 from dataclasses import replace
@@ -20,6 +23,7 @@ GOLDEN = Path(__file__).parent / "golden"
 SEED = ROOT.parent / "shared" / "seed" / "wego-enewsletter-q2-2022-issue-30.txt"
 UPDATE_GOLDEN = os.environ.get("CAMPAIGN_UPDATE_GOLDEN") == "1"
 GMAIL_CLIP_BYTES = 100 * 1024
+SIZE_TARGET_BYTES = 75 * 1024          # issue 16: room under the clip for longer issues
 REPEATED_PARAGRAPH = "WeGO also participated as a commentator for the UN Committee of Experts"
 
 
@@ -115,12 +119,16 @@ def test_html_is_seven_bit_with_character_references(rendered, settings):
     assert "Dear Đorđe Muñoz," in message.text
 
 
-def test_every_image_has_alt_text_and_width(rendered):
+def test_every_image_has_its_alt_text_and_width(rendered):
+    """A picture's alt is its content's alt text, or empty for a decorative picture (screen readers skip it)."""
+    pictures = [part for section in rendered.issue.sections for part in (section, *section.items) if part.image]
     images = [attrs for tag, attrs in parse(rendered.html.source).tags if tag == "img"]
-    assert len(images) == 9
-    for attrs in images:
-        assert attrs.get("alt", "").strip(), attrs
+    assert len(images) == len(pictures) == 9
+    for attrs, part in zip(images, pictures):
+        assert attrs["src"].endswith(part.image)
+        assert "alt" in attrs and attrs["alt"] == ("" if part.decorative else part.alt), attrs
         assert attrs.get("width", "").isdigit(), attrs
+    assert all(part.decorative for part in pictures), "issue 30's generated placeholder pictures only decorate"
 
 
 def test_tables_are_presentational(rendered):
@@ -216,6 +224,7 @@ def test_final_html_fits_under_gmail_clipping_with_longest_personalisation(rende
     longest = envelope(settings, "N" * 200, email=("x" * 60) + "@example.org")
     message = personalize(rendered, longest)
     assert len(message.html.encode("utf-8")) < GMAIL_CLIP_BYTES
+    assert len(message.html.encode("utf-8")) < SIZE_TARGET_BYTES
 
 
 def test_render_matches_golden_files(settings):
@@ -230,3 +239,78 @@ def test_render_matches_golden_files(settings):
         assert actual == golden.read_text(encoding="utf-8"), (
             f"{name} differs from its golden file; if the change is intended, "
             "rerun with CAMPAIGN_UPDATE_GOLDEN=1 and review the diff")
+
+
+def styles_of(html: str, tag: str) -> list[str]:
+    return [attrs.get("style", "") for name, attrs in parse(html).tags if name == tag]
+
+
+def test_headings_keep_the_theme_heading_font_with_its_quotes(rendered):
+    html = rendered.html.source
+    assert "&#39;" not in "".join(re.findall(r"<style[^>]*>(.*?)</style>", html, re.S))
+    for tag in ("h1", "h2", "h3"):
+        styles = styles_of(html, tag)
+        assert styles and all(re.search(r"font-family:Georgia, ([\"'])Times New Roman\1, serif", html_module.unescape(style))
+                              for style in styles), tag
+
+
+@pytest.mark.parametrize("value", ["Georgia; } body { display: none", "x</style><script>", "'unbalanced", "a /* b"])
+def test_a_theme_value_that_could_break_out_of_css_is_refused_naming_theme_yaml(settings, tmp_path, value):
+    from campaign.errors import LayoutError
+
+    layouts = tmp_path / "layouts"
+    shutil.copytree(settings.layouts_dir, layouts)
+    theme = (layouts / "theme.yaml").read_text(encoding="utf-8")
+    (layouts / "theme.yaml").write_text(theme.replace('heading: "Georgia, \'Times New Roman\', serif"',
+                                                      f"heading: {json.dumps(value)}"), encoding="utf-8")
+    with pytest.raises(LayoutError, match=r"theme\.yaml"):
+        render_issue(replace(settings, layouts_dir=layouts), 30)
+
+
+def test_a_theme_colour_that_is_not_hex_is_refused_naming_the_role(settings, tmp_path):
+    from campaign.errors import LayoutError
+
+    layouts = tmp_path / "layouts"
+    shutil.copytree(settings.layouts_dir, layouts)
+    theme = (layouts / "theme.yaml").read_text(encoding="utf-8")
+    (layouts / "theme.yaml").write_text(theme.replace('text: "#2B2B2B"', 'text: "dark grey"'), encoding="utf-8")
+    with pytest.raises(LayoutError, match=r"theme\.yaml: colors\.text is 'dark grey'"):
+        render_issue(replace(settings, layouts_dir=layouts), 30)
+
+
+def test_mjml_reset_stays_one_rule_in_head_not_copied_onto_every_table(rendered):
+    html = rendered.html.source
+    head, body = html.split("<body", 1)
+    assert "mso-table-lspace" in head and "mso-table-lspace" not in body
+    assert "border-collapse:collapse;mso-table-lspace" not in html
+    spans = [attrs for tag, attrs in parse(html).tags if tag == "span"]
+    assert spans and not any("bgcolor" in attrs or "valign" in attrs for attrs in spans)
+
+
+def test_section_labels_are_separated_from_their_heading(rendered):
+    html = rendered.html.source
+    assert re.search(r'<span class="label"[^>]*>02</span> Recent events', html)
+    assert re.search(r'<span class="label"[^>]*>01</span> World Cities Summit 2022', html)
+    assert "02Recent events" not in words("".join(parse(html).text))
+
+
+def test_preheader_has_no_colour_of_its_own_and_a_spacer_after_it(rendered):
+    html = rendered.html.source
+    hidden = re.search(r'<div style="display:none[^"]*">(.*?)</div>', html, re.S)
+    assert hidden, "the preheader is a hidden div at the top of the body"
+    assert "color" not in hidden.group(0).split(">")[0]
+    assert hidden.group(1).startswith(rendered.preheader.replace("ã", "&#227;"))
+    assert hidden.group(1).count("&#847;") >= 40, "a spacer keeps the inbox preview from running on"
+
+
+def test_head_carries_dark_mode_and_phone_handling(rendered):
+    head = rendered.html.source.split("<body", 1)[0]
+    for meta in ('name="x-apple-disable-message-reformatting"', 'name="color-scheme" content="light dark"',
+                 'name="supported-color-schemes" content="light dark"',
+                 'name="format-detection" content="telephone=no, date=no, address=no, email=no'):
+        assert meta in head, meta
+    assert "a[x-apple-data-detectors]" in head and "color: inherit !important" in head
+    assert "@media (prefers-color-scheme: dark)" in head
+    assert "[data-ogsc] .t div" in head and "[data-ogsb] .sf" in head
+    assert re.search(r"max-width: 479px\) \{\s*\.g \{ padding-left: 16px !important", head)
+    assert "mj-full-width-mobile" in rendered.html.source, "pictures are fluid on phones"

@@ -13,6 +13,10 @@ from .findings import LAYOUTS, WARNING, Finding, squash
 GRACEFUL = {
     "@media": "Outlook for Windows ignores media queries; MJML gives it the desktop layout in MSO tables",
     "border-radius": "Outlook for Windows shows square corners",
+    # Dark mode is an enhancement: a client without it shows the light design, whose contrast
+    # the contrast check has measured too.
+    "prefers-color-scheme": "clients without it show the light colours",
+    "color-scheme": "clients without it show the light colours",
 }
 RESET_VALUES = {"none", "normal", "auto", "0", "0px", "initial", "inherit"}
 
