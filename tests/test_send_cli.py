@@ -15,6 +15,7 @@ import mailbox
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from campaign import ledger
 from campaign.audience import Audience
 from campaign.cli import app
+from campaign.config import load_settings
 from campaign.dry_run import dry_run
 from campaign.errors import ContentError
 from campaign.ledger import open_ledger
@@ -30,6 +32,7 @@ from campaign.personalize import MergeTemplate
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.providers.smtp import SmtpProvider
 from campaign.send import SendOptions, StopSignal, send_issue
+from campaign.send.workflow import SendHooks, SendRequest, run_send
 from campaign.suppressions import add_suppression
 from send_support import API_KEY, make_settings, people, small_issue
 
@@ -190,6 +193,28 @@ def test_a_test_send_with_refused_credentials_says_so_per_address_without_a_trac
     result = campaign(project, "send", "--issue", "30", "--test-to", "editor@example.org")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "editor@example.org: failed" in result.output and "401" in result.output
+
+
+def test_the_send_workflow_decides_once_and_asks_before_anything_is_sent(project, sendgrid_server):
+    settings = load_settings(project / "campaign.toml")
+    request = SendRequest(30, "sendgrid", options=SendOptions(force=True))
+    shown: list = []
+    hooks = SendHooks(on_findings=shown.append, on_plan=lambda plan, subject, audience: shown.append(plan),
+                      confirm=lambda plan: False)
+    declined = run_send(settings, request, hooks)
+    decision, plan = shown
+    assert declined.report is None and plan.to_send == len(AUDIENCE) and plan.kind == "real"
+    assert decision.forced and not decision.refused and decision.errors
+    assert sendgrid_server.mail_sends() == [] and deliveries(project) == {}
+    sent = run_send(settings, request, replace(hooks, confirm=lambda plan: True))
+    assert sent.report is not None and sent.report.outcome == "completed"
+    assert sorted(sendgrid_server.delivered()) == sorted(AUDIENCE)
+    connection = open_ledger(project / "campaign.db")
+    try:
+        run, = ledger.runs(connection, 30)
+    finally:
+        connection.close()
+    assert run.forced and run.findings == decision.forced_over
 
 
 def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, smtp_server):

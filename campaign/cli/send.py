@@ -17,6 +17,7 @@ from ..checks import GateDecision
 from ..errors import UsageError
 from ..dry_run import DryRunReport
 from ..send import Progress, SendOptions, SendPlan, SendReport, TestSendReport
+from ..send.status import KindStatus, issue_status
 from ..send.workflow import SendHooks, SendRequest, SendResult, run_dry_run, run_send, run_test_send
 from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, note, say,
                      settings_from)
@@ -207,48 +208,37 @@ def status(
 ) -> None:
     """Show an issue's send: counts by status, list and provider; failures and unknowns with reasons; runs."""
     settings = settings_from(config)
-    if not settings.database.exists():
+    found = issue_status(settings.database, issue, csv_path)
+    if not found.exists:
         say(f"Issue {issue} has not been sent: there is no ledger at {settings.database} yet.")
         return
-    connection = ledger.open_ledger(settings.database)
-    try:
-        kinds = ledger.kinds_recorded(connection, issue)
-        if not kinds:
-            say(f"Issue {issue} has not been sent (ledger: {settings.database}).")
-        for kind in kinds:
-            _print_status(connection, issue, kind)
-        if csv_path:
-            rows = ledger.export_csv(connection, issue, csv_path)
-            say(f"Wrote {rows:,} rows to {csv_path}")
-    finally:
-        connection.close()
+    if not found.kinds:
+        say(f"Issue {issue} has not been sent (ledger: {settings.database}).")
+    for kind in found.kinds:
+        _print_status(issue, kind)
+    if found.csv_rows is not None:
+        say(f"Wrote {found.csv_rows:,} rows to {csv_path}")
 
 
-def _print_status(connection, issue: int, kind: str) -> None:
+def _print_status(issue: int, found: KindStatus) -> None:
     title = {"real": "deliveries", "outbox": "outbox rehearsal (nobody mailed)",
-             "sandbox": "SendGrid sandbox rehearsal (nobody mailed)"}[kind]
-    counts = ledger.counts(connection, issue, kind)
+             "sandbox": "SendGrid sandbox rehearsal (nobody mailed)"}[found.kind]
+    counts = found.counts
     say(f"Issue {issue}, {title}: {sum(counts.values()):,} recipients")
     say("  by status:   " + (", ".join(f"{status} {counts[status]:,}" for status in ledger.STATUSES
                                        if counts[status]) or "none"))
-    for label, column in (("by list:     ", "list"), ("by provider: ", "provider")):
-        for key, table in sorted(ledger.counts_by(connection, issue, kind, column).items()):
+    for label, tables in (("by list:     ", found.by_list), ("by provider: ", found.by_provider)):
+        for key, table in sorted(tables.items()):
             say(f"  {label}{key}: " + ", ".join(f"{s} {table[s]:,}" for s in ledger.STATUSES if table.get(s)))
             label = " " * len(label)
-    for run in ledger.runs(connection, issue, kind):
+    for run in found.runs:
         ended = run.finished_at or "-"
         flags = f" [{run.options}]" if run.options else ""
         say(f"  run {run.id}: {run.provider}{flags}, {run.started_at} -> {ended}: {run.outcome}"
             + (f": {run.message}" if run.message and run.outcome != "completed" else ""))
         if run.forced:
             say(f"    sent with --force over preflight findings: {run.findings}")
-    for status in ("failed", "unknown", "rejected", "in_flight"):
-        rows = ledger.deliveries(connection, issue, kind, [status])
-        if not rows:
-            continue
-        reasons: dict[str, list[str]] = {}
-        for row in rows:
-            reasons.setdefault(row.last_error or "(no reason recorded)", []).append(row.email)
+    for status, reasons in found.problems.items():
         say(f"  {status}:")
         for reason, emails in reasons.items():
             shown = ", ".join(emails[:3]) + (f" and {len(emails) - 3:,} more" if len(emails) > 3 else "")

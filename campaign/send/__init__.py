@@ -7,6 +7,9 @@
     loop.py      send_issue: the batch loop, record before you send
     testsend.py  send_test: [TEST] copies to a few addresses, no ledger record
     workflow.py  run_send, run_dry_run, run_test_send: a whole `campaign send`, as the CLI calls it
+    status.py    issue_status: what the ledger says about an issue's send (`campaign status`)
+
+The preflight gate's decision is made in campaign/checks/gate.py; send_issue takes it.
 
 workflow.py is imported by its full name (`campaign.send.workflow`), not from here:
 it uses campaign.dry_run, which uses plan.py.

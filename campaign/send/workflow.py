@@ -48,6 +48,7 @@ class SendRequest:
     options: SendOptions = SendOptions()
 
     def __post_init__(self) -> None:
+        provider_info(self.provider)   # an unknown name is a UsageError listing the known ones
         if self.options.sandbox and self.provider != "sendgrid":
             raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --provider sendgrid")
 

@@ -1,0 +1,58 @@
+"""What the ledger says about one issue's send, for `campaign status`: it reads, and changes no record."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import ledger
+from ..ledger import SendRun
+
+PROBLEMS = ("failed", "unknown", "rejected", "in_flight")   # the statuses listed with their reasons
+
+
+@dataclass(frozen=True)
+class KindStatus:
+    """One kind of send of the issue (real deliveries, or a rehearsal)."""
+
+    kind: str                                       # real | outbox | sandbox
+    counts: dict[str, int]                          # {status: n}
+    by_list: dict[str, dict[str, int]]              # {list: {status: n}}
+    by_provider: dict[str, dict[str, int]]          # {provider: {status: n}}
+    runs: tuple[SendRun, ...]
+    problems: dict[str, dict[str, list[str]]]       # {status: {reason: [email, ...]}}, for PROBLEMS
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    issue: int
+    database: Path
+    exists: bool                                    # False: no ledger yet, nothing was sent
+    kinds: tuple[KindStatus, ...] = ()
+    csv_rows: int | None = None                     # rows written to the CSV, when one was asked for
+
+
+def issue_status(database: Path, issue: int, csv_path: Path | None = None) -> IssueStatus:
+    """Every kind of send recorded for `issue`; with `csv_path`, also one spreadsheet-safe row per recipient."""
+    if not database.exists():
+        return IssueStatus(issue, database, exists=False)
+    connection = ledger.open_ledger(database)
+    try:
+        kinds = tuple(_kind_status(connection, issue, kind) for kind in ledger.kinds_recorded(connection, issue))
+        rows = ledger.export_csv(connection, issue, csv_path) if csv_path else None
+    finally:
+        connection.close()
+    return IssueStatus(issue, database, exists=True, kinds=kinds, csv_rows=rows)
+
+
+def _kind_status(connection: sqlite3.Connection, issue: int, kind: str) -> KindStatus:
+    problems: dict[str, dict[str, list[str]]] = {}
+    for status in PROBLEMS:
+        for row in ledger.deliveries(connection, issue, kind, [status]):
+            reasons = problems.setdefault(status, {})
+            reasons.setdefault(row.last_error or "(no reason recorded)", []).append(row.email)
+    return KindStatus(kind=kind, counts=ledger.counts(connection, issue, kind),
+                      by_list=ledger.counts_by(connection, issue, kind, "list"),
+                      by_provider=ledger.counts_by(connection, issue, kind, "provider"),
+                      runs=tuple(ledger.runs(connection, issue, kind)), problems=problems)
