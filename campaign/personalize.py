@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from .errors import ContentError
+from .errors import ConfigError, ContentError
+from .token_secret import MISSING as NO_SECRET
 
 PLACEHOLDER = re.compile(r"\[\[([a-z][a-z0-9_]*)(?:\|([^\[\]|]*))?\]\]")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
@@ -158,7 +159,12 @@ def personalize(issue, envelope: Envelope, subject_prefix: str = "") -> Personal
 
 
 def recipient_token(email: str, secret: str) -> str:
-    """An opaque, stable per-recipient token for unsubscribe and view links (never the bare address)."""
+    """An opaque, stable per-recipient token for unsubscribe and view links (never the bare address).
+
+    Refuses an empty secret: anyone could compute every token from it.
+    """
+    if not secret:
+        raise ConfigError(NO_SECRET)
     digest = hmac.new(secret.encode("utf-8"), email.lower().encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:18]).decode("ascii")
 
