@@ -6,8 +6,14 @@ value is checked here, at load, before anything is sent or marked: an unknown
 key, a wrong type or a bad value is a ConfigError naming the file (or the
 environment variable), the setting and what to write instead.
 
-A setting is one line: a field with its default, its check and, if the
-environment may override it, the variable (see config_schema.setting).
+Adding a setting is one line in its section, e.g.
+
+    list_id: str = setting("", check=optional(text))
+    timeout: float = setting(30.0, check=seconds, env="SMTP_TIMEOUT")
+
+and a new section is a frozen dataclass of such fields plus one line in
+Settings (`dkim: DkimSettings = setting()`). Unknown keys, types, ranges and
+environment variables are then handled by config_schema.load_section.
 """
 
 from __future__ import annotations
