@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from .config_schema import (Source, address, at_least, between, derived, host, https_or_loopback, load_section, mailto,
-                            one_of, optional, secret, seconds, setting, text, url_template)
+from .config_schema import (Source, address, at_least, between, derived, host_name, https_or_loopback, load_section,
+                            mailto, one_of, optional, secret, seconds, setting, text, url_template)
 from .errors import ConfigError
 from .token_secret import SECRET_FILE, project_secret
 
@@ -66,7 +66,7 @@ class WebLinks:
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    host: str = setting("localhost", check=host, env="SMTP_HOST")
+    host: str = setting("localhost", check=host_name, env="SMTP_HOST")
     port: int = setting(587, check=between(1, 65535), env="SMTP_PORT")
     security: str = setting("starttls", check=one_of(*SMTP_SECURITY), env="SMTP_SECURITY")
     username: str = setting("", env="SMTP_USERNAME")
@@ -77,7 +77,7 @@ class SmtpSettings:
     max_per_minute: int = setting(0, check=at_least(0))       # messages per minute (0: no limit)
     envelope_from: str = setting("", check=optional(address))  # MAIL FROM, where bounces go ("": from_email)
     verp: bool = setting(False)                               # MAIL FROM local+TOKEN@domain, TOKEN naming the recipient
-    dkim_domain: str = setting("", check=optional(host))      # d= of the DKIM signature ("": no signing)
+    dkim_domain: str = setting("", check=optional(host_name))      # d= of the DKIM signature ("": no signing)
     dkim_selector: str = setting("", check=optional(text))    # s=: the key's DNS name is SELECTOR._domainkey.DOMAIN
     dkim_key_file: str = setting("", check=optional(text))    # PEM private key file, relative to campaign.toml
     dkim_private_key: str = secret("SMTP_DKIM_PRIVATE_KEY")   # PEM text

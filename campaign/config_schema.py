@@ -95,7 +95,13 @@ def text(value: str) -> str:
     return value
 
 
-def host(value: str) -> str:
+def host_name(value: str) -> str:
+    """A host name or IP address (IPv6 too), never a URL."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+        return value
+    except ValueError:
+        pass
     if not value.strip() or any(character in value for character in " /:\r\n"):
         raise ValueError("is not a host name; write just the name, e.g. smtp.example.org")
     return value
