@@ -172,6 +172,8 @@ def recipient_token(email: str, secret: str) -> str:
 def bounce_token(email: str, secret: str) -> str:
     """The recipient's tag in a VERP bounce address (bounces+TOKEN@domain): opaque, and lower-case
     base32, because mail servers may change the case of an address's local part."""
+    if not secret:
+        raise ConfigError(NO_SECRET)
     digest = hmac.new(secret.encode("utf-8"), b"bounce:" + email.lower().encode("utf-8"), hashlib.sha256).digest()
     return base64.b32encode(digest[:10]).decode("ascii").lower()
 

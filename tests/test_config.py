@@ -188,11 +188,13 @@ def test_a_short_secret_file_is_an_error(tmp_path):
         load_settings(tmp_path / "campaign.toml", environ={})
 
 
-def test_an_empty_key_never_makes_a_token():
-    from campaign.personalize import recipient_token
+def test_an_empty_key_never_makes_a_token_or_a_bounce_address():
+    from campaign.personalize import bounce_token, recipient_token
 
     with pytest.raises(ConfigError, match="CAMPAIGN_TOKEN_SECRET"):
         recipient_token("a@example.org", "")
+    with pytest.raises(ConfigError, match="CAMPAIGN_TOKEN_SECRET"):
+        bounce_token("a@example.org", "")
 
 
 def test_the_secret_file_is_made_whole_and_leaves_no_temporary_file(tmp_path):
