@@ -106,6 +106,56 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE suppressions ADD COLUMN source TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        # A request SendGrid refused (nothing sent, safe to resend once fixed) is kept apart from an
+        # address it refused (never resent). SQLite cannot change a CHECK in place: the table is rebuilt
+        # with the same columns, index and triggers (DROP TABLE fires no delete trigger).
+        "0006_refused_status",
+        """
+        CREATE TABLE deliveries_0006 (
+            issue       INTEGER NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind IN ('real', 'outbox', 'sandbox')),
+            email       TEXT NOT NULL,
+            name        TEXT NOT NULL DEFAULT '',
+            lists       TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'in_flight', 'accepted', 'rejected', 'refused', 'failed',
+                                          'unknown')),
+            provider    TEXT NOT NULL DEFAULT '',
+            message_id  TEXT NOT NULL DEFAULT '',
+            batch_id    TEXT NOT NULL DEFAULT '',
+            run_id      INTEGER REFERENCES send_runs (id),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            accepted_at TEXT,
+            PRIMARY KEY (issue, kind, email)
+        );
+        INSERT INTO deliveries_0006 (issue, kind, email, name, lists, status, provider, message_id, batch_id,
+                                     run_id, attempts, last_error, created_at, updated_at, accepted_at)
+        SELECT issue, kind, email, name, lists,
+               CASE WHEN status = 'rejected' AND last_error LIKE 'SendGrid rejected the request (400)%'
+                    THEN 'refused' ELSE status END,
+               provider, message_id, batch_id, run_id, attempts, last_error, created_at, updated_at, accepted_at
+        FROM deliveries ORDER BY rowid;
+        DROP TABLE deliveries;
+        ALTER TABLE deliveries_0006 RENAME TO deliveries;
+        CREATE INDEX deliveries_status ON deliveries (issue, kind, status);
+        CREATE TRIGGER deliveries_accepted_is_final
+        BEFORE UPDATE OF status ON deliveries
+        WHEN OLD.status = 'accepted' AND NEW.status <> 'accepted'
+        BEGIN
+            SELECT RAISE(ABORT, 'an accepted delivery is final: nobody is mailed an issue twice');
+        END;
+        CREATE TRIGGER deliveries_real_are_kept
+        BEFORE DELETE ON deliveries
+        WHEN OLD.kind = 'real'
+        BEGIN
+            SELECT RAISE(ABORT, 'the record of a real send is never deleted: it is what stops a second copy');
+        END;
+        """,
+    ),
 ]
 
 
@@ -183,10 +233,12 @@ def _statements(script: str) -> list[str]:
 
 REAL = "real"
 KINDS = ("real", "outbox", "sandbox")
-PENDING, IN_FLIGHT, ACCEPTED, REJECTED, FAILED, UNKNOWN = (
-    "pending", "in_flight", "accepted", "rejected", "failed", "unknown",
+PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN = (
+    "pending", "in_flight", "accepted", "rejected", "refused", "failed", "unknown",
 )
-STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, FAILED, UNKNOWN)
+# rejected: the provider refused this address (never resent); refused: it refused the request, so
+# nothing was sent (resent with --retry-rejected once the cause is fixed).
+STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN)
 CRASH_NOTE = ("the send stopped while this batch was with the provider: it may or may not have "
               "been delivered; resend only with --resend-unknown")
 

@@ -131,3 +131,27 @@ def test_a_process_killed_mid_write_leaves_whole_transactions_only(tmp_path, see
     rows = connection.execute("SELECT status, batch_id, last_error FROM deliveries").fetchall()
     assert len(rows) == 2000
     assert len({tuple(row) for row in rows}) == 1, "a transaction was half applied"
+
+
+def test_a_ledger_from_before_refused_keeps_its_rows_triggers_and_tells_refused_requests_apart(tmp_path, monkeypatch):
+    path = tmp_path / "campaign.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger, "MIGRATIONS", [m for m in ledger.MIGRATIONS if m[0] < "0006"])
+        old = open_ledger(path)
+        freeze(old, ["a@example.org", "b@example.org", "c@example.org"])
+        ledger.record_outcomes(old, 30, "real", [
+            Outcome("a@example.org", "accepted", "msg-1"),
+            Outcome("b@example.org", "rejected", error="SendGrid rejected the request (400): bad from (field: from.email)"),
+            Outcome("c@example.org", "rejected", error="550 5.1.1 no such user")])
+        old.close()
+    migrated = open_ledger(path)
+    assert "0006_refused_status" in applied_migrations(migrated)
+    assert ledger.status_by_email(migrated, 30, "real") == {
+        "a@example.org": "accepted", "b@example.org": "refused", "c@example.org": "rejected"}
+    assert ledger.deliveries(migrated, 30, "real")[0].message_id == "msg-1"
+    with pytest.raises(sqlite3.IntegrityError, match="accepted delivery is final"):
+        migrated.execute("UPDATE deliveries SET status = 'failed' WHERE email = 'a@example.org'")
+    with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
+        migrated.execute("DELETE FROM deliveries WHERE email = 'c@example.org'")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        migrated.execute("UPDATE deliveries SET status = 'sent' WHERE email = 'c@example.org'")
