@@ -26,7 +26,8 @@ SAMPLES = 3
 
 REASONS = {
     "accepted": "already accepted: never sent twice",
-    "rejected": "rejected by the provider earlier",
+    "rejected": "the provider refused this address earlier: never sent again",
+    "refused": "the provider refused the request earlier, nothing was sent: sent only with --retry-rejected",
     "unknown": "delivery unknown: sent only with --resend-unknown",
     "in_flight": "delivery unknown (a send stopped mid-batch): sent only with --resend-unknown",
     "pending": "not yet sent: sent only without --retry-failed",

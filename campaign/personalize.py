@@ -126,6 +126,8 @@ class Envelope:
     name: str
     fields: Mapping[str, str] = field(default_factory=dict)
     lists: tuple[str, ...] = ()
+    line: int = 0            # the recipient's line in the recipients file (0: not from the file)
+    delivery_id: str = ""    # opaque id of this ledger row's attempt, carried to the provider ("" for test sends)
 
     @property
     def unsubscribe_url(self) -> str:
@@ -215,7 +217,8 @@ def envelope_for(recipient, settings, issue_number: int) -> Envelope:
         recipient.email, recipient.name, recipient.fields,
         issue_number=issue_number, links=settings.links, token_secret=settings.token_secret,
     )
-    return Envelope(email=recipient.email, name=recipient.name, fields=values, lists=recipient.lists)
+    return Envelope(email=recipient.email, name=recipient.name, fields=values, lists=recipient.lists,
+                    line=recipient.line)
 
 
 def sample_envelope(settings, issue_number: int, columns: Mapping[str, str] | None = None) -> Envelope:

@@ -4,8 +4,12 @@
 #   .mail_sends() / .delivered() to read back what arrived.
 # smtp_server: aiosmtpd on 127.0.0.1 (tests/servers/smtp_server.py); .host/.port,
 #   .refuse(addr, code), .drop_next("MAIL"|"RCPT"|"DATA"), .messages (parsed with .message).
+# sendgrid_settings / sendgrid_provider: provider_support's settings and the real SendGrid provider,
+#   pointed at sendgrid_server.
 import pytest
 
+from campaign.providers import make_provider
+from provider_support import provider_settings
 from servers.sendgrid_server import SendGridServer
 from servers.smtp_server import SmtpServer
 
@@ -14,6 +18,19 @@ from servers.smtp_server import SmtpServer
 def sendgrid_server():
     with SendGridServer() as server:
         yield server
+
+
+@pytest.fixture
+def sendgrid_settings(tmp_path, sendgrid_server):
+    return provider_settings(tmp_path, SENDGRID_API_URL=sendgrid_server.url,
+                             SENDGRID_API_KEY=sendgrid_server.api_key)
+
+
+@pytest.fixture
+def sendgrid_provider(sendgrid_settings):
+    provider = make_provider("sendgrid", sendgrid_settings)
+    yield provider
+    provider.close()
 
 
 @pytest.fixture

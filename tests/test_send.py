@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -10,9 +11,10 @@ import pytest
 from campaign import ledger
 from campaign.checks import ERROR, Finding, decide
 from campaign.errors import ChecksFailed
+from campaign.audience import Recipient
 from campaign.ledger import open_ledger
 from campaign.providers.sendgrid import SendGridProvider
-from campaign.send import Progress, RetryPolicy, SendOptions, StopSignal, plan_send, send_issue
+from campaign.send import Progress, RetryPolicy, SendOptions, StopSignal, plan_send, send_issue, send_test
 from send_support import make_settings, people, small_issue
 from servers.sendgrid_server import Fault, SendGridServer
 
@@ -60,7 +62,7 @@ def send(connection, settings, recipients, *, options=SendOptions(batch_size=10)
 
 def test_rate_limits_and_server_errors_are_retried_and_everyone_is_accepted_once(server, settings, connection):
     server.script(Fault.rate_limited(retry_after=2), Fault.rate_limited(retry_after=None, reset_in=5),
-                  Fault.server_error(500), Fault.server_error(503))
+                  Fault.server_error(503), Fault.server_error(503))
     sleeps = Sleeps()
     report = send(connection, settings, people(25), sleeps=sleeps)
     assert report.outcome == "completed"
@@ -76,13 +78,13 @@ def test_rate_limits_and_server_errors_are_retried_and_everyone_is_accepted_once
 
 
 def test_retries_give_up_within_the_bounds_and_the_send_goes_on(server, settings, connection):
-    server.script(*[Fault.server_error(500)] * 3)
+    server.script(*[Fault.server_error(503)] * 3)
     policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
     report = send(connection, settings, people(20), policy=policy)
     counts = report.counts
     assert counts["failed"] == 10 and counts["accepted"] == 10
     failed = ledger.deliveries(connection, 30, "real", ["failed"])
-    assert "gave up after 3 attempts" in failed[0].last_error and "500" in failed[0].last_error
+    assert "gave up after 3 attempts" in failed[0].last_error and "503" in failed[0].last_error
 
 
 def test_total_wait_is_bounded(server, settings, connection):
@@ -104,17 +106,26 @@ def test_unauthorized_stops_at_once_with_nothing_accepted(server, settings, conn
     assert {d.status for d in ledger.deliveries(connection, 30, "real")} == {"failed", "pending"}
 
 
-def test_bad_request_rejects_the_batch_with_sendgrids_message(server, settings, connection):
+def test_a_bad_request_naming_no_recipient_refuses_the_batch_with_sendgrids_message(server, settings, connection):
+    server.script(Fault.bad_request("Invalid type. Expected: string", "content.0.value"))
+    report = send(connection, settings, people(20))
+    assert report.counts == {**report.counts, "refused": 10, "accepted": 10}
+    refused = ledger.deliveries(connection, 30, "real", ["refused"])[0]
+    assert "Invalid type. Expected: string" in refused.last_error
+    assert "content.0.value" in refused.last_error
+
+
+def test_a_bad_request_naming_one_recipient_rejects_only_that_one(server, settings, connection):
     server.script(Fault.bad_request("Invalid type. Expected: string", "personalizations.0.substitutions"))
     report = send(connection, settings, people(20))
-    assert report.counts == {**report.counts, "rejected": 10, "accepted": 10}
+    assert report.counts == {**report.counts, "rejected": 1, "accepted": 19}
     rejected = ledger.deliveries(connection, 30, "real", ["rejected"])[0]
-    assert "Invalid type. Expected: string" in rejected.last_error
-    assert "personalizations.0.substitutions" in rejected.last_error
+    assert rejected.email == people(1)[0].email
+    assert "Invalid type. Expected: string (field: personalizations.0.substitutions)" in rejected.last_error
 
 
 def test_a_refused_batch_is_sent_again_only_when_asked_and_nobody_twice(server, settings, connection):
-    server.script(Fault.bad_request("The to.email is invalid", "personalizations.3.to.0.email"))
+    server.script(Fault.bad_request("The from email is invalid", "from.email"))
     send(connection, settings, people(20))
     again = send(connection, settings, people(20))
     assert again.attempted == 0, "rejected is final for a plain resume"
@@ -166,18 +177,18 @@ def test_dropped_connection_is_unknown_never_guessed(server, settings, connectio
 
 
 def test_a_run_of_failed_batches_pauses_the_send(server, settings, connection):
-    server.script(*[Fault.server_error(500)] * 20)
+    server.script(*[Fault.server_error(503)] * 20)
     report = send(connection, settings, people(100), policy=RetryPolicy(max_attempts=2, pause_after=3,
                                                                         base_delay=0.01))
     assert report.outcome == "paused"
-    assert "3 batches in a row" in report.message and "500" in report.message
+    assert "3 batches in a row" in report.message and "503" in report.message
     assert "campaign send --issue 30" in report.message
     assert len(server.mail_sends()) == 6
     assert report.counts["failed"] == 30 and report.counts["pending"] == 70
 
 
 def test_retry_failed_resends_only_the_failed(server, settings, connection):
-    server.script(*[Fault.server_error(500)] * 2)
+    server.script(*[Fault.server_error(503)] * 2)
     stop = StopSignal()
     first = send(connection, settings, people(30), policy=RetryPolicy(max_attempts=2, base_delay=0.01),
                  stop=stop, on_progress=lambda p: p.done >= 20 and stop.request())
@@ -254,3 +265,113 @@ def test_the_gate_decision_refuses_once_or_is_recorded_as_forced(server, setting
     assert report.counts["accepted"] == 5
     run = ledger.runs(connection, 30)[-1]
     assert run.forced and run.findings == forced.refusal and "link still points" in run.findings
+
+
+# --- SendGrid faults, counted per address at the stand-in (issue 13) ---------------------------------
+
+def assert_nobody_twice_and_nobody_accepted_unmailed(server, connection):
+    delivered = server.delivered_count()
+    assert [email for email, times in delivered.items() if times > 1] == []
+    accepted = {d.email for d in ledger.deliveries(connection, 30, "real", ["accepted"])}
+    assert accepted <= set(delivered), "marked accepted but never mailed"
+    assert all(not request.errors or request.answer == 400 for request in server.mail_sends())
+
+
+# --- each fault, counted per address ----------------------------------------------------------------
+
+def test_a_504_after_accepting_leaves_that_batch_unknown_and_nobody_gets_two_copies(server, settings, connection):
+    server.script(Fault.accepted_then(504))
+    first = send(connection, settings, people(30))
+    assert first.counts == {**first.counts, "unknown": 10, "accepted": 20}
+    again = send(connection, settings, people(30))
+    assert again.attempted == 0
+    assert server.delivered_count() == {r.email: 1 for r in people(30)}
+    assert_nobody_twice_and_nobody_accepted_unmailed(server, connection)
+
+
+def test_a_302_marks_nobody_accepted_and_a_resume_delivers_each_once(server, settings, connection):
+    server.script(Fault.redirect(302))
+    first = send(connection, settings, people(20))
+    assert first.counts == {**first.counts, "failed": 10, "accepted": 10}
+    assert "redirect" in ledger.deliveries(connection, 30, "real", ["failed"])[0].last_error
+    assert [r for r in server.requests if r.method == "GET"] == []
+    assert_nobody_twice_and_nobody_accepted_unmailed(server, connection)
+    send(connection, settings, people(20))
+    assert server.delivered_count() == {r.email: 1 for r in people(20)}
+
+
+def test_one_bad_address_in_1000_costs_only_itself_and_the_other_999_arrive_in_the_same_run(server, settings,
+                                                                                            connection):
+    recipients = people(1000)
+    bad = recipients[523].email
+    server.refuse_address(bad)
+    report = send(connection, settings, recipients, options=SendOptions())
+    assert report.outcome == "completed"
+    assert report.counts == {**report.counts, "accepted": 999, "rejected": 1, "in_flight": 0, "pending": 0}
+    assert server.delivered_count() == {r.email: 1 for r in recipients if r.email != bad}
+    (rejected,) = ledger.deliveries(connection, 30, "real", ["rejected"])
+    assert rejected.email == bad and "personalizations.523.to.0.email" in rejected.last_error
+    assert send(connection, settings, recipients, options=SendOptions(retry_rejected=True)).attempted == 0
+    assert_nobody_twice_and_nobody_accepted_unmailed(server, connection)
+
+
+def test_a_413_splits_until_it_fits_and_a_resume_repeats_nothing(server, settings, connection):
+    recipients = people(1000)
+    server.max_body_bytes = 120_000   # about 300 of these personalizations fit
+    report = send(connection, settings, recipients, options=SendOptions())
+    assert report.counts["accepted"] == 1000
+    assert [request.answer for request in server.mail_sends()].count(413) >= 2
+    assert send(connection, settings, recipients, options=SendOptions()).attempted == 0
+    assert server.delivered_count() == {r.email: 1 for r in recipients}
+    assert_nobody_twice_and_nobody_accepted_unmailed(server, connection)
+
+
+# --- what each request says --------------------------------------------------------------------------
+
+OFF = {"click_tracking": {"enable": False, "enable_text": False}, "open_tracking": {"enable": False},
+       "subscription_tracking": {"enable": False}, "ganalytics": {"enable": False}}
+
+
+def mixed_lists() -> list[Recipient]:
+    lists = [("members",), ("embassies",), ("members", "embassies")]
+    return [Recipient(email=f"p{n}@example.org", name=f"P {n}", lists=lists[n % 3], fields={"name": f"P {n}"},
+                      line=n + 2) for n in range(6)]
+
+
+def test_a_real_send_asks_for_no_tracking_counts_under_the_issue_and_tags_each_recipient(server, settings,
+                                                                                         connection):
+    recipients = mixed_lists()
+    send(connection, settings, recipients)
+    (request,) = server.mail_sends()
+    body = request.body
+    assert body["tracking_settings"] == OFF
+    assert body["categories"] == ["issue-30"]
+    assert "custom_args" not in body
+    args = [p["custom_args"] for p in body["personalizations"]]
+    assert [a["campaign_lists"] for a in args] == [",".join(r.lists) for r in recipients]
+    assert {a["campaign_issue"] for a in args} == {"30"}
+    assert "@" not in json.dumps(args)
+
+
+def test_a_test_send_and_a_sandbox_run_never_count_under_the_issue(server, settings, connection):
+    send_test(small_issue(), ["editor@example.org"], SendGridProvider(settings), settings, policy=FAST,
+              sleep=lambda seconds: None)
+    send(connection, settings, people(3), options=SendOptions(sandbox=True))
+    test_body, sandbox_body = (request.body for request in server.mail_sends())
+    assert test_body["categories"] == ["test"] and sandbox_body["categories"] == ["sandbox"]
+    assert test_body["tracking_settings"] == sandbox_body["tracking_settings"] == OFF
+    assert [p["custom_args"] for p in test_body["personalizations"]] == [{"campaign_issue": "30"}]
+    assert {p["custom_args"]["campaign_lists"] for p in sandbox_body["personalizations"]} == {"members"}
+    assert server.delivered_count() == {"editor@example.org": 1}
+
+
+def test_click_and_open_tracking_follow_the_settings(server, tmp_path):
+    (tmp_path / "campaign.toml").write_text(
+        'recipients = "recipients.csv"\n[lists.members]\ndescription = "m"\n'
+        '[sendgrid]\ntrack_clicks = true\ntrack_opens = true\n', encoding="utf-8")
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url})
+    connection = open_ledger(settings.database)
+    send(connection, settings, people(2))
+    tracking = server.mail_sends()[0].body["tracking_settings"]
+    assert tracking == {**OFF, "click_tracking": {"enable": True, "enable_text": False},
+                        "open_tracking": {"enable": True}}

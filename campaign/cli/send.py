@@ -37,8 +37,9 @@ ResendUnknownOption = Annotated[bool, typer.Option(
     "--resend-unknown", help="Also send to recipients whose delivery is unknown (may mail them twice).")]
 RetryFailedOption = Annotated[bool, typer.Option("--retry-failed", help="Send only to recipients that failed.")]
 RetryRejectedOption = Annotated[bool, typer.Option(
-    "--retry-rejected", help="Also send to recipients the provider refused (e.g. a batch refused with 400, "
-                             "after fixing the cause).")]
+    "--retry-rejected", help="Also send to recipients whose request the provider refused (status refused: "
+                             "a batch refused with 400, nothing sent), after fixing the cause. "
+                             "A rejected address is never resent.")]
 SandboxOption = Annotated[bool, typer.Option(
     "--sandbox", help="SendGrid sandbox mode: validated, nothing delivered (a rehearsal).")]
 ForceOption = Annotated[bool, typer.Option(
@@ -135,9 +136,9 @@ def _print_summary(plan: SendPlan, subject: str, audience: Audience) -> None:
     say(f"  lists:      {', '.join(audience.lists)}")
     say(f"  recipients: {plan.audience:,} after deduplication and suppressions "
         f"({len(audience.exclusions):,} rows excluded: `campaign audience` shows why)")
-    if plan.accepted or plan.rejected or plan.unknown or plan.failed:
-        say(f"  earlier runs: {plan.accepted:,} accepted, {plan.rejected:,} rejected, {plan.failed:,} failed, "
-            f"{plan.unknown:,} unknown")
+    if plan.accepted or plan.rejected or plan.refused or plan.unknown or plan.failed:
+        say(f"  earlier runs: {plan.accepted:,} accepted, {plan.rejected:,} rejected, {plan.refused:,} refused, "
+            f"{plan.failed:,} failed, {plan.unknown:,} unknown")
     if plan.unknown:
         say(f"  {plan.unknown:,} deliveries are unknown: they are NOT resent unless you add --resend-unknown")
     if plan.pending_elsewhere:

@@ -19,7 +19,8 @@ from ..render import RenderedIssue
 
 class Status(str, Enum):
     ACCEPTED = "accepted"   # the provider took responsibility for delivery
-    REJECTED = "rejected"   # the provider refused this recipient for good (bad address, 400)
+    REJECTED = "rejected"   # the provider refused this address: never resent (SendGrid's 400 naming it, RCPT 5xx)
+    REFUSED = "refused"     # the provider refused the request, nothing went out: safe to resend once fixed
     FAILED = "failed"       # it did not go out; trying again later may work
     UNKNOWN = "unknown"     # the request may or may not have gone out (timeout after sending)
 
@@ -68,10 +69,12 @@ class Provider(Protocol):
 
         Raises ProviderAuthError on 401/403 (stop everything),
         TransientProviderError when the batch certainly did not go out and may
-        be tried again (429, 5xx, connection refused), ProviderError for any
-        other failure of the whole batch. A request that may have gone out
-        (timeout after sending) answers UNKNOWN for each envelope; a batch the
-        provider refused as invalid (400) answers REJECTED with its message.
+        be tried again (429, 503, connection refused), ProviderError for any
+        other failure of the whole batch; never raises once part of the batch
+        may have gone out. A request that may have gone out (timeout after
+        sending, 500/502/504) answers UNKNOWN for each envelope; an address the
+        provider refused answers REJECTED, a request it refused (nothing sent)
+        REFUSED, each with the provider's message.
         The send loop owns retries and backoff (campaign/send.py).
         """
         ...

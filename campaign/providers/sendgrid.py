@@ -1,13 +1,25 @@
-"""SendGrid v3 mail/send with the official `sendgrid` client.
+"""SendGrid v3 mail/send with the official `sendgrid` client: one request per batch, strict answers.
 
-One request per batch: the issue's HTML and text go once as `content`, and
-each recipient is one personalization (nobody sees another address) with
-substitutions for the merge placeholders. A value lands in three places, each
-escaped differently, so each placeholder gets a tag per place:
+The body is built in sendgrid_payload.py. What each answer becomes:
 
-* HTML: the placeholder exactly as written (`[[name|colleague]]`), HTML-escaped value;
-* text: `[[name|colleague:t]]`, the plain value;
-* subject: `[[name|colleague:s]]`, the value cleaned for a header.
+* 202 with an X-Message-Id (sandbox: 200): accepted. Any other 2xx: unknown,
+  because it is not what SendGrid's mail/send answers, yet the body went out.
+* A redirect is never followed (urllib would turn the POST into a GET that
+  keeps the API key, and its 200 would look like success): refused as a wrong
+  SENDGRID_API_URL, nobody accepted.
+* 400 naming personalizations (`personalizations.523.to.0.email`): those
+  recipients are rejected with SendGrid's message and the rest are posted again
+  at once, in the same call (their ledger rows are still in flight). A 400
+  naming no recipient refuses the whole request (`refused`: safe to resend).
+* 413: the batch is split in halves until each part fits.
+* 429 and 503 (documented as "not processed"), and a connection that never
+  opened: TransientProviderError, the send loop retries. 500, 502, 504 and any
+  other 5xx may come after SendGrid queued the batch: unknown, never retried
+  automatically. So is a timeout or a dropped connection after sending.
+
+Once any part of a batch may have gone out, send() never raises for the rest:
+a raise makes the send loop retry the whole batch, which would mail that part
+twice. The remaining parts are answered `failed` (or `unknown`) instead.
 
 The API key is read from Settings (env SENDGRID_API_KEY only) and never
 reaches an error message or a log record: python-http-client logs the
@@ -23,29 +35,26 @@ import logging
 import re
 import time
 import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+import python_http_client  # type: ignore[import-untyped]
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from ..config import Settings
 from ..errors import ProviderAuthError, ProviderError, TransientProviderError
-from ..mime import ONE_CLICK, list_id, list_unsubscribe
-from ..personalize import (
-    Envelope,
-    MergeTemplate,
-    Placeholder,
-    escape_header,
-    escape_html,
-    escape_text,
-)
+from ..personalize import Envelope
 from .base import Batch, DeliveryResult, ProviderInfo, Status
+from .sendgrid_payload import MAX_REQUEST_BYTES, Payload, build_payload  # noqa: F401 (build_payload re-exported)
 
 INFO = ProviderInfo(name="sendgrid", max_batch_size=1000)
 HTTP_LOGGER = "python_http_client.client"
-NAME_FORBIDDEN = re.compile(r"[;,\x00-\x1f\x7f]+")
 BEARER = re.compile(r"(Bearer\s+)[^\s'\"}]+")
+PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
+NOT_PROCESSED = (429, 503)            # SendGrid documents these as "nothing was processed"
 
 
 class SendGridProvider:
@@ -64,6 +73,7 @@ class SendGridProvider:
         self._host = urlsplit(config.api_url).netloc or config.api_url
         _quiet_http_logger(config.api_key)
         self._client = SendGridAPIClient(config.api_key, host=config.api_url.rstrip("/"))
+        self._client.client.__class__ = _NoRedirectClient
         self._client.client.timeout = config.timeout
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
@@ -71,11 +81,46 @@ class SendGridProvider:
         if not envelopes:
             return []
         _check_batch(envelopes)
-        payload = build_payload(batch, self._settings)
+        payload = Payload(batch, self._settings)
+        results: dict[str, DeliveryResult] = {}
+        sendable = []
+        for envelope in envelopes:
+            problem = payload.over_limit(envelope)
+            if problem:
+                results[envelope.email] = DeliveryResult(envelope.email, Status.REFUSED, error=problem)
+            else:
+                sendable.append(envelope)
+        self._post_parts(payload, sendable, results)
+        return [results[envelope.email] for envelope in envelopes]
+
+    def close(self) -> None:
+        pass
+
+    def _post_parts(self, payload: Payload, envelopes: list[Envelope], results: dict[str, DeliveryResult]) -> None:
+        """Post the batch, then whatever a 400 naming recipients or a 413 leaves to post again."""
+        parts = [envelopes] if envelopes else []
+        while parts:
+            part = parts.pop(0)
+            if len(part) > 1 and payload.size(part) > MAX_REQUEST_BYTES:
+                parts[:0] = _halves(part)
+                continue
+            may_have_gone_out = any(r.status in (Status.ACCEPTED, Status.UNKNOWN) for r in results.values())
+            try:
+                answer = self._post(payload, part)
+            except ProviderError as error:
+                if not may_have_gone_out:
+                    raise  # nothing of this batch went out: the send loop may retry all of it
+                for envelope in part + [e for rest in parts for e in rest]:
+                    results[envelope.email] = DeliveryResult(envelope.email, Status.FAILED, error=str(error))
+                return
+            results.update((result.email, result) for result in answer.results)
+            parts[:0] = answer.again
+
+    def _post(self, payload: Payload, part: list[Envelope]) -> "_Answer":
         try:
-            response = self._client.send(payload)
+            response = self._client.send(payload.body(part))
         except HTTPError as error:
-            return self._answer_error(error, envelopes)
+            return self._answer_error(error, part)
         except urllib.error.URLError as error:
             # raised while connecting or writing the request: nothing was accepted
             raise TransientProviderError(
@@ -84,16 +129,22 @@ class SendGridProvider:
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             # the request was sent and the answer never came: it may have gone out
             reason = f"no answer from SendGrid at {self._host} ({_reason(error)}); the batch may or may not have been sent"
-            return [DeliveryResult(envelope.email, Status.UNKNOWN, error=reason) for envelope in envelopes]
-        message_id = response.headers.get("X-Message-Id", "") if response.headers else ""
-        return [DeliveryResult(envelope.email, Status.ACCEPTED, message_id=message_id) for envelope in envelopes]
+            return _Answer(_all(part, Status.UNKNOWN, reason))
+        return _Answer(self._answer_success(response.status_code, response.headers, part, payload.batch.sandbox))
 
-    def close(self) -> None:
-        pass
+    def _answer_success(self, status: int, headers, part: list[Envelope], sandbox: bool) -> list[DeliveryResult]:
+        message_id = (headers.get("X-Message-Id") or "") if headers else ""
+        if (sandbox and status == 200) or (not sandbox and status == 202 and message_id):
+            return _all(part, Status.ACCEPTED, message_id=message_id)
+        expected = "200 (sandbox mode)" if sandbox else "202 with an X-Message-Id"
+        got = f"{status}" + (" without an X-Message-Id" if status == 202 else "")
+        return _all(part, Status.UNKNOWN, f"SendGrid at {self._host} answered {got}, not {expected}: the batch "
+                                          "may or may not have been sent, so nobody is counted as accepted")
 
-    def _answer_error(self, error: HTTPError, envelopes: list[Envelope]) -> list[DeliveryResult]:
+    def _answer_error(self, error: HTTPError, part: list[Envelope]) -> "_Answer":
         status = error.status_code
         said = sendgrid_errors(error.body)
+        evidence = f": {said}" if said else ""
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused the request"
             raise ProviderAuthError(
@@ -101,100 +152,98 @@ class SendGridProvider:
                 + (" and the sender identity" if status == 403 else "")
                 + (f" (SendGrid said: {said})" if said else "")
             )
-        if status == 429:
-            raise TransientProviderError(
-                f"SendGrid at {self._host} is rate limiting (429)" + (f": {said}" if said else ""),
-                retry_after=retry_after(error.headers),
-            )
+        if status in NOT_PROCESSED:
+            what = "is rate limiting" if status == 429 else "is unavailable"
+            raise TransientProviderError(f"SendGrid at {self._host} {what} ({status}){evidence}",
+                                         retry_after=retry_after(error.headers))
         if status >= 500:
-            raise TransientProviderError(
-                f"SendGrid at {self._host} failed ({status})" + (f": {said}" if said else ""),
-                retry_after=retry_after(error.headers),
-            )
+            return _Answer(_all(part, Status.UNKNOWN,
+                                f"SendGrid at {self._host} answered {status} after the batch was sent{evidence}; "
+                                "it may have been queued all the same, so it is not resent automatically"))
         if status == 400:
-            reason = f"SendGrid rejected the request (400): {said or 'no reason given'}"
-            return [DeliveryResult(envelope.email, Status.REJECTED, error=reason) for envelope in envelopes]
+            return _bad_request(error.body, said, part)
+        if status == 413:
+            if len(part) > 1:
+                return _Answer([], again=_halves(part))
+            return _Answer(_all(part, Status.REFUSED, f"SendGrid refused the request as too large (413){evidence}"))
+        if 300 <= status < 400:
+            location = error.headers.get("Location", "") if error.headers else ""
+            raise ProviderError(f"SendGrid at {self._host} answered {status}, a redirect"
+                                + (f" to {location}" if location else "")
+                                + "; redirects are never followed: check SENDGRID_API_URL")
         raise ProviderError(
-            f"SendGrid at {self._host} answered {status} {error.reason}"
-            + (f": {said}" if said else "")
+            f"SendGrid at {self._host} answered {status} {error.reason}{evidence}"
             + ("; check SENDGRID_API_URL" if status in (404, 405) else "")
         )
 
 
-def build_payload(batch: Batch, settings: Settings) -> dict:
-    """The mail/send JSON body for one batch: content once, one personalization per recipient."""
-    issue = batch.issue
-    sender, links = settings.sender, settings.links
-    html_tags = _tag_fills(issue.html, lambda p: p.token, escape_html)
-    text_tags = _tag_fills(issue.text, lambda p: _suffixed(p, "t"), escape_text)
-    subject_tags = _tag_fills(issue.subject, lambda p: _suffixed(p, "s"), escape_header)
-    subject = issue.subject.with_tags(lambda p: _suffixed(p, "s"))
-    payload: dict = {
-        "personalizations": [
-            _personalization(envelope, (html_tags, text_tags, subject_tags), links)
-            for envelope in batch.envelopes
-        ],
-        "from": _address(sender.from_email, sender.from_name),
-        "subject": subject,
-        "content": [
-            {"type": "text/plain", "value": issue.text.with_tags(lambda p: _suffixed(p, "t"))},
-            {"type": "text/html", "value": issue.html.source},
-        ],
-        "headers": {"List-Id": list_id(issue.number, sender)},
-        "categories": _categories(batch),
-        "custom_args": {"issue": str(issue.number), "batch": batch.batch_id, "lists": ",".join(batch.lists)},
-    }
-    if sender.reply_to:
-        payload["reply_to"] = {"email": sender.reply_to}
-    if batch.sandbox:
-        payload["mail_settings"] = {"sandbox_mode": {"enable": True}}
-    return payload
+@dataclass(frozen=True)
+class _Answer:
+    """What one request settled (`results`) and what is left to post again (`again`, nothing was sent)."""
+
+    results: list[DeliveryResult]
+    again: list[list[Envelope]] = field(default_factory=list)
 
 
-TagFills = dict[str, tuple[Placeholder, Callable[[str], str]]]
+def _bad_request(body: bytes | None, said: str, part: list[Envelope]) -> _Answer:
+    """A 400 costs only the recipients it names; one naming none refuses the request (safe to resend)."""
+    named = _named_personalizations(body, len(part))
+    if not named:
+        return _Answer(_all(part, Status.REFUSED, f"SendGrid refused the request (400): {said or 'no reason given'}"))
+    rejected = [DeliveryResult(envelope.email, Status.REJECTED, error=f"SendGrid refused this recipient (400): "
+                                                                      f"{named[index]}")
+                for index, envelope in enumerate(part) if index in named]
+    rest = [envelope for index, envelope in enumerate(part) if index not in named]
+    return _Answer(rejected, again=[rest] if rest else [])
 
 
-def _tag_fills(template: MergeTemplate, tag_for: Callable[[Placeholder], str], escape) -> TagFills:
-    """tag -> (placeholder, escape): the substitution value is the escaped value or fallback."""
-    return {tag_for(p): (p, escape) for p in template.placeholders}
+def _named_personalizations(body: bytes | None, count: int) -> dict[int, str]:
+    """{index: SendGrid's message} when every error names a personalization of this request, else {}."""
+    try:
+        errors = json.loads(body or b"").get("errors") or []
+    except (ValueError, AttributeError):
+        return {}
+    named: dict[int, str] = {}
+    for error in errors:
+        match = PERSONALIZATION_FIELD.match(str(error.get("field") or "")) if isinstance(error, dict) else None
+        if match is None or int(match.group(1)) >= count:
+            return {}
+        index = int(match.group(1))
+        text = f"{str(error.get('message') or '').strip()} (field: {error['field']})"
+        named[index] = f"{named[index]}; {text}" if index in named else text
+    return named
 
 
-def _suffixed(placeholder: Placeholder, suffix: str) -> str:
-    return placeholder.token[:-2] + f":{suffix}]]"
+def _all(part: list[Envelope], status: Status, error: str = "", message_id: str = "") -> list[DeliveryResult]:
+    return [DeliveryResult(envelope.email, status, message_id=message_id, error=error) for envelope in part]
 
 
-def _personalization(envelope: Envelope, tag_sets: tuple[TagFills, ...], links) -> dict:
-    substitutions = {
-        tag: escape(placeholder.value_in(envelope.fields))
-        for tags in tag_sets
-        for tag, (placeholder, escape) in tags.items()
-    }
-    personalization: dict = {"to": [_address(envelope.email, envelope.name)]}
-    if substitutions:
-        personalization["substitutions"] = substitutions
-    unsubscribe = list_unsubscribe(envelope.unsubscribe_url, links, envelope.token)
-    headers = {}
-    if unsubscribe:
-        headers["List-Unsubscribe"] = unsubscribe
-    if envelope.unsubscribe_url:
-        headers["List-Unsubscribe-Post"] = ONE_CLICK
-    if headers:
-        personalization["headers"] = headers
-    return personalization
+def _halves(part: list[Envelope]) -> list[list[Envelope]]:
+    middle = (len(part) + 1) // 2
+    return [part[:middle], part[middle:]]
 
 
-def _address(addr: str, name: str) -> dict:
-    """SendGrid's {email, name}: names may not contain ';' or ','."""
-    cleaned = " ".join(NAME_FORBIDDEN.sub(" ", name or "").split())
-    return {"email": addr, "name": cleaned} if cleaned else {"email": addr}
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is an answer, not an instruction: urllib would re-send the POST as a GET keeping the API key."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError with the 3xx, which python-http-client passes on
 
 
-def _categories(batch: Batch) -> list[str]:
-    categories = ["newsletter", f"issue-{batch.issue.number}"]
-    if batch.test:
-        categories.append("test-send")
-    categories += [f"list-{name}" for name in batch.lists]
-    return list(dict.fromkeys(category[:255] for category in categories))[:10]
+class _NoRedirectClient(python_http_client.Client):
+    """python-http-client's Client, whose requests never follow a redirect.
+
+    The client builds a fresh `urllib.build_opener()` (which follows 301/302/303)
+    for every call and a fresh Client per URL segment; both are replaced here.
+    """
+
+    def _build_client(self, name=None):
+        client = super()._build_client(name)
+        client.__class__ = _NoRedirectClient
+        return client
+
+    def _make_request(self, opener, request, timeout=None):
+        return super()._make_request(urllib.request.build_opener(_NoRedirects()), request, timeout=timeout)
 
 
 def _check_batch(envelopes: list[Envelope]) -> None:

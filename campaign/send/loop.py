@@ -4,9 +4,9 @@ For one issue and one audience:
 
 1. the audience is frozen into `pending` ledger rows (existing rows are never touched);
 2. each batch is marked `in_flight` and committed, then handed to the provider;
-3. the provider's answer is committed at once: accepted, rejected, failed or unknown.
+3. the provider's answer is committed at once: accepted, rejected, refused, failed or unknown.
 
-A resume sends only to rows that are not accepted or rejected; rows a dead process
+A resume sends only to rows that are not accepted, rejected or refused; rows a dead process
 left `in_flight` become `unknown` and are resent only when asked (`resend_unknown`).
 Nobody accepted is ever sent to again: the ledger refuses to change an accepted row.
 Retries live in retry.py (one loop for every send), the ledger's side of a run in record.py.

@@ -12,7 +12,7 @@ from typing import Sequence
 from .. import ledger
 from ..audience import Recipient
 from ..errors import ContentError, UsageError
-from ..ledger import ACCEPTED, FAILED, PENDING, REJECTED, UNKNOWN
+from ..ledger import ACCEPTED, FAILED, PENDING, REFUSED, REJECTED, UNKNOWN
 from ..providers.base import ProviderInfo
 from ..render import RenderedIssue
 
@@ -25,7 +25,7 @@ class SendOptions:
     sandbox: bool = False             # provider validates, delivers nothing: a rehearsal
     force: bool = False               # send although the preflight gate found errors
     restart: bool = False             # a rehearsal starts over (never a real send)
-    retry_rejected: bool = False      # also those refused (a 400 batch refused whole: nothing of it was sent)
+    retry_rejected: bool = False      # also `refused` requests (nothing was sent); a `rejected` address never
 
     def describe(self) -> str:
         flags = [("--resend-unknown", self.resend_unknown), ("--retry-failed", self.retry_failed),
@@ -41,7 +41,7 @@ class SendOptions:
         if self.resend_unknown:
             statuses.append(UNKNOWN)
         if self.retry_rejected:
-            statuses.append(REJECTED)
+            statuses.append(REFUSED)
         return tuple(statuses)
 
 
@@ -60,6 +60,7 @@ class SendPlan:
     failed: int
     pending_elsewhere: int            # frozen earlier, no longer in the audience (removed, suppressed)
     batch_size: int
+    refused: int = 0                  # requests the provider refused: resent with --retry-rejected
 
 
 def kind_of(info: ProviderInfo, options: SendOptions) -> str:
@@ -101,6 +102,7 @@ def plan_send(statuses: dict[str, str], issue: int, recipients: Sequence[Recipie
         to_send=to_send, accepted=tally[ACCEPTED], rejected=tally[REJECTED],
         unknown=tally[UNKNOWN] + tally[ledger.IN_FLIGHT], failed=tally[FAILED],
         pending_elsewhere=pending_elsewhere, batch_size=batch_size_for(info, options.batch_size),
+        refused=tally[REFUSED],
     )
 
 

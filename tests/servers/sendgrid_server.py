@@ -3,13 +3,21 @@
 The real `sendgrid` client talks HTTP to it. It records every request, checks
 `Authorization: Bearer <key>`, validates every body against the vendored
 OpenAPI schema (../shared/vendor/sendgrid-oai/tsg_mail_v3.json) plus the limits
-the schema does not enforce, and answers 202 with an X-Message-Id, or what the
-scripted fault queue says:
+the schema does not enforce, and answers 202 with an X-Message-Id (200 in
+sandbox mode, delivering nothing), or what the scripted fault queue says:
 
     server.script(Fault.rate_limited(retry_after=0.2), Fault.server_error(), Fault.drop())
+    server.script(Fault.accepted_then(504), Fault.redirect(302))
 
 Each request takes the next fault; when the queue is empty requests are
-answered normally again.
+answered normally again. Standing faults, like SendGrid's own rules:
+
+    server.refuse_address("bad@example.org")   # 400 naming personalizations.N.to.0.email
+    server.max_body_bytes = 50_000               # 413 above this size
+
+`server.delivered_count()` counts what SendGrid would have mailed, per address.
+Where ../shared is not beside the project (a git worktree), CAMPAIGN_SHARED
+names the shared folder.
 
 Standalone, for benchmarks:
 
@@ -25,24 +33,27 @@ import argparse
 import functools
 import itertools
 import json
+import os
 import signal
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED = PROJECT_ROOT / ".." / "shared"
+SHARED = Path(os.environ.get("CAMPAIGN_SHARED") or PROJECT_ROOT / ".." / "shared")
 SCHEMA_FILE = SHARED / "vendor" / "sendgrid-oai" / "tsg_mail_v3.json"
 REQUEST_SCHEMA = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
 MAIL_SEND = "/v3/mail/send"
+MOVED = "/moved"                       # where the redirect fault points; a GET there answers 200
 MAX_RECIPIENTS = 1000
 MAX_CUSTOM_ARGS_BYTES = 10_000
+MAX_SUBSTITUTIONS_BYTES = 10_000
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ class Fault:
     headers: dict = field(default_factory=dict)
     body: dict | None = None
     seconds: float = 0.0               # timeout: how long to sleep before answering
-    delivered: bool = False            # timeout/drop: does the request count as delivered?
+    delivered: bool = False            # timeout/drop/status: does the request count as delivered?
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 1, reset_in: float | None = None) -> "Fault":
@@ -69,6 +80,16 @@ class Fault:
     @classmethod
     def server_error(cls, status: int = 500) -> "Fault":
         return cls("status", status, {}, error_body("internal error"))
+
+    @classmethod
+    def accepted_then(cls, status: int = 504) -> "Fault":
+        """A gateway in front of an accepting backend: the mail is delivered, the answer is an error."""
+        return cls("status", status, {}, error_body("gateway timeout"), delivered=True)
+
+    @classmethod
+    def redirect(cls, status: int = 302, location: str = MOVED) -> "Fault":
+        """A redirect to a page that answers a GET with 200; nothing is delivered."""
+        return cls("status", status, {"Location": location}, None)
 
     @classmethod
     def bad_request(cls, message: str = "Invalid type. Expected: string, given: integer.",
@@ -147,6 +168,9 @@ def limit_errors(body: dict) -> list[dict]:
     seen: set[str] = set()
     total = 0
     for index, personalization in enumerate(body.get("personalizations") or []):
+        for key, limit in (("custom_args", MAX_CUSTOM_ARGS_BYTES), ("substitutions", MAX_SUBSTITUTIONS_BYTES)):
+            if len(json.dumps(personalization.get(key) or {}).encode()) > limit:
+                errors.append(error_body(f"{key} exceed {limit:,} bytes", f"personalizations.{index}.{key}")["errors"][0])
         for kind in ("to", "cc", "bcc"):
             for recipient in personalization.get(kind) or []:
                 total += 1
@@ -175,6 +199,8 @@ class SendGridServer:
                  validate: bool = True, port: int = 0):
         self.api_key = api_key           # None: any bearer token is accepted
         self.delay = delay               # seconds before every answer
+        self.max_body_bytes: int | None = None   # 413 above this request size
+        self.refused_addresses: dict[str, str] = {}  # address -> message of the 400 naming it
         self.requests: list[RecordedRequest] = []
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -232,6 +258,15 @@ class SendGridServer:
         with self._lock:
             return [r for r in self.requests if r.path == MAIL_SEND and r.method == "POST"]
 
+    def refuse_address(self, address: str, message: str = "Does not contain a valid address.") -> None:
+        """Every request with this address gets a 400 naming its personalization (like an invalid address)."""
+        with self._lock:
+            self.refused_addresses[address.lower()] = message
+
+    def delivered_count(self) -> Counter:
+        """{address: how many times SendGrid would have mailed it}."""
+        return Counter(self.delivered())
+
     def delivered(self) -> list[str]:
         """Every address SendGrid would have mailed, once per delivery (duplicates kept)."""
         with self._lock:
@@ -241,6 +276,8 @@ class SendGridServer:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self.refused_addresses.clear()
+        self.max_body_bytes = None
 
     # --- answering (called from handler threads) --------------------------------
     def _next_fault(self) -> Fault | None:
@@ -259,6 +296,8 @@ class SendGridServer:
 
     def _check(self, request: RecordedRequest) -> tuple[int, dict | None]:
         """The normal answer to a request: (status, error body or None)."""
+        if request.path == MOVED and request.method == "GET":
+            return 200, None  # any web page: what a followed redirect would have found
         if request.path != MAIL_SEND:
             return 404, error_body(f"no route for {request.path}")
         if request.method != "POST":
@@ -268,9 +307,11 @@ class SendGridServer:
             self.api_key is not None and authorization != f"Bearer {self.api_key}"
         ):
             return 401, error_body("The provided authorization grant is invalid, expired, or revoked")
+        if self.max_body_bytes is not None and len(request.raw) > self.max_body_bytes:
+            return 413, error_body(f"request entity too large ({len(request.raw)} bytes)")
         if not isinstance(request.body, dict):
             return 400, error_body("Bad Request: the body is not a JSON object", None)
-        errors = []
+        errors = self._refused(request.body)
         if self.validator is not None:
             for error in self.validator.iter_errors(request.body):
                 path = ".".join(str(part) for part in error.absolute_path)
@@ -279,7 +320,20 @@ class SendGridServer:
         if errors:
             request.errors = errors
             return 400, {"errors": errors}
-        return 202, None
+        return (200 if _sandbox(request.body) else 202), None
+
+    def _refused(self, body: dict) -> list[dict]:
+        with self._lock:
+            refused = dict(self.refused_addresses)
+        return [{"message": refused[to.get("email", "").lower()], "field": f"personalizations.{index}.to.{position}.email",
+                 "help": None}
+                for index, personalization in enumerate(body.get("personalizations") or [])
+                for position, to in enumerate(personalization.get("to") or [])
+                if isinstance(to, dict) and to.get("email", "").lower() in refused]
+
+
+def _sandbox(body: dict) -> bool:
+    return bool(((body.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable"))
 
 
 def _handler_for(server: SendGridServer):
@@ -303,23 +357,25 @@ def _handler_for(server: SendGridServer):
             server._record(request)
             if server.delay:
                 server._sleep(server.delay)
-            fault = server._next_fault()
+            fault = server._next_fault() if request.path == MAIL_SEND else None
             status, error = server._check(request)
-            would_deliver = 200 <= status < 300
+            would_deliver = status == 202           # 200 is sandbox mode (or a GET): nothing is mailed
             if fault is not None and fault.kind == "drop":
                 request.answer, request.delivered = "drop", fault.delivered and would_deliver
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if fault is not None and fault.kind == "timeout":
+            if fault is not None and fault.kind == "status":
                 request.delivered = fault.delivered and would_deliver
-                server._sleep(fault.seconds)
-            elif fault is not None:
                 self._reply(fault.status, fault.body, fault.headers, request)
                 return
+            if fault is not None:  # timeout: answers normally, too late
+                request.delivered = fault.delivered and would_deliver
+                server._sleep(fault.seconds)
+            else:
+                request.delivered = would_deliver
             headers = {}
-            if would_deliver:
-                request.delivered = request.delivered if fault is not None else True
+            if status == 202:
                 request.message_id = server._new_message_id()
                 headers["X-Message-Id"] = request.message_id
             self._reply(status, error, headers, request)

@@ -1,0 +1,180 @@
+"""The mail/send JSON body for one batch, and SendGrid's documented limits checked before sending.
+
+The issue's HTML and text go once as `content`, and each recipient is one
+personalization (nobody sees another address) with substitutions for the merge
+placeholders. A value lands in three places, each escaped differently, so each
+placeholder gets a tag per place:
+
+* HTML: the placeholder exactly as written (`[[name|colleague]]`), HTML-escaped value;
+* text: `[[name|colleague:t]]`, the plain value;
+* subject: `[[name|colleague:s]]`, the value cleaned for a header.
+
+Nothing is left to the SendGrid account's own settings: every body says what
+tracking SendGrid may add (`tracking_settings`), which statistics it counts in
+(`categories`) and, per personalization, which ledger row and attempt it is
+(`custom_args`, matched by the event webhook).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Callable
+
+from ..config import SendGridSettings, Settings
+from ..mime import ONE_CLICK, list_id, list_unsubscribe
+from ..personalize import Envelope, MergeTemplate, Placeholder, escape_header, escape_html, escape_text
+from .base import Batch
+
+# SendGrid's limits that its OpenAPI schema does not enforce (tsg_mail_v3.json descriptions, LIBRARY-TRAPS.md).
+MAX_CUSTOM_ARGS_BYTES = 10_000        # custom_args of one personalization, as JSON
+MAX_SUBSTITUTIONS_BYTES = 10_000      # substitutions of one personalization, as JSON (the schema's figure)
+MAX_REQUEST_BYTES = 30_000_000        # the whole request ("under 30 MB")
+
+# The per-personalization custom_args keys: SendGrid copies each into every event as a top-level field,
+# so they carry a prefix that no SendGrid event field has.
+ARG_ISSUE, ARG_DELIVERY, ARG_LISTS = "campaign_issue", "campaign_delivery", "campaign_lists"
+
+NAME_FORBIDDEN = re.compile(r"[;,\x00-\x1f\x7f]+")
+
+TagFills = dict[str, tuple[Placeholder, Callable[[str], str]]]
+
+
+class Payload:
+    """One batch's body, built once: the shared part, then a personalization per envelope."""
+
+    def __init__(self, batch: Batch, settings: Settings):
+        self.batch = batch
+        self._issue_number = batch.issue.number
+        self._links = settings.links
+        issue = batch.issue
+        self._tag_sets = (
+            _tag_fills(issue.html, lambda p: p.token, escape_html),
+            _tag_fills(issue.text, lambda p: _suffixed(p, "t"), escape_text),
+            _tag_fills(issue.subject, lambda p: _suffixed(p, "s"), escape_header),
+        )
+        self.common = _common(batch, settings)
+        self._common_bytes = _json_size(self.common)
+        self._personalizations: dict[str, dict] = {}
+
+    def personalization(self, envelope: Envelope) -> dict:
+        key = envelope.email
+        if key not in self._personalizations:
+            self._personalizations[key] = _personalization(envelope, self._tag_sets, self._links,
+                                                           self._issue_number)
+        return self._personalizations[key]
+
+    def body(self, envelopes: list[Envelope]) -> dict:
+        return {"personalizations": [self.personalization(envelope) for envelope in envelopes], **self.common}
+
+    def size(self, envelopes: list[Envelope]) -> int:
+        """The body's size in bytes as the client sends it (json.dumps defaults), without building it."""
+        parts = sum(_json_size(self.personalization(envelope)) for envelope in envelopes)
+        return self._common_bytes + len('"personalizations": [], ') + parts + 2 * max(0, len(envelopes) - 1)
+
+    def over_limit(self, envelope: Envelope) -> str:
+        """Why SendGrid would refuse this recipient's personalization, naming their line; "" when it fits."""
+        personalization = self.personalization(envelope)
+        where = (f"recipients line {envelope.line} ({envelope.email})" if envelope.line
+                 else envelope.email)
+        custom_args = _json_size(personalization.get("custom_args", {}))
+        if custom_args > MAX_CUSTOM_ARGS_BYTES:
+            return (f"{where}: its custom_args (issue, delivery id, list names) take {custom_args:,} bytes, "
+                    f"over SendGrid's {MAX_CUSTOM_ARGS_BYTES:,}; shorten the list names")
+        substitutions = _json_size(personalization.get("substitutions", {}))
+        if substitutions > MAX_SUBSTITUTIONS_BYTES:
+            return (f"{where}: its merge values take {substitutions:,} bytes as SendGrid substitutions "
+                    f"(HTML, text and subject), over SendGrid's {MAX_SUBSTITUTIONS_BYTES:,} per recipient; "
+                    "shorten the long values in that line")
+        if self.size([envelope]) > MAX_REQUEST_BYTES:
+            return (f"{where}: the message alone is over SendGrid's {MAX_REQUEST_BYTES:,} bytes per request; "
+                    "make the issue smaller")
+        return ""
+
+
+def build_payload(batch: Batch, settings: Settings) -> dict:
+    """The mail/send JSON body for one batch: content once, one personalization per recipient."""
+    return Payload(batch, settings).body(list(batch.envelopes))
+
+
+def tracking_settings(config: SendGridSettings) -> dict:
+    """What SendGrid may add, decided here and not by the account: never its own unsubscribe footer."""
+    return {
+        "click_tracking": {"enable": config.track_clicks, "enable_text": False},
+        "open_tracking": {"enable": config.track_opens},
+        "subscription_tracking": {"enable": False},
+        "ganalytics": {"enable": False},
+    }
+
+
+def categories(batch: Batch) -> list[str]:
+    """`issue-N` for a real send only, so test sends and sandbox runs never count in the issue's stats."""
+    if batch.test or batch.sandbox:
+        return [name for name, on in (("test", batch.test), ("sandbox", batch.sandbox)) if on]
+    return [f"issue-{batch.issue.number}"]
+
+
+def _common(batch: Batch, settings: Settings) -> dict:
+    issue, sender = batch.issue, settings.sender
+    common: dict = {
+        "from": _address(sender.from_email, sender.from_name),
+        "subject": issue.subject.with_tags(lambda p: _suffixed(p, "s")),
+        "content": [
+            {"type": "text/plain", "value": issue.text.with_tags(lambda p: _suffixed(p, "t"))},
+            {"type": "text/html", "value": issue.html.source},
+        ],
+        "headers": {"List-Id": list_id(issue.number, sender)},
+        "categories": categories(batch),
+        "tracking_settings": tracking_settings(settings.sendgrid),
+    }
+    if sender.reply_to:
+        common["reply_to"] = {"email": sender.reply_to}
+    if batch.sandbox:
+        common["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return common
+
+
+def _tag_fills(template: MergeTemplate, tag_for: Callable[[Placeholder], str], escape) -> TagFills:
+    """tag -> (placeholder, escape): the substitution value is the escaped value or fallback."""
+    return {tag_for(p): (p, escape) for p in template.placeholders}
+
+
+def _suffixed(placeholder: Placeholder, suffix: str) -> str:
+    return placeholder.token[:-2] + f":{suffix}]]"
+
+
+def _personalization(envelope: Envelope, tag_sets: tuple[TagFills, ...], links, issue_number: int) -> dict:
+    substitutions = {
+        tag: escape(placeholder.value_in(envelope.fields))
+        for tags in tag_sets
+        for tag, (placeholder, escape) in tags.items()
+    }
+    personalization: dict = {"to": [_address(envelope.email, envelope.name)]}
+    if substitutions:
+        personalization["substitutions"] = substitutions
+    unsubscribe = list_unsubscribe(envelope.unsubscribe_url, links, envelope.token)
+    headers = {}
+    if unsubscribe:
+        headers["List-Unsubscribe"] = unsubscribe
+    if envelope.unsubscribe_url:
+        headers["List-Unsubscribe-Post"] = ONE_CLICK
+    if headers:
+        personalization["headers"] = headers
+    personalization["custom_args"] = _custom_args(envelope, issue_number)
+    return personalization
+
+
+def _custom_args(envelope: Envelope, issue_number: int) -> dict[str, str]:
+    """This recipient's own: issue, delivery id (absent for test sends) and lists. Strings only."""
+    args = {ARG_ISSUE: str(issue_number), ARG_DELIVERY: envelope.delivery_id, ARG_LISTS: ",".join(envelope.lists)}
+    return {key: value for key, value in args.items() if value}
+
+
+def _address(addr: str, name: str) -> dict:
+    """SendGrid's {email, name}: names may not contain ';' or ','."""
+    cleaned = " ".join(NAME_FORBIDDEN.sub(" ", name or "").split())
+    return {"email": addr, "name": cleaned} if cleaned else {"email": addr}
+
+
+def _json_size(value: object) -> int:
+    return len(json.dumps(value).encode("utf-8"))
