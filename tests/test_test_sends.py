@@ -38,8 +38,8 @@ def send_copies(settings, *, policy=FAST, sleep=None, stop=None, addresses=EDITO
                      sleep=sleep if sleep is not None else Sleeps(), stop=stop, rng=random.Random(1))
 
 
-def test_a_test_send_rides_out_429_503_and_500_and_each_address_gets_one_copy(sendgrid_server, settings):
-    sendgrid_server.script(Fault.rate_limited(retry_after=2), Fault.server_error(503), Fault.server_error(500))
+def test_a_test_send_rides_out_429_and_503_and_each_address_gets_one_copy(sendgrid_server, settings):
+    sendgrid_server.script(Fault.rate_limited(retry_after=2), Fault.server_error(503), Fault.server_error(503))
     sleeps = Sleeps()
     report = send_copies(settings, sleep=sleeps)
     assert [outcome.status for outcome in report.outcomes] == ["accepted", "accepted"]
@@ -48,6 +48,13 @@ def test_a_test_send_rides_out_429_503_and_500_and_each_address_gets_one_copy(se
     assert len(sleeps) == 3 and 2 <= sleeps[0] <= 2.01           # Retry-After honoured, plus jitter
     assert all(0 <= wait <= 0.05 for wait in sleeps[1:])
     assert sendgrid_server.mail_sends()[-1].body["subject"].startswith("[TEST] ")
+
+
+def test_a_500_after_sendgrid_accepted_a_test_send_is_unknown_and_never_resent(sendgrid_server, settings):
+    sendgrid_server.script(Fault.accepted_then(500))
+    report = send_copies(settings)
+    assert [outcome.status for outcome in report.outcomes] == ["unknown", "unknown"]
+    assert sorted(sendgrid_server.delivered()) == sorted(EDITORS) and len(sendgrid_server.mail_sends()) == 1
 
 
 def test_a_test_send_gives_up_within_the_total_wait_and_says_so(sendgrid_server, settings):
@@ -90,12 +97,12 @@ def test_refused_credentials_in_a_test_send_become_outcomes_not_a_traceback(send
 def test_a_test_send_and_a_real_send_share_the_retry_limits(sendgrid_server, settings, tmp_path):
     """The same policy gives up after the same attempts with the same waits, test send or real send."""
     policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
-    sendgrid_server.script(*[Fault.server_error(500)] * 3)
+    sendgrid_server.script(*[Fault.server_error(503)] * 3)
     test_sleeps = Sleeps()
     report = send_copies(settings, policy=policy, sleep=test_sleeps, addresses=["editor@example.com"])
     test_attempts = len(sendgrid_server.mail_sends())
     sendgrid_server.clear()
-    sendgrid_server.script(*[Fault.server_error(500)] * 3)
+    sendgrid_server.script(*[Fault.server_error(503)] * 3)
     real_sleeps = Sleeps()
     connection = open_ledger(tmp_path / "campaign.db")
     try:
