@@ -55,7 +55,7 @@ def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOp
          resend_unknown: ResendUnknownOption = False, retry_failed: RetryFailedOption = False,
          retry_rejected: RetryRejectedOption = False, sandbox: SandboxOption = False, force: ForceOption = False,
          restart: RestartOption = False, config: ConfigOption = None) -> None:
-    """Send an issue to its mailing lists, resumably: nobody is ever mailed twice.
+    """Send an issue to its mailing lists, resumably: nobody is sent a second copy unless you ask.
 
     Prints a summary and asks before sending. Run it again after a crash or an
     interrupt to resume where it stopped.
