@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as Bar
 from rich.text import Text
 
@@ -155,31 +156,26 @@ def _confirm(plan: SendPlan, yes: bool) -> bool:
 
 
 class _RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
+    def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         return Text(f"{speed:,.0f}/s" if speed else "-/s")
 
 
-class _progress_bar:
+@contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[Progress], None]]:
     """A rich progress bar on stderr: sent, rate, time left; the retry notes below it."""
+    bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+              TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err, transient=False)
+    task = bar.add_task("send", total=total, note="")
 
-    def __init__(self, total: int):
-        self.bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-                       TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err, transient=False)
-        self.task = self.bar.add_task("send", total=total, note="")
+    def update(progress: Progress) -> None:
+        bar.update(task, completed=progress.done, total=progress.total, note=progress.note)
 
-    def __enter__(self):
-        self.bar.start()
-        return self.update
-
-    def update(self, progress: Progress) -> None:
-        self.bar.update(self.task, completed=progress.done, total=progress.total, note=progress.note)
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
+    with bar:
+        yield update
 
 
-def _print_report(report: SendReport, outbox, database) -> None:
+def _print_report(report: SendReport, outbox: Path | None, database: Path) -> None:
     counts = report.counts
     say(f"Issue {report.issue} via {report.provider}: {report.outcome}. This run: {report.attempted:,} tried, "
         f"{report.accepted:,} accepted.")
