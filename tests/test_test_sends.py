@@ -7,18 +7,25 @@ the provider raises comes back as an outcome per address, never as a traceback.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from campaign.ledger import open_ledger
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.send import RetryPolicy, SendOptions, StopSignal, send_issue, send_test
-from send_support import make_settings, people, small_issue
+from send_support import API_KEY, make_settings, people, small_issue
 from servers.sendgrid_server import Fault
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, rate_limit_jitter=0.01)
 EDITORS = ["editor@example.com", "boss@example.com"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -114,3 +121,32 @@ def test_a_test_send_and_a_real_send_share_the_retry_limits(sendgrid_server, set
     assert test_sleeps == real_sleeps and len(real_sleeps) == 2
     assert report.outcomes[0].status == "failed" and real.counts["failed"] == 1
     assert "gave up after 3 attempts" in report.outcomes[0].error
+
+
+def test_ctrl_c_during_a_test_send_stops_it_at_once_with_each_address_reported(tmp_path, sendgrid_server):
+    """The real command line in a subprocess: a 429 asks for a 60 s wait, Ctrl-C cuts it short."""
+    (tmp_path / "campaign.toml").write_text(
+        f'content_dir = "{REPO / "content"}"\nlayouts_dir = "{REPO / "layouts"}"\n'
+        'recipients = "recipients.csv"\ndatabase = "campaign.db"\n[lists.members]\ndescription = "Members"\n',
+        encoding="utf-8")
+    (tmp_path / "recipients.csv").write_text("email,name,lists\nana@example.org,Ana,members\n", encoding="utf-8")
+    sendgrid_server.script(Fault.rate_limited(retry_after=60))
+    environ = {**os.environ, "PATH": str(Path(sys.executable).parent),   # no SpamAssassin: not what is tested
+               "SENDGRID_API_URL": sendgrid_server.url, "SENDGRID_API_KEY": API_KEY,
+               "CAMPAIGN_TOKEN_SECRET": "secret"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "campaign", "send", "--issue", "30", "--provider", "sendgrid",
+         "--test-to", "editor@example.com", "--config", str(tmp_path / "campaign.toml")],
+        cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sendgrid_server.mail_sends() and process.poll() is None:
+            assert time.monotonic() < deadline, "the test send never reached the server"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert "editor@example.com: failed" in stdout and "429" in stdout and "Traceback" not in stderr
+    assert len(sendgrid_server.mail_sends()) == 1 and sendgrid_server.delivered() == []
