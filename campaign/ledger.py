@@ -156,6 +156,53 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        # 'skipped': suppressed while the send was running (an unsubscribe between batches), so never
+        # sent; the reason is in last_error. The table is rebuilt as in 0006, with one more status.
+        "0007_skipped_status",
+        """
+        CREATE TABLE deliveries_0007 (
+            issue       INTEGER NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind IN ('real', 'outbox', 'sandbox')),
+            email       TEXT NOT NULL,
+            name        TEXT NOT NULL DEFAULT '',
+            lists       TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'in_flight', 'accepted', 'rejected', 'refused', 'failed',
+                                          'unknown', 'skipped')),
+            provider    TEXT NOT NULL DEFAULT '',
+            message_id  TEXT NOT NULL DEFAULT '',
+            batch_id    TEXT NOT NULL DEFAULT '',
+            run_id      INTEGER REFERENCES send_runs (id),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            accepted_at TEXT,
+            PRIMARY KEY (issue, kind, email)
+        );
+        INSERT INTO deliveries_0007 (issue, kind, email, name, lists, status, provider, message_id, batch_id,
+                                     run_id, attempts, last_error, created_at, updated_at, accepted_at)
+        SELECT issue, kind, email, name, lists, status, provider, message_id, batch_id, run_id, attempts,
+               last_error, created_at, updated_at, accepted_at
+        FROM deliveries ORDER BY rowid;
+        DROP TABLE deliveries;
+        ALTER TABLE deliveries_0007 RENAME TO deliveries;
+        CREATE INDEX deliveries_status ON deliveries (issue, kind, status);
+        CREATE TRIGGER deliveries_accepted_is_final
+        BEFORE UPDATE OF status ON deliveries
+        WHEN OLD.status = 'accepted' AND NEW.status <> 'accepted'
+        BEGIN
+            SELECT RAISE(ABORT, 'an accepted delivery is final: nobody is mailed an issue twice');
+        END;
+        CREATE TRIGGER deliveries_real_are_kept
+        BEFORE DELETE ON deliveries
+        WHEN OLD.kind = 'real'
+        BEGIN
+            SELECT RAISE(ABORT, 'the record of a real send is never deleted: it is what stops a second copy');
+        END;
+        """,
+    ),
 ]
 
 
@@ -233,12 +280,13 @@ def _statements(script: str) -> list[str]:
 
 REAL = "real"
 KINDS = ("real", "outbox", "sandbox")
-PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN = (
-    "pending", "in_flight", "accepted", "rejected", "refused", "failed", "unknown",
+PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SKIPPED = (
+    "pending", "in_flight", "accepted", "rejected", "refused", "failed", "unknown", "skipped",
 )
 # rejected: the provider refused this address (never resent); refused: it refused the request, so
 # nothing was sent (resent with --retry-rejected once the cause is fixed).
-STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN)
+# skipped: suppressed while the send ran (an unsubscribe between batches): never sent, reason kept.
+STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SKIPPED)
 CRASH_NOTE = ("the send stopped while this batch was with the provider: it may or may not have "
               "been delivered; resend only with --resend-unknown")
 
@@ -417,6 +465,17 @@ def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails
             f"attempts = attempts + 1, updated_at = {_NOW} "
             f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status <> 'accepted'",
             (provider, batch_id, run_id, issue, kind, json.dumps(list(emails))),
+        )
+
+
+def mark_skipped(connection: sqlite3.Connection, issue: int, kind: str, reasons: Mapping[str, str]) -> None:
+    """Rows not sent because the address was suppressed during the send ({email: why}); an accepted
+    or in-flight row is left as it is."""
+    with transaction(connection):
+        connection.executemany(
+            f"UPDATE deliveries SET status = 'skipped', last_error = ?, updated_at = {_NOW} "
+            f"WHERE issue = ? AND kind = ? AND email = ? AND status NOT IN ('accepted', 'in_flight')",
+            ((reason, issue, kind, email) for email, reason in reasons.items()),
         )
 
 

@@ -155,3 +155,27 @@ def test_a_ledger_from_before_refused_keeps_its_rows_triggers_and_tells_refused_
         migrated.execute("DELETE FROM deliveries WHERE email = 'c@example.org'")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         migrated.execute("UPDATE deliveries SET status = 'sent' WHERE email = 'c@example.org'")
+
+
+def test_the_skipped_migration_keeps_every_row_and_both_guards(tmp_path, monkeypatch):
+    before_skipped = [m for m in ledger.MIGRATIONS if m[0] < "0007_skipped_status"]
+    monkeypatch.setattr(ledger, "MIGRATIONS", before_skipped)
+    old = open_ledger(tmp_path / "campaign.db")
+    run = freeze(old, ["ana@example.org", "bo@example.org"])
+    ledger.mark_in_flight(old, 30, "real", ["ana@example.org"], "sendgrid", "b1", run)
+    ledger.record_outcomes(old, 30, "real", [Outcome("ana@example.org", ledger.ACCEPTED, "msg-1")])
+    rows_before = [tuple(row) for row in old.execute("SELECT * FROM deliveries ORDER BY rowid")]
+    old.close()
+    monkeypatch.undo()
+
+    migrated = open_ledger(tmp_path / "campaign.db")
+    assert "0007_skipped_status" in applied_migrations(migrated)
+    assert [tuple(row) for row in migrated.execute("SELECT * FROM deliveries ORDER BY rowid")] == rows_before
+    ledger.mark_skipped(migrated, 30, "real", {"bo@example.org": "unsubscribed during the send",
+                                               "ana@example.org": "unsubscribed during the send"})
+    assert ledger.status_by_email(migrated, 30, "real") == {"ana@example.org": "accepted", "bo@example.org": "skipped"}
+    with pytest.raises(sqlite3.DatabaseError, match="accepted delivery is final"):
+        migrated.execute("UPDATE deliveries SET status = 'pending' WHERE email = 'ana@example.org'")
+    with pytest.raises(sqlite3.DatabaseError, match="never deleted"):
+        migrated.execute("DELETE FROM deliveries WHERE kind = 'real'")
+    migrated.close()
