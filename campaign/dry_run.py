@@ -32,6 +32,7 @@ REASONS = {
     "in_flight": "delivery unknown (a send stopped mid-batch): sent only with --resend-unknown",
     "pending": "not yet sent: sent only without --retry-failed",
     "failed": "failed earlier",
+    "skipped": "suppressed during an earlier send: sent only if back in the audience",
 }
 
 

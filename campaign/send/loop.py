@@ -23,7 +23,7 @@ from ..audience import Recipient
 from ..config import Settings
 from ..checks.gate import GateDecision
 from ..errors import ProviderAuthError, TransientProviderError
-from ..ledger import ACCEPTED, FAILED, UNKNOWN, Outcome
+from ..ledger import ACCEPTED, FAILED, SKIPPED, UNKNOWN, Outcome
 from ..personalize import Envelope, envelope_for
 from ..providers import batches
 from ..providers.base import Batch, DeliveryResult, Provider
@@ -149,6 +149,9 @@ class _BatchLoop:
             for index, chunk in enumerate(chunks, start=1):
                 if self.retries.stop.requested:
                     return "interrupted", self._where(index, len(chunks))
+                chunk = self._without_new_suppressions(chunk)
+                if not chunk:
+                    continue
                 envelopes = [envelope_for(recipient, self.settings, number) for recipient in chunk]
                 accepted, error = self.send_batch(envelopes, f"{number}-{self.record.run_id}-{index}")
                 failed_in_a_row = 0 if accepted else failed_in_a_row + 1
@@ -176,7 +179,7 @@ class _BatchLoop:
         answered: set[str] = set()                                        # already recorded
 
         def mark_sending(envelope: Envelope) -> None:
-            self.record.mark_in_flight([envelope.email], batch_id)
+            self.record.mark_in_flight([envelope.email], batch_id, {envelope.email: envelope.token})
             handed_over.add(envelope.email)
 
         def record_answer(result: DeliveryResult) -> None:
@@ -188,7 +191,7 @@ class _BatchLoop:
                       sandbox=self.record.kind == "sandbox", on_sending=mark_sending if per_message else None,
                       on_result=record_answer)
         if not per_message:
-            self.record.mark_in_flight(emails, batch_id)
+            self.record.mark_in_flight(emails, batch_id, {envelope.email: envelope.token for envelope in envelopes})
         try:
             answer = deliver_with_retries(self.provider, batch, self.retries, on_wait=self._waiting(emails),
                                           before_retry=None if per_message else
@@ -203,6 +206,13 @@ class _BatchLoop:
         if answer.halt is not None:
             raise answer.halt
         return answer.accepted, answer.last_error
+
+    def _without_new_suppressions(self, chunk: Sequence[Recipient]) -> list[Recipient]:
+        """The batch minus whoever was suppressed since the send began (their rows end `skipped`)."""
+        skipped = self.record.skip_suppressed([recipient.email for recipient in chunk])
+        if skipped:
+            self.tally.add([Outcome(email, SKIPPED, error=why) for email, why in skipped.items()])
+        return [recipient for recipient in chunk if recipient.email not in skipped]
 
     def _waiting(self, emails: list[str]) -> Callable[[TransientProviderError, float, int], None]:
         def waiting(error: TransientProviderError, delay: float, attempt: int) -> None:

@@ -12,7 +12,7 @@ from typing import Sequence
 from .. import ledger
 from ..audience import Recipient
 from ..errors import ContentError, UsageError
-from ..ledger import ACCEPTED, FAILED, PENDING, REFUSED, REJECTED, UNKNOWN
+from ..ledger import ACCEPTED, FAILED, PENDING, REFUSED, REJECTED, SKIPPED, UNKNOWN
 from ..providers.base import ProviderInfo
 from ..render import RenderedIssue
 
@@ -37,7 +37,8 @@ class SendOptions:
         return " ".join(words)
 
     def eligible(self) -> tuple[str, ...]:
-        statuses = [FAILED] if self.retry_failed else [PENDING, FAILED]
+        # skipped: suppressed during an earlier run; sent only if they are back in the audience (with consent)
+        statuses = [FAILED] if self.retry_failed else [PENDING, FAILED, SKIPPED]
         if self.resend_unknown:
             statuses.append(UNKNOWN)
         if self.retry_rejected:

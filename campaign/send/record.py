@@ -11,12 +11,13 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .. import ledger
 from ..audience import Recipient
 from ..errors import LedgerError
 from ..ledger import UNKNOWN, Delivery, Outcome
+from ..suppressions import suppressed_among
 from .plan import SendOptions
 
 
@@ -74,9 +75,21 @@ class RunRecord:
         todo = [r for r in recipients if statuses.get(r.email) in eligible]
         return RunStart(cls(connection, issue, kind, provider, run_id), todo, recovered)
 
-    def mark_in_flight(self, emails: Sequence[str], batch_id: str) -> None:
+    def mark_in_flight(self, emails: Sequence[str], batch_id: str,
+                       link_tokens: Mapping[str, str] | None = None) -> None:
+        """Write ahead; `link_tokens` ({email: token}) are kept so the readers' service knows who clicked."""
         ledger.mark_in_flight(self.connection, self.issue, self.kind, emails, self.provider, batch_id,
-                              self.run_id)
+                              self.run_id, link_tokens)
+
+    def skip_suppressed(self, emails: Sequence[str]) -> dict[str, str]:
+        """Suppressions are read again before each batch: whoever was suppressed since the send began
+        (an unsubscribe on the web, `suppress add`, a webhook) is marked skipped; returns {email: why}."""
+        found = suppressed_among(self.connection, emails)
+        reasons = {email: f"suppressed during the send: {s.reason}{f' ({s.source})' if s.source else ''} "
+                          f"at {s.at}" for email, s in found.items()}
+        if reasons:
+            ledger.mark_skipped(self.connection, self.issue, self.kind, reasons)
+        return reasons
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import ledger
 from ..ledger import SendRun
 
-PROBLEMS = ("failed", "unknown", "refused", "rejected", "in_flight")   # the statuses listed with their reasons
+PROBLEMS = ("failed", "unknown", "refused", "rejected", "skipped", "in_flight")   # the statuses listed with their reasons
 
 
 @dataclass(frozen=True)
