@@ -208,3 +208,31 @@ def test_state_changes_only_on_post(project, served):
     for method in ("PUT", "DELETE", "PATCH"):
         assert fetch(url, method, b"List-Unsubscribe=One-Click").status == 405
     assert suppressions(project) == []
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)")
+def test_a_reader_on_a_phone_confirms_in_chromium_and_the_suppression_is_recorded(project, served):
+    from playwright.sync_api import sync_playwright
+
+    url = on_local_host(unsubscribe_urls(project)["ana@example.org"], served)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 740})
+            refused = []
+            page.on("console", lambda message: refused.append(message.text)
+                    if "Content Security Policy" in message.text else None)
+            page.goto(url)
+            widths = page.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth, innerWidth]")
+            assert widths[2] == 375 and max(widths[:2]) <= 375, f"scrolls sideways: {widths}"
+            assert page.get_by_text("a•••@example.org").is_visible()
+            assert suppressions(project) == []
+            page.get_by_role("button", name="Unsubscribe").click()
+            page.get_by_role("heading", name="You are unsubscribed").wait_for(timeout=10_000)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375
+            assert not refused, refused
+        finally:
+            browser.close()
+    [recorded] = suppressions(project)
+    assert (recorded.email, recorded.reason, recorded.source) == ("ana@example.org", "unsubscribed", "web")

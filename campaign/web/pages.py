@@ -51,10 +51,11 @@ _BASE = """<!doctype html>
 _TEMPLATES = {
     "base.html": _BASE,
     "confirm.html": """{% extends "base.html" %}{% block content %}
-<h1>Unsubscribe?</h1>
 {% if already %}
+<h1>Already unsubscribed</h1>
 <p>The address <span class="address">{{ address }}</span> is already unsubscribed. It gets no more issues.</p>
 {% else %}
+<h1>Unsubscribe?</h1>
 <p>Stop sending the {{ newsletter }} to <span class="address">{{ address }}</span>?</p>
 <form method="post" action="{{ action }}">
 <input type="hidden" name="confirm" value="unsubscribe">
