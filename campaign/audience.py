@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import io
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from email_validator import EmailNotValidError
 
 from .addresses import AddressBook, normalise_email
 from .config import Settings
+from .csv_shape import delimiter_of, records
 from .errors import RecipientsError, UsageError
 
 REQUIRED_COLUMNS = ("email", "lists")
@@ -151,7 +153,7 @@ def load_recipients(path: Path, settings: Settings) -> RecipientFile:
     """Read and check every row of a recipients CSV (UTF-8, with or without BOM)."""
     path = Path(path)
     with reading_csv(path, "recipients") as stream, acyclic_bulk():
-        return _read(path, csv.reader(stream), settings.list_names(), AddressBook())
+        return _read(path, stream, settings.list_names(), AddressBook())
 
 
 @contextmanager
@@ -199,7 +201,7 @@ def recipient_columns(path: Path) -> tuple[str, ...]:
     """
     try:
         with reading_csv(Path(path), "recipients") as stream:
-            header = _header_row(csv.reader(stream))
+            header = _header_row(csv.reader(stream, delimiter=delimiter_of(stream, _names_email)))
             return tuple(column for column in _columns(Path(path), header or []) if column)
     except RecipientsError:
         return ()
@@ -213,16 +215,23 @@ def _header_row(reader) -> list[str] | None:
     return header
 
 
-def _read(path: Path, reader, list_names: tuple[str, ...], addresses: AddressBook) -> RecipientFile:
+def _names_email(cells: list[str]) -> bool:
+    return "email" in (_column_name(cell) for cell in cells)
+
+
+def _read(path: Path, stream: TextIO, list_names: tuple[str, ...], addresses: AddressBook) -> RecipientFile:
+    delimiter = delimiter_of(stream, _names_email)
+    reader = csv.reader(stream, delimiter=delimiter)
     header = _header_row(reader)
     if header is None:
         raise RecipientsError(f"{path}: the file is empty; the first line must be a header with email and lists")
     columns = _columns(path, header)
     checker = _RowChecker(columns, list_names, addresses)
-    previous_line = reader.line_num
-    for cells in reader:
-        line, previous_line = previous_line + 1, reader.line_num
-        if cells and (len(cells) > 1 or cells[0].strip()):
+    for line, cells, swallowed in records(reader, lambda skip: _lines_after(path, skip), delimiter,
+                                          checker.looks_like_row):
+        if swallowed:
+            checker.unclosed_quote(line, cells, swallowed)
+        elif cells and (len(cells) > 1 or cells[0].strip()):
             checker.check(line, cells)
     return RecipientFile(
         path=path,
@@ -234,13 +243,30 @@ def _read(path: Path, reader, list_names: tuple[str, ...], addresses: AddressBoo
     )
 
 
+def _lines_after(path: Path, skip: int) -> io.StringIO:
+    """The file's text after its first `skip` physical lines (read again after a stray quote)."""
+    with reading_csv(path, "recipients") as stream:
+        rest = io.StringIO(stream.read(), newline="")
+    for _ in range(skip):
+        rest.readline()
+    return rest
+
+
+def _column_name(cell: str) -> str:
+    return HEADER_NAME.sub("_", clean_text(cell).lower()).strip("_")
+
+
 def _columns(path: Path, header: list[str]) -> list[str]:
-    columns = [HEADER_NAME.sub("_", clean_text(cell).lower()).strip("_") for cell in header]
+    columns = [_column_name(cell) for cell in header]
     named = [column for column in columns if column]
     duplicated = sorted({column for column in named if named.count(column) > 1})
     if duplicated:
         raise RecipientsError(f"{path}: the header names column {duplicated[0]!r} twice; keep one")
     missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    if missing and len(header) == 1 and re.search(r"[^\w\s]", header[0]):
+        raise RecipientsError(f"{path}: the header has no {missing[0]!r} column: it reads {header[0]!r} as one "
+                              "column; separate the columns with commas (or semicolons or tabs), "
+                              "e.g. email,name,lists")
     if missing:
         found = ", ".join(named) or "nothing"
         raise RecipientsError(f"{path}: the header has no {missing[0]!r} column (found: {found}); "
@@ -297,6 +323,16 @@ class _RowChecker:
 
     def problem(self, line: int, email: str, reason: str) -> None:
         self.problems.append(RowProblem(line, email, reason))
+
+    def looks_like_row(self, cells: list[str]) -> bool:
+        return len(cells) == self.width and "@" in cells[self.email_index]
+
+    def unclosed_quote(self, line: int, cells: list[str], swallowed: int) -> None:
+        self.row_count += 1
+        written = clean_text(cells[self.email_index]) if self.email_index < len(cells) else ""
+        self.problem(line, written, f"a quote opened on this line is never closed: it ran the next {swallowed} "
+                                    "lines into one field (they were read again on their own); close the quote, "
+                                    'or write "" for a quote inside a field')
 
     def lists(self, cell: str) -> tuple[str, ...] | str:
         """The row's lists in config order (tuples shared between rows), or the reason they are wrong."""

@@ -295,3 +295,64 @@ def test_row_with_an_invalid_address_and_an_unknown_list_reports_both(settings):
     recipients = load(settings, HEADER + "ana@,Ana,Org,City,Peru,newsletter\n")
     [problem] = recipients.problems
     assert problem.reason.startswith("invalid address: ") and "unknown list 'newsletter'" in problem.reason
+
+
+# -- issue 11 item 4: a stray quote never silently swallows the rest of the file ----------------
+
+def _people(first: int, count: int) -> str:
+    return "".join(f"p{n}@example.org,Person {n},Org,City,Country,members\n" for n in range(first, first + count))
+
+
+def test_an_unclosed_quote_is_an_error_naming_its_line_and_the_lines_it_swallowed(settings):
+    text = (HEADER + _people(1, 2)                                             # lines 2-3
+            + 'minji.kim@example.org,"Kim Min-ji,Seoul,Korea,members\n'       # line 4: the quote never closes
+            + _people(3, 6))                                                  # lines 5-10
+    recipients = load(settings, text)
+    [problem] = recipients.problems
+    assert (problem.line, problem.email) == (4, "minji.kim@example.org")
+    assert "quote" in problem.reason and "6 lines" in problem.reason and "line 4" not in problem.reason
+    assert [row.line for row in recipients.rows] == [2, 3, 5, 6, 7, 8, 9, 10]
+    assert recipients.row_count == 9
+
+
+def test_a_stray_quote_closed_by_a_later_quoted_field_still_leaves_every_other_row_read(settings):
+    text = (HEADER + _people(1, 1)                                              # line 2
+            + 'minji.kim@example.org,"Kim Min-ji,Seoul,Korea,members\n'        # line 3
+            + _people(2, 3)                                                    # lines 4-6
+            + 'eve@example.org,"Eve, Jr.",Org,City,Country,members\n'          # line 7
+            + _people(5, 2))                                                   # lines 8-9
+    recipients = load(settings, text)
+    assert [problem.line for problem in recipients.problems] == [3]
+    assert [row.line for row in recipients.rows] == [2, 4, 5, 6, 7, 8, 9]
+    assert next(row for row in recipients.rows if row.line == 7).name == "Eve, Jr."
+
+
+def test_a_quoted_field_with_a_line_break_is_still_one_field(settings):
+    text = HEADER + 'ana@example.org,Ana,"Org\nSecond line",City,Country,members\n' + _people(1, 1)
+    recipients = load(settings, text)
+    assert recipients.problems == () and [row.line for row in recipients.rows] == [2, 4]
+
+
+# -- issue 11 item 16: what Excel writes in much of Europe --------------------------------------
+
+def test_a_semicolon_delimited_file_is_read_by_its_header(settings):
+    text = ("email;name;organisation;city;country;lists\n"
+            'ana@example.org;Ana;City of Lima;Lima;Peru;"members,embassies"\n'
+            "bo@example.org;Bo;Seoul City;Seoul;Korea;members\n")
+    recipients = load(settings, text)
+    assert recipients.problems == ()
+    assert [(row.email, row.lists) for row in recipients.rows] == [
+        ("ana@example.org", ("members", "embassies")), ("bo@example.org", ("members",))]
+    assert recipients.rows[0].fields["city"] == "Lima"
+
+
+def test_a_tab_delimited_file_is_read_by_its_header(settings):
+    recipients = load(settings, "email\tname\tlists\nana@example.org\tAna\tmembers\n")
+    assert recipients.problems == () and recipients.rows[0].name == "Ana"
+
+
+def test_a_header_in_no_known_delimiter_says_what_was_found(settings):
+    with pytest.raises(RecipientsError) as error:
+        load(settings, "email|name|lists\nana@example.org|Ana|members\n")
+    message = str(error.value)
+    assert "'email|name|lists'" in message and "comma" in message and "semicolon" in message
