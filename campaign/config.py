@@ -19,6 +19,7 @@ environment variables are then handled by config_schema.load_section.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +42,20 @@ class MailingList:
     description: str = setting(check=text)
 
 
+def list_identifier(value: str) -> str:
+    """RFC 2919's list id: a dotted name under the sender's domain, without <> or @."""
+    if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
+        raise ValueError('is not a list id; write a dotted name under your domain, e.g. "newsletter.example.org"')
+    return value
+
+
+def header_phrase(value: str) -> str:
+    """Plain ASCII text without quotes or backslashes: it is quoted into a header as it is."""
+    if not re.fullmatch(r"[ !#-\[\]-~]+", value):
+        raise ValueError("must be plain ASCII text without quotes or backslashes (it goes into the List-Id header)")
+    return value
+
+
 @dataclass(frozen=True)
 class Sender:
     from_name: str = setting("WeGO Secretariat", check=text)
@@ -49,6 +64,9 @@ class Sender:
     organisation: str = setting("World Smart Sustainable Cities Organization (WeGO)", check=text)
     postal_address: str = setting("WeGO Secretariat, Seoul Global Center 5F, 38 Jong-ro, Jongno-gu, Seoul 03188, "
                                   "Republic of Korea", check=text)
+    # The List-Id header (RFC 2919), the same for every issue: "list_name" <list_id>.
+    list_id: str = setting("", check=optional(list_identifier))  # "": "newsletter." + the From domain
+    list_name: str = setting("", check=optional(header_phrase))  # "": newsletter_name
 
 
 @dataclass(frozen=True)
@@ -131,6 +149,8 @@ def load_settings(
     root = path.parent if path else Path.cwd()
     source = Source(path or root / CONFIG_FILE, root, environ)
     settings: Settings = load_section(Settings, raw, source, root=root)
+    if not settings.sender.list_name:  # the List-Id is named after the newsletter unless [sender] says otherwise
+        settings = replace(settings, sender=replace(settings.sender, list_name=settings.newsletter_name))
     return _with_token_secret(settings, environ)
 
 

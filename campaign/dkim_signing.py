@@ -24,7 +24,7 @@ from .errors import ConfigError
 
 # h=: what a receiver checks was not changed on the way. Reply-To is signed when present.
 SIGNED_HEADERS = (
-    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "Feedback-ID", "List-Unsubscribe",
     "List-Unsubscribe-Post", "MIME-Version", "Content-Type", "Reply-To",
 )
 CANONICALIZATION = (b"relaxed", b"relaxed")   # survives relays that refold headers or trim spaces

@@ -3,7 +3,7 @@
 SMTP and the outbox send these; the dry run writes a few of them as `.eml`.
 SendGrid builds its own message from the same pieces (see
 providers/sendgrid.py), so the headers that matter are named here once:
-`list_unsubscribe()` and `list_id()`.
+`list_unsubscribe()`, `list_id()` and `feedback_id()`.
 
 Every header goes through the `email` package: names are encoded by
 `email.headerregistry.Address`, long headers are folded by `email.policy.SMTP`,
@@ -59,7 +59,8 @@ def build_message(
     message["Subject"] = escape_header(filled.subject)
     message["Date"] = email.utils.format_datetime(date or datetime.now(timezone.utc))
     message["Message-ID"] = email.utils.make_msgid(domain=domain)
-    message["List-Id"] = list_id(issue.number, sender)
+    message["List-Id"] = list_id(sender)
+    message["Feedback-ID"] = feedback_id(issue.number, sender)
     targets = list_unsubscribe_targets(envelope.unsubscribe_url, links, envelope.token)
     if targets:
         message.set_raw("List-Unsubscribe", "\n ".join(targets))
@@ -85,9 +86,24 @@ def sender_domain(sender: Sender) -> str:
     return sender.from_email.rsplit("@", 1)[-1].lower()
 
 
-def list_id(issue_number: int, sender: Sender) -> str:
-    """RFC 2919 List-Id, e.g. `<issue-30.wego.example.org>`."""
-    return f"<issue-{issue_number}.{sender_domain(sender)}>"
+def list_id(sender: Sender) -> str:
+    """RFC 2919 List-Id, the same for every issue: `"WeGO e-Newsletter" <newsletter.wego.example.org>`.
+
+    From `[sender] list_id` (by default "newsletter." + the From domain) and
+    `list_name` (config fills it with newsletter_name).
+    """
+    identifier = sender.list_id or f"newsletter.{sender_domain(sender)}"
+    name = escape_header(sender.list_name or sender.from_name).replace("\\", "").replace('"', "")
+    return f'"{name}" <{identifier}>' if name else f"<{identifier}>"
+
+
+def feedback_id(issue_number: int, sender: Sender) -> str:
+    """Gmail's feedback loop groups complaints by this: `issue-30:<list id>:<From domain>`.
+
+    Fields are issue, list and sender (Gmail's last field, the same for every mail).
+    """
+    identifier = sender.list_id or f"newsletter.{sender_domain(sender)}"
+    return f"issue-{issue_number}:{identifier}:{sender_domain(sender)}"
 
 
 def list_unsubscribe(unsubscribe_url: str, links: WebLinks, token: str = "") -> str:

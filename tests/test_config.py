@@ -280,3 +280,16 @@ def test_a_read_only_project_can_still_run_commands_that_make_no_tokens(read_onl
     project, prefix = read_only_project
     result = _run(prefix, "-m", "campaign", "lists", "--config", str(project / "campaign.toml"))
     assert result.returncode == 0, result.stderr
+
+@pytest.mark.parametrize("setting, fragment", [
+    ('list_id = "<newsletter.example.org>"', "list_id '<newsletter.example.org>' is not a list id"),
+    ('list_id = "newsletter"', "list_id 'newsletter' is not a list id"),
+    ('list_name = "Say \\"hi\\""', "list_name"),
+    ('list_name = "Café"', "must be plain ASCII"),
+])
+def test_a_list_id_that_cannot_go_into_the_header_is_refused(tmp_path, setting, fragment):
+    path = tmp_path / "campaign.toml"
+    path.write_text(f"[sender]\n{setting}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert fragment in str(error.value) and str(path) in str(error.value) and "[sender]" in str(error.value)

@@ -6,11 +6,15 @@ import email
 import email.policy
 import email.utils
 import re
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from campaign.config import load_settings
 from campaign.mime import UnusableAddress, build_message
-from campaign.personalize import Envelope
+from campaign.personalize import Envelope, sample_envelope
+from campaign.render import render_issue
 from provider_support import INJECTION_NAME, TRICKY_NAME, envelope, provider_settings, rendered_issue
 
 
@@ -47,7 +51,10 @@ def test_headers_name_sender_recipient_reply_to_date_and_list(settings):
     assert message["Reply-To"].addresses[0].addr_spec == "secretariat@wego.example.org"
     assert message["Subject"] == "WeGO Newsletter 30 for Ana Kim"
     assert email.utils.parsedate_to_datetime(message["Date"]) is not None
-    assert message["List-Id"] == "<issue-30.wego.example.org>"
+    # Issue 16: one List-Id for the newsletter (was <issue-30.wego.example.org>, new every issue).
+    # These settings have no list_id: the default from the From address applies; the name is newsletter_name.
+    assert message["List-Id"] == '"WeGO e-Newsletter" <newsletter.wego.example.org>'
+    assert message["Feedback-ID"] == "issue-30:newsletter.wego.example.org:wego.example.org"
 
 
 def test_every_message_gets_a_unique_message_id_at_the_sender_domain(settings):
@@ -124,3 +131,25 @@ def test_the_mailto_subject_carries_the_recipients_token_never_the_address(setti
     mailto = re.search(r"<mailto:([^>]+)>", message["List-Unsubscribe"]).group(1)
     assert mailto == f"unsubscribe@wego.example.org?subject=unsubscribe%20{recipient.token}"
     assert recipient.token and "ana@example.org" not in message["List-Unsubscribe"]
+
+
+def test_list_id_comes_from_configuration_and_is_the_same_for_every_issue(settings):
+    configured = replace(settings.sender, list_id="news.example.org", list_name="City News")
+    ids = {parsed(build_message(rendered_issue(number), envelope("ana@example.org"), sender=configured,
+                                links=settings.links))["List-Id"] for number in (30, 31, 99)}
+    assert ids == {'"City News" <news.example.org>'}
+    feedback = parsed(build_message(rendered_issue(31), envelope("ana@example.org"), sender=configured,
+                                    links=settings.links))["Feedback-ID"]
+    assert feedback == "issue-31:news.example.org:wego.example.org"
+
+
+def test_issue_30_and_fixture_issue_99_carry_the_same_list_id():
+    root = Path(__file__).resolve().parents[1]
+    project = replace(load_settings(root / "campaign.toml"), token_secret="test-secret")
+    fixtures = replace(project, content_dir=root / "tests" / "fixtures")
+    headers = [parsed(build_message(render_issue(settings, number), sample_envelope(settings, number),
+                                    sender=settings.sender, links=settings.links))
+               for settings, number in ((project, 30), (fixtures, 99))]
+    assert headers[0]["List-Id"] == headers[1]["List-Id"] == '"WeGO e-Newsletter" <newsletter.wego.example.org>'
+    assert [h["Feedback-ID"] for h in headers] == ["issue-30:newsletter.wego.example.org:wego.example.org",
+                                                   "issue-99:newsletter.wego.example.org:wego.example.org"]

@@ -143,6 +143,8 @@ def test_categories_and_custom_args_carry_ids_never_addresses(sendgrid_server, p
     assert "@" not in tracking
     assert body["from"] == {"email": "newsletter@wego.example.org", "name": "WeGO Secretariat"}
     assert body["reply_to"] == {"email": "secretariat@wego.example.org"}
+    assert body["headers"] == {"List-Id": '"WeGO e-Newsletter" <newsletter.wego.example.org>',
+                               "Feedback-ID": "issue-30:newsletter.wego.example.org:wego.example.org"}
     assert "mail_settings" not in body
 
 

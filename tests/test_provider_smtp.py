@@ -53,7 +53,8 @@ def test_every_message_carries_date_message_id_list_id_and_both_unsubscribe_head
     for recipient, stored in zip(recipients, smtp_server.messages):
         message = stored.message
         assert message["Date"] and message["Message-ID"]
-        assert message["List-Id"] == "<issue-30.wego.example.org>"
+        assert message["List-Id"] == '"WeGO e-Newsletter" <newsletter.wego.example.org>'  # issue 16: stable
+        assert message["Feedback-ID"] == "issue-30:newsletter.wego.example.org:wego.example.org"
         assert message["List-Unsubscribe"].startswith(f"<{recipient.unsubscribe_url}>, <mailto:")
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["To"].addresses[0].addr_spec == recipient.email

@@ -22,7 +22,7 @@ import re
 from typing import Callable
 
 from ..config import SendGridSettings, Settings
-from ..mime import ONE_CLICK, list_id, list_unsubscribe
+from ..mime import ONE_CLICK, feedback_id, list_id, list_unsubscribe
 from ..personalize import Envelope, MergeTemplate, Placeholder, escape_header, escape_html, escape_text
 from .base import Batch
 
@@ -123,7 +123,7 @@ def _common(batch: Batch, settings: Settings) -> dict:
             {"type": "text/plain", "value": issue.text.with_tags(lambda p: _suffixed(p, "t"))},
             {"type": "text/html", "value": issue.html.source},
         ],
-        "headers": {"List-Id": list_id(issue.number, sender)},
+        "headers": {"List-Id": list_id(sender), "Feedback-ID": feedback_id(issue.number, sender)},
         "categories": categories(batch),
         "tracking_settings": tracking_settings(settings.sendgrid),
     }
