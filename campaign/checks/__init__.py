@@ -1,7 +1,7 @@
 """Preflight checks: what a careful editor and an email specialist would find before a send.
 
 One module per family of findings (links, images, size, compliance, content,
-css, spam), all sharing `findings.Finding`; `report` runs them on one render,
+css, contrast, spam), all sharing `findings.Finding`; `report` runs them on one render,
 and `gate` makes a send's one decision from them. The names other modules use
 are re-exported here, so `from campaign.checks import check_issue, gate` keeps working.
 """
@@ -9,6 +9,7 @@ are re-exported here, so `from campaign.checks import check_issue, gate` keeps w
 from __future__ import annotations
 
 from .compliance import check_compliance
+from .contrast import check_contrast
 from .content import check_empty_sections, check_event_dates, check_fields, check_repeated_paragraphs
 from .css import check_css, css_features
 from .findings import CONFIG, ERROR, LAYOUTS, WARNING, Finding
@@ -20,7 +21,7 @@ from .size import HTML_LIMIT, STYLE_LIMIT, check_size, known_fields, long_envelo
 
 __all__ = [
     "CONFIG", "ERROR", "HTML_LIMIT", "LAYOUTS", "STYLE_LIMIT", "WARNING", "CheckReport", "Finding",
-    "GateDecision", "check_compliance", "check_content_images", "check_content_links", "check_css",
+    "GateDecision", "check_compliance", "check_content_images", "check_contrast", "check_content_links", "check_css",
     "check_empty_sections", "check_event_dates", "check_fields", "check_issue", "check_layout_images",
     "check_layout_links", "check_repeated_paragraphs", "check_size", "css_features", "decide", "gate",
     "gate_decision", "known_fields", "link_problem", "long_envelope", "refusal", "run_checks",

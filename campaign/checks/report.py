@@ -3,7 +3,7 @@
 `run_checks(settings, number)` renders the issue once and returns findings;
 each check is a pure function of the rendered issue, its content or the
 settings, returning a list of `Finding` (one module per family: links, images,
-size, compliance, content, css, spam). gate.py turns the findings into a send's decision.
+size, compliance, content, css, contrast, spam). gate.py turns the findings into a send's decision.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..page import read_page
 from ..personalize import personalize
-from ..render import RenderedIssue, render_issue
+from ..render import RenderedIssue, read_theme, render_issue
 from ..spam import SpamReport
 from . import spam
 from .compliance import check_compliance
+from .contrast import check_contrast
 from .content import check_empty_sections, check_event_dates, check_fields, check_repeated_paragraphs
 from .css import check_css
 from .findings import ERROR, WARNING, Finding
@@ -62,6 +63,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
         *check_event_dates(issue),
         *check_empty_sections(issue),
         *check_css(page),
+        *check_contrast(rendered.html.source, read_theme(settings.layouts_dir)),
     ]
     spam_report, notes = None, ()
     if deliverability:
