@@ -46,6 +46,17 @@ def test_personalised_issue_30_scores_below_one(settings):
 
 
 @needs_spamassassin
+def test_issue_30_with_its_generated_pictures_scores_zero(settings):
+    """Issue 16: the preheader without a colour of its own no longer trips HTML_FONT_LOW_CONTRAST (+0.7)."""
+    rendered = render_issue(settings, 30)
+    assert rendered.html.source.count("<img ") == 9
+    report = spam.score_message(build_message(rendered, ana(settings), sender=settings.sender,
+                                              links=settings.links).as_bytes())
+    assert report.score == 0.0, report.summary()
+    assert not [rule.name for rule in report.rules if rule.points > 0]
+
+
+@needs_spamassassin
 def test_a_spammy_message_scores_high_and_becomes_a_finding():
     message = (b"From: winner@example.com\r\nTo: you@example.org\r\nSubject: FREE MONEY!!! ACT NOW!!!\r\n\r\n"
                b"Dear friend, you have WON $1,000,000 USD. Click here to claim your FREE prize. 100% guaranteed, "
