@@ -29,7 +29,7 @@ from mjml import mjml2html
 
 from campaign.config import Settings, load_settings
 from campaign.content import load_issue
-from campaign.personalize import MergeTemplate
+from campaign.merge import MergeTemplate
 from campaign.render import (BASE_LAYOUT, TEXT_LAYOUT, TEXT_RULE, RenderedIssue, _mjml_sources, compile_mjml,
                              inline_css, layout_environment, read_theme, render_issue, render_layout, render_section)
 from markupsafe import Markup

@@ -20,7 +20,8 @@ from email.message import EmailMessage
 from urllib.parse import quote
 
 from .config import Sender, WebLinks
-from .personalize import CONTROL_CHARACTERS, Envelope, escape_header, personalize
+from .merge import CONTROL_CHARACTERS, escape_header
+from .personalize import Envelope, personalize
 from .render import RenderedIssue
 
 ONE_CLICK = "List-Unsubscribe=One-Click"

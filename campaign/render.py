@@ -25,7 +25,7 @@ from . import prose
 from .config import Settings
 from .content import Issue, Section, load_issue
 from .errors import ContentError, LayoutError
-from .personalize import MergeTemplate
+from .merge import MergeTemplate
 
 BASE_LAYOUT = "base.mjml.j2"
 TEXT_LAYOUT = "issue.txt.j2"

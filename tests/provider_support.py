@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from campaign.config import Settings, load_settings
-from campaign.personalize import Envelope, MergeTemplate
+from campaign.merge import MergeTemplate
+from campaign.personalize import Envelope
 from campaign.render import RenderedIssue
 
 API_KEY = "SG.test-key-not-secret"

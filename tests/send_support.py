@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from campaign.audience import Recipient  # noqa: E402
 from campaign.config import load_settings  # noqa: E402
-from campaign.personalize import MergeTemplate  # noqa: E402
+from campaign.merge import MergeTemplate  # noqa: E402
 from campaign.render import RenderedIssue  # noqa: E402
 
 API_KEY = "SG.test-key-not-secret"

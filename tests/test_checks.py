@@ -19,7 +19,7 @@ from campaign.config import load_settings
 from campaign.content import Issue, Item, Section
 from campaign.errors import ChecksFailed
 from campaign.page import read_page
-from campaign.personalize import MergeTemplate
+from campaign.merge import MergeTemplate
 from campaign.render import RenderedIssue, render_issue
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 import pytest
 
 from campaign.errors import ContentError
-from campaign.personalize import MergeTemplate, escape_header, escape_html, escape_text
+from campaign.merge import MergeTemplate, escape_header, escape_html, escape_text
 
 TEMPLATE = MergeTemplate("<p>Dear [[name|colleague]] – [[city]]</p>\n<a href=\"[[unsubscribe_url]]\">ﾘﾝｸ</a> 🏙")
 

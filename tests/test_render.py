@@ -207,7 +207,7 @@ def test_empty_name_falls_back_to_a_greeting(rendered, settings):
 
 
 def test_subject_never_carries_a_line_break(settings):
-    from campaign.personalize import MergeTemplate, escape_header
+    from campaign.merge import MergeTemplate, escape_header
 
     subject = MergeTemplate("News for [[name]]").fill({"name": "Eve\r\nBcc: x@example.com"}, escape_header)
     assert "\r" not in subject and "\n" not in subject
@@ -314,3 +314,11 @@ def test_head_carries_dark_mode_and_phone_handling(rendered):
     assert "[data-ogsc] .t div" in head and "[data-ogsb] .sf" in head
     assert re.search(r"max-width: 479px\) \{\s*\.g \{ padding-left: 16px !important", head)
     assert "mj-full-width-mobile" in rendered.html.source, "pictures are fluid on phones"
+
+
+def test_merge_values_give_exactly_the_builtin_fields_plus_the_columns(settings):
+    from campaign.merge import BUILTIN_FIELDS
+
+    values = merge_values("ana@example.org", "Ana", {"city": "Recife"}, issue_number=30, links=settings.links,
+                          token_secret="test-secret")
+    assert set(values) == BUILTIN_FIELDS | {"city"}

@@ -28,7 +28,7 @@ from campaign.config import load_settings
 from campaign.dry_run import dry_run
 from campaign.errors import ContentError
 from campaign.ledger import open_ledger
-from campaign.personalize import MergeTemplate
+from campaign.merge import MergeTemplate
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.providers.smtp import SmtpProvider
 from campaign.send import SendOptions, StopSignal, send_issue

@@ -6,7 +6,7 @@ import re
 from collections import defaultdict
 
 from ..content import Issue, Item
-from ..personalize import PLACEHOLDER
+from ..merge import PLACEHOLDER
 from ..render import RenderedIssue
 from .findings import ERROR, LAYOUTS, WARNING, Finding, parts, place, squash
 

@@ -6,7 +6,7 @@ import re
 
 from ..content import Issue, Item, Section
 from ..page import Page, read_page
-from ..personalize import PLACEHOLDER
+from ..merge import PLACEHOLDER
 from ..prose import to_html
 from .findings import ERROR, LAYOUTS, WARNING, Finding, parts, place
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ..content import Issue, Item, Section
 from ..page import Page, read_page
-from ..personalize import PLACEHOLDER
+from ..merge import PLACEHOLDER
 from ..prose import to_html
 from .findings import ERROR, LAYOUTS, WARNING, Finding, parts
 

@@ -6,7 +6,8 @@ from ..config import Settings
 from ..audience import recipient_columns
 from ..content import Issue
 from ..page import Page
-from ..personalize import SAMPLE_RECIPIENT, Envelope, merge_values
+from ..merge import BUILTIN_FIELDS
+from ..personalize import Envelope, merge_values
 from .findings import ERROR, LAYOUTS, Finding, parts, place
 
 HTML_LIMIT = 100 * 1024          # Gmail clips messages near 102 KB; keep a margin
@@ -33,10 +34,8 @@ def check_size(longest_html: str, page: Page, issue: Issue) -> list[Finding]:
 
 
 def known_fields(settings: Settings) -> set[str]:
-    """Merge fields a layout or content may use: what merge_values always gives plus the CSV columns."""
-    fields = set(merge_values("a@example.org", "", SAMPLE_RECIPIENT, issue_number=0, links=settings.links,
-                              token_secret=settings.token_secret))
-    return (fields | set(recipient_columns(settings.recipients))) - {"lists"}
+    """Merge fields a layout or content may use: the built-in ones plus the CSV columns (as a send checks)."""
+    return (BUILTIN_FIELDS | set(recipient_columns(settings.recipients))) - {"lists"}
 
 
 def long_envelope(settings: Settings, number: int, fields: set[str]) -> Envelope:

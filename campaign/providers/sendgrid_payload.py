@@ -22,8 +22,9 @@ import re
 from typing import Callable
 
 from ..config import SendGridSettings, Settings
+from ..merge import MergeTemplate, Placeholder, escape_header, escape_html, escape_text
 from ..mime import ONE_CLICK, feedback_id, list_id, list_unsubscribe
-from ..personalize import Envelope, MergeTemplate, Placeholder, escape_header, escape_html, escape_text
+from ..personalize import Envelope
 from .base import Batch
 
 # SendGrid's limits that its OpenAPI schema does not enforce (tsg_mail_v3.json descriptions, LIBRARY-TRAPS.md).
