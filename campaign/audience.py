@@ -21,7 +21,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, TextIO
+from typing import Iterator, Mapping, Sequence
 
 from email_validator import EmailNotValidError
 
@@ -29,14 +29,12 @@ from .addresses import AddressBook, normalise_email
 from .config import Settings
 from .csv_shape import delimiter_of, records
 from .errors import RecipientsError, UsageError
+from .merge import CONTROL_CHARACTERS
+from .spreadsheet import RowProblem, clean_text, reading_csv, write_csv
 
 REQUIRED_COLUMNS = ("email", "lists")
 LIST_SEPARATOR = re.compile(r"[;,]")
-# C0 and C1 controls (CR, LF, TAB, NUL...), line/paragraph separators, bidi overrides, stray BOMs.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]+")
-SPACES = re.compile(r"\s+")
 HEADER_NAME = re.compile(r"[^a-z0-9_]+")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +44,6 @@ class Recipient:
     lists: tuple[str, ...]           # every selected list this person is on, in config order
     fields: Mapping[str, str] = field(default_factory=dict)  # every column but email and lists, cleaned
     line: int = 0                    # line in the recipients file (first occurrence)
-
-
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    """Something wrong with one row of the recipients file."""
-
-    line: int
-    email: str                       # as written in the file (cleaned of control characters)
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,20 +111,6 @@ class Audience:
         return sum(1 for recipient in self.recipients if list_name in recipient.lists)
 
 
-def clean_text(value: str) -> str:
-    """No CR, LF or other control character survives; runs of whitespace become one space."""
-    if not value.isprintable():
-        value = CONTROL_CHARACTERS.sub(" ", value)
-    if "  " in value or value[:1].isspace() or value[-1:].isspace():
-        value = SPACES.sub(" ", value).strip()
-    return value
-
-
-def spreadsheet_safe(value: str) -> str:
-    """A cell a spreadsheet will show as text, never run as a formula."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
 def resolve_lists(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
     """The selected list names in config order (default: every list); unknown names are a UsageError."""
     known = settings.list_names()
@@ -172,25 +147,6 @@ def acyclic_bulk() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-@contextmanager
-def reading_csv(path: Path, what: str) -> Iterator[TextIO]:
-    """Open a UTF-8 CSV (BOM or not); every way it cannot be read becomes one RecipientsError."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            yield stream
-    except FileNotFoundError:
-        raise RecipientsError(f"{path}: no such {what} file; check the path"
-                              + (" (--recipients or campaign.toml)" if what == "recipients" else "")) from None
-    except IsADirectoryError:
-        raise RecipientsError(f"{path}: is a folder, not a {what} CSV file") from None
-    except UnicodeDecodeError:
-        raise RecipientsError(f"{path}: not UTF-8 text; save it as CSV UTF-8 (Excel: Save As, CSV UTF-8)") from None
-    except csv.Error as error:
-        raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
-    except OSError as error:
-        raise RecipientsError(f"{path}: cannot read the {what} file ({error.strerror})") from None
 
 
 def recipient_columns(path: Path) -> tuple[str, ...]:
@@ -439,15 +395,8 @@ def write_manifest(audience: Audience, path: Path) -> int:
         entries.append((exclusion.line, [exclusion.email, "excluded", exclusion.reason, ";".join(exclusion.lists),
                                          *(exclusion.fields.get(column, "") for column in columns)]))
     entries.sort(key=lambda entry: entry[0])
-    try:
-        with Path(path).open("w", encoding="utf-8-sig", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow([*MANIFEST_COLUMNS, *columns])
-            for line, cells in entries:
-                writer.writerow([str(line), *(spreadsheet_safe(cell) for cell in cells)])
-    except OSError as error:
-        raise RecipientsError(f"{path}: cannot write the manifest ({error.strerror})") from None
-    return len(entries)
+    return write_csv(path, [*MANIFEST_COLUMNS, *columns], ([str(line), *cells] for line, cells in entries),
+                     what="manifest", error=RecipientsError)
 
 
 def find_recipient(settings: Settings, email: str) -> Recipient:

@@ -10,16 +10,17 @@ handful of files: 100,000 recipients make one larger CSV, not 100,000 files.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audience import Audience, spreadsheet_safe
+from .audience import Audience
 from .errors import CampaignError, ContentError
 from .mime import UnusableAddress, build_message
-from .personalize import envelope_for, escape_html, personalize
+from .merge import escape_html
+from .personalize import envelope_for, personalize
 from .render import RenderedIssue
 from .send.plan import SendOptions, check_merge_fields
+from .spreadsheet import write_csv
 
 MANIFEST_COLUMNS = ("line", "email", "name", "lists", "action", "reason")
 SAMPLES = 3
@@ -84,14 +85,7 @@ def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[s
         rows.append((exclusion.line, [exclusion.email, exclusion.name, "", "excluded", exclusion.reason]))
     rows.sort(key=lambda row: row[0])
     manifest = directory / "manifest.csv"
-    try:
-        with manifest.open("w", encoding="utf-8-sig", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(MANIFEST_COLUMNS)
-            for line, cells in rows:
-                writer.writerow([str(line), *(spreadsheet_safe(cell) for cell in cells)])
-    except OSError as error:
-        raise CampaignError(f"{manifest}: cannot write the manifest ({error.strerror})") from None
+    write_csv(manifest, MANIFEST_COLUMNS, ([str(line), *cells] for line, cells in rows), what="manifest")
     return DryRunReport(directory=directory, manifest=manifest, samples=tuple(written), would_send=would_send,
                         skipped=skipped, excluded=len(audience.exclusions), largest_html=largest)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import LedgerError
+from .spreadsheet import write_csv
 
 # Named migrations, applied in order, each exactly once. Append; never edit a released one.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -582,21 +583,7 @@ EXPORT_COLUMNS = ("issue", "kind", "email", "name", "lists", "status", "provider
 
 def export_csv(connection: sqlite3.Connection, issue: int, path: Path) -> int:
     """One spreadsheet-safe row per recipient and kind of the issue; returns the rows written."""
-    import csv
-
-    from .audience import spreadsheet_safe
-
     rows = connection.execute(
         f"SELECT {', '.join(EXPORT_COLUMNS)} FROM deliveries WHERE issue = ? "
         "ORDER BY CASE kind WHEN 'real' THEN 0 ELSE 1 END, kind, rowid", (issue,))
-    written = 0
-    try:
-        with Path(path).open("w", encoding="utf-8-sig", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(EXPORT_COLUMNS)
-            for row in rows:
-                writer.writerow([spreadsheet_safe(str(value)) if value is not None else "" for value in row])
-                written += 1
-    except OSError as error:
-        raise LedgerError(f"{path}: cannot write the export ({error.strerror})") from None
-    return written
+    return write_csv(path, EXPORT_COLUMNS, rows, what="export", error=LedgerError)

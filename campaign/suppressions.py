@@ -19,9 +19,10 @@ from typing import Sequence
 
 from email_validator import EmailNotValidError
 
-from .audience import RowProblem, clean_text, normalise_email, reading_csv
+from .addresses import normalise_email
 from .errors import RecipientsError, UsageError
 from .ledger import open_ledger, transaction
+from .spreadsheet import RowProblem, clean_text, reading_csv
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
 UNSUBSCRIBE_SOURCES = ("one-click", "web", "mailto")

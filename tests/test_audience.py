@@ -11,11 +11,11 @@ from campaign.audience import (
     load_recipients,
     resolve_lists,
     select_audience,
-    spreadsheet_safe,
     write_manifest,
 )
 from campaign.config import load_settings
 from campaign.errors import RecipientsError, UsageError
+from campaign.spreadsheet import spreadsheet_safe
 
 HEADER = "email,name,organisation,city,country,lists\n"
 
