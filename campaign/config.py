@@ -141,9 +141,12 @@ class Settings:
 
 
 def load_settings(
-    config_path: Path | None = None, environ: Mapping[str, str] | None = None
+    config_path: Path | None = None, environ: Mapping[str, str] | None = None, *, recipients: Path | None = None
 ) -> Settings:
-    """Read campaign.toml (or embedded defaults when there is none) and the environment."""
+    """Read campaign.toml (or embedded defaults when there is none) and the environment.
+
+    `recipients` (the --recipients option) takes the place of the recipients file campaign.toml names.
+    """
     environ = os.environ if environ is None else environ
     path, raw = _read_config_file(config_path)
     root = path.parent if path else Path.cwd()
@@ -151,7 +154,8 @@ def load_settings(
     settings: Settings = load_section(Settings, raw, source, root=root)
     if not settings.sender.list_name:  # the List-Id is named after the newsletter unless [sender] says otherwise
         settings = replace(settings, sender=replace(settings.sender, list_name=settings.newsletter_name))
-    return _with_token_secret(settings, environ)
+    settings = _with_token_secret(settings, environ)
+    return settings if recipients is None else replace(settings, recipients=Path(recipients).resolve())
 
 
 def _with_token_secret(settings: Settings, environ: Mapping[str, str]) -> Settings:

@@ -1,13 +1,15 @@
 """The `campaign` command line: a thin shell over the library.
 
 Each command parses options, calls one library function, prints, and turns a
-CampaignError into one line on stderr and a non-zero exit code. Commands live
-in one module per area (preview, audience, send, check) and register on `app`.
+CampaignError into one line on stderr and a non-zero exit code. `app.py` holds
+the app and that error edge, `options.py` the options several commands share,
+`output.py` where they print. Commands live in one module per area (preview,
+audience, send, check) and register on `app`.
 """
 
 from __future__ import annotations
 
-from .common import app, run_app
+from .app import app, run_app
 
 # Importing the command modules registers their commands on `app`.
 from . import preview  # noqa: E402,F401

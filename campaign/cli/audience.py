@@ -12,7 +12,9 @@ from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             remove_suppression, suppressed_emails_at)
 from ..unsubscribe_inbox import import_unsubscribe_mbox
-from .common import ConfigOption, ListOption, RecipientsOption, app, command, note, say, settings_from
+from .app import app, command
+from .options import ConfigOption, ListOption, RecipientsOption, settings_from
+from .output import note, say
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
 suppress_app = typer.Typer(help="Manage the suppression list: people who never get mail.", no_args_is_help=True)

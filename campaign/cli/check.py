@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from ..checks import ERROR, check_issue
-from .common import ConfigOption, IssueOption, RecipientsOption, command, err, out, settings_from
+from .app import command
+from .options import ConfigOption, IssueOption, RecipientsOption, settings_from
+from .output import err, out
 
 
 @command("check")

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from ..preview import recipient_envelope, write_preview, write_web_copy
-from .common import AsOption, ConfigOption, IssueOption, RecipientsOption, command, out, settings_from
+from .app import command
+from .options import AsOption, ConfigOption, IssueOption, RecipientsOption, settings_from
+from .output import out
 
 
 @command("preview")

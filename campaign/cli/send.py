@@ -20,8 +20,9 @@ from ..dry_run import DryRunReport
 from ..send import Progress, SendOptions, SendPlan, SendReport, TestSendReport
 from ..send.status import KindStatus, issue_status
 from ..send.workflow import SendHooks, SendRequest, SendResult, run_dry_run, run_send, run_test_send
-from .common import (AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, command, err, note, say,
-                     settings_from)
+from .app import command
+from .options import AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, settings_from
+from .output import err, note, say
 
 EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_INCOMPLETE = 130, 3, 1
 

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from ..web.service import serve
-from .common import ConfigOption, command, note, say, settings_from
+from .app import command
+from .options import ConfigOption, settings_from
+from .output import note, say
 
 
 @command("serve")

@@ -1,0 +1,34 @@
+"""Options several commands share, defined once so every command spells them alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import Settings, load_settings
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="campaign.toml to use (default: ./campaign.toml, else built-in defaults).",
+                 dir_okay=False),
+]
+IssueOption = Annotated[int, typer.Option("--issue", "-i", help="Issue number, e.g. 30.", min=1)]
+ListOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--list", "-l", help="Mailing list to include (repeatable; default: every list)."),
+]
+RecipientsOption = Annotated[
+    Optional[Path],
+    typer.Option("--recipients", help="Recipients CSV (default: the one named in campaign.toml).", dir_okay=False),
+]
+AsOption = Annotated[
+    Optional[str],
+    typer.Option("--as", help="Personalise as this recipient (an email address from the recipients file)."),
+]
+
+
+def settings_from(config: Path | None, recipients: Path | None = None) -> Settings:
+    """The settings that --config and --recipients name."""
+    return load_settings(config, recipients=recipients)
