@@ -71,10 +71,6 @@ class RecipientFile:
     warnings: tuple[RowProblem, ...]  # rows used, but cleaned or merged
     row_count: int                   # data rows read (blank lines not counted)
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
     def unique_count(self) -> int:
         return len({row.email for row in self.rows})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -89,7 +89,6 @@ class Issue:
     language: str
     sections: tuple[Section, ...]
     folder: Path
-    extra: dict = field(default_factory=dict)
 
     @property
     def images_dir(self) -> Path:
@@ -133,7 +132,6 @@ def load_issue(content_dir: Path, number: int) -> Issue:
         language=str(metadata.get("language", "en")),
         sections=sections,
         folder=folder,
-        extra={k: v for k, v in metadata.items() if k not in ISSUE_FIELDS + ("language",)},
     )
 
 

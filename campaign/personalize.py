@@ -15,7 +15,6 @@ from typing import Mapping
 
 from .errors import ConfigError
 from .merge import CONTROL_CHARACTERS, escape_header, escape_html, escape_text
-from .merge import MergeTemplate  # noqa: F401  (send.py imports it from here until it moves into send/)
 from .token_secret import MISSING as NO_SECRET
 
 

@@ -16,14 +16,14 @@ it uses campaign.dry_run, which uses plan.py.
 """
 
 from .loop import Progress, SendReport, send_issue
-from .plan import BUILTIN_FIELDS, SendOptions, SendPlan, batch_size_for, check_merge_fields, kind_of, plan_send
+from .plan import SendOptions, SendPlan, batch_size_for, check_merge_fields, kind_of, plan_send
 from .record import RunRecord, send_lock
 from .retry import Answer, Retries, RetryPolicy, deliver_with_retries
 from .stop import StopSignal
 from .testsend import TEST_PREFIX, TestSendReport, sample_recipient, send_test, with_test_subject
 
 __all__ = [
-    "Answer", "BUILTIN_FIELDS", "Progress", "Retries", "RetryPolicy", "RunRecord", "SendOptions",
+    "Answer", "Progress", "Retries", "RetryPolicy", "RunRecord", "SendOptions",
     "SendPlan", "SendReport", "StopSignal", "TEST_PREFIX", "TestSendReport", "batch_size_for",
     "check_merge_fields", "deliver_with_retries", "kind_of", "plan_send", "sample_recipient", "send_issue",
     "send_lock", "send_test", "with_test_subject",

@@ -13,6 +13,7 @@ from .. import ledger
 from ..audience import Recipient
 from ..errors import ContentError, UsageError
 from ..ledger import ACCEPTED, FAILED, PENDING, REFUSED, REJECTED, SKIPPED, UNKNOWN
+from ..merge import BUILTIN_FIELDS
 from ..providers.base import ProviderInfo
 from ..render import RenderedIssue
 
@@ -105,9 +106,6 @@ def plan_send(statuses: dict[str, str], issue: int, recipients: Sequence[Recipie
         pending_elsewhere=pending_elsewhere, batch_size=batch_size_for(info, options.batch_size),
         refused=tally[REFUSED],
     )
-
-
-BUILTIN_FIELDS = frozenset({"email", "name", "token", "unsubscribe_url", "view_url"})  # see merge_values
 
 
 def check_merge_fields(issue: RenderedIssue, recipients: Sequence[Recipient]) -> None:

@@ -14,7 +14,8 @@ from typing import Callable, Mapping, Sequence
 from ..audience import Recipient
 from ..config import Settings
 from ..ledger import Outcome
-from ..personalize import SAMPLE_RECIPIENT, MergeTemplate, envelope_for
+from ..merge import MergeTemplate
+from ..personalize import SAMPLE_RECIPIENT, envelope_for
 from ..providers import batches
 from ..providers.base import Batch, Provider
 from ..render import RenderedIssue
