@@ -25,7 +25,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ledger", "suppressions"),                         # the SQLite record: who got what, who must never get anything
     ("audience",),                                      # recipients CSV -> Audience (minus suppressions)
     ("personalize",),                                   # one recipient's values, filled into the issue
-    ("mime",),                                          # one complete message
+    ("mime", "dkim_signing"),                           # one complete message, and its DKIM signature
     ("providers",),                                     # outbox, SMTP, SendGrid behind one interface
     ("checks", "preview", "screenshots"),               # looking at an issue before it goes
     ("send", "dry_run"),                                # the send workflow and its rehearsal
