@@ -29,7 +29,8 @@ STAGES: list[tuple[str, ...]] = [
     ("providers",),                                     # outbox, SMTP, SendGrid behind one interface
     ("checks", "preview", "screenshots"),               # looking at an issue before it goes
     ("send", "dry_run"),                                # the send workflow and its rehearsal
-    ("web",),                                           # the readers' service and the editor's preview
+    ("web", "unsubscribe_inbox"),                       # doors back into the ledger from outside: the readers'
+                                                        # service, the editor's preview, mailed unsubscribes
     ("cli", "__main__"),                                # the command line over all of it
 ]
 RANK = {name: rank for rank, names in enumerate(STAGES) for name in names}
