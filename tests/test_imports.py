@@ -18,8 +18,8 @@ PACKAGE = ROOT / "campaign"
 # Lowest first. Keys are a module of campaign/ or a whole sub-package (every module in it shares its stage).
 STAGES: list[tuple[str, ...]] = [
     # the ground everything stands on: errors, settings, small engines with no idea of an issue
-    ("__init__", "errors", "config", "files", "addresses", "page", "prose", "css_support", "merge",
-     "spreadsheet", "spam"),
+    ("__init__", "errors", "config", "config_schema", "token_secret", "files", "addresses", "page", "prose",
+     "css_support", "merge", "spreadsheet", "spam"),
     ("content",),                                       # content/issue-N/ -> Issue
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger", "suppressions"),                         # the SQLite record: who got what, who must never get anything
