@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .audience import Audience
 from .errors import CampaignError, ContentError
+from .files import make_folder
 from .mime import UnusableAddress, build_message
 from .merge import escape_html
 from .personalize import envelope_for, personalize
@@ -56,7 +57,7 @@ def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[s
     """
     check_merge_fields(issue, audience.recipients)
     directory = settings.issue_build_dir(issue.number) / "dry-run"
-    directory.mkdir(parents=True, exist_ok=True)
+    make_folder(directory)
     for old in directory.glob("sample-*.eml"):
         old.unlink()
     eligible = set(options.eligible())

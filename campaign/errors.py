@@ -31,6 +31,10 @@ class RecipientsError(CampaignError):
     """The recipients file cannot be used."""
 
 
+class OutputError(CampaignError):
+    """A file or folder the tool writes (build_dir, the ledger's folder, an export) cannot be written."""
+
+
 class LedgerError(CampaignError):
     """The SQLite ledger cannot be opened or disagrees with the request."""
 

@@ -8,12 +8,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from .errors import OutputError
+
+
+def make_folder(path: Path, *, setting: str = "build_dir") -> Path:
+    """Create `path` and its parents; a folder that cannot be made is one OutputError naming the setting."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot create this folder ({error.strerror or error}); "
+                          f"check {setting} in campaign.toml") from None
+    return path
+
 
 @contextmanager
 def atomic_writer(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
     """Write to a temporary file beside `path`, then rename it over `path` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_folder(path.parent)
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write it ({error.strerror or error}); check build_dir in campaign.toml") \
+            from None
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline=newline) as handle:
             yield handle

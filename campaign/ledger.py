@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import LedgerError
+from .files import make_folder
 from .spreadsheet import write_csv
 
 # Named migrations, applied in order, each exactly once. Append; never edit a released one.
@@ -210,7 +211,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 def open_ledger(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the ledger at `path`, migrated to the current schema."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, setting="database")
         connection = sqlite3.connect(path, timeout=30, isolation_level=None)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")

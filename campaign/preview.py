@@ -9,7 +9,7 @@ from pathlib import Path
 from .audience import find_recipient
 from .config import Settings
 from .errors import LayoutError
-from .files import write_text_atomic
+from .files import make_folder, write_text_atomic
 from .personalize import Envelope, envelope_for, personalize, sample_envelope
 from .render import RenderedIssue, render_issue
 
@@ -43,7 +43,7 @@ def write_personalized(settings: Settings, rendered: RenderedIssue, envelope: En
 
 
 def copy_images(source: Path, target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
+    make_folder(target)
     if source.is_dir():
         for image in source.iterdir():
             if image.is_file():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
-from .errors import CampaignError, RecipientsError
+from .errors import CampaignError, OutputError, RecipientsError
 from .merge import CONTROL_CHARACTERS
 
 SPACES = re.compile(r"\s+")
@@ -67,7 +67,7 @@ def reading_csv(path: Path, what: str) -> Iterator[TextIO]:
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *, what: str,
-              error: type[CampaignError] = CampaignError) -> int:
+              error: type[CampaignError] = OutputError) -> int:
     """Write `header` and `rows`, every cell spreadsheet-safe (None as empty); returns the rows written.
 
     A file that cannot be written raises `error` naming the file and `what` it is.
