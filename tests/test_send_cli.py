@@ -299,3 +299,18 @@ def test_a_later_list_and_a_new_suppression_never_mail_anyone_twice(project, sen
     assert everyone.exit_code == 0, everyone.output
     assert "Nothing to send" in everyone.output
     assert Counter(sendgrid_server.delivered()) == Counter(AUDIENCE - {"carla@example.org"})
+
+
+def test_make_providers_default_outbox_is_the_mailbox_campaign_send_writes(project):
+    """Issue 10, bug 5: make_provider used build/outbox.mbox, the CLI build/issue-N/outbox.mbox."""
+    from campaign.config import load_settings
+    from campaign.providers import make_provider
+
+    result = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes")
+    assert result.exit_code == 0, result.output
+    provider = make_provider("outbox", load_settings(project / "campaign.toml"), issue=30)
+    try:
+        assert f"outbox: {provider.path}" in result.output.replace("\n", "")
+        assert len(mailbox.mbox(provider.path)) == len(AUDIENCE)
+    finally:
+        provider.close()

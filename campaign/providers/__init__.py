@@ -1,6 +1,6 @@
 """Email providers behind one interface (base.py): sendgrid, smtp and the local outbox.
 
-    provider = make_provider("sendgrid", settings, outbox_path=build / "outbox.mbox")
+    provider = make_provider("sendgrid", settings, issue=30)
     for envelopes in batches(audience, provider.info.max_batch_size):
         results = provider.send(Batch(issue, envelopes, batch_id=...))
     provider.close()
@@ -36,13 +36,20 @@ def provider_info(name: str) -> ProviderInfo:
     return INFO
 
 
-def make_provider(name: str, settings: Settings, *, outbox_path: Path | None = None) -> Provider:
+def outbox_mailbox(settings: Settings, issue: int, *, test: bool = False) -> Path:
+    """The one place that says where the outbox writes issue `issue`: build_dir/issue-N/outbox.mbox
+    (a test send's copies: test-outbox.mbox beside it)."""
+    return settings.issue_build_dir(issue) / ("test-outbox.mbox" if test else "outbox.mbox")
+
+
+def make_provider(name: str, settings: Settings, *, issue: int | None = None,
+                  outbox_path: Path | None = None) -> Provider:
     """The provider called `name`, configured from settings.
 
-    outbox: writes to `outbox_path` (default build/outbox.mbox; pass
-    settings.issue_build_dir(n) / "outbox.mbox"). sendgrid: raises
-    ProviderAuthError at once when SENDGRID_API_KEY is not set. smtp: connects
-    lazily, on the first send.
+    outbox: writes to `outbox_path`, by default `outbox_mailbox(settings, issue)`,
+    the mailbox `campaign send` writes (one of the two is needed). sendgrid:
+    raises ProviderAuthError at once when SENDGRID_API_KEY is not set. smtp:
+    connects lazily, on the first send.
     """
     _check_name(name)
     if name == "sendgrid":
@@ -55,7 +62,11 @@ def make_provider(name: str, settings: Settings, *, outbox_path: Path | None = N
         return SmtpProvider(settings)
     from .outbox import OutboxProvider
 
-    return OutboxProvider(settings, outbox_path or settings.build_dir / "outbox.mbox")
+    if outbox_path is None:
+        if issue is None:
+            raise UsageError("the outbox writes one mailbox per issue: give make_provider an issue or outbox_path")
+        outbox_path = outbox_mailbox(settings, issue)
+    return OutboxProvider(settings, outbox_path)
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:

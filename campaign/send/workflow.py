@@ -23,7 +23,7 @@ from ..config import Settings
 from ..content import load_issue
 from ..dry_run import DryRunReport, dry_run
 from ..errors import UsageError
-from ..providers import make_provider, provider_info
+from ..providers import make_provider, outbox_mailbox, provider_info
 from ..render import RenderedIssue, render_issue
 from ..suppressions import suppressed_emails_at
 from .loop import Progress, SendReport, send_issue
@@ -131,10 +131,10 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
 def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Connection, rendered: RenderedIssue,
              audience: Audience, plan: SendPlan, decision: GateDecision, hooks: SendHooks) -> SendResult:
     """Open the provider, run the send loop with a progress bar, always close the provider."""
-    outbox = settings.issue_build_dir(request.issue) / "outbox.mbox"
+    outbox = outbox_mailbox(settings, request.issue)
     if request.options.restart and plan.kind == "outbox":
         outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
-    provider = make_provider(request.provider, settings, outbox_path=outbox)
+    provider = make_provider(request.provider, settings, issue=request.issue)
     try:
         with hooks.progress(plan.to_send) as on_progress:
             report = send_issue(connection, rendered, audience.recipients, provider, settings, request.options,
@@ -170,7 +170,7 @@ def run_test_send(settings: Settings, request: SendRequest, addresses: Sequence[
         checked.decision()
     as_recipient = find_recipient(settings, as_email) if as_email else None
     provider = make_provider(request.provider, settings,
-                             outbox_path=settings.issue_build_dir(request.issue) / "test-outbox.mbox")
+                             outbox_path=outbox_mailbox(settings, request.issue, test=True))
     stop = hooks.stop or StopSignal()
     try:
         with stop.on_interrupt():
