@@ -42,7 +42,7 @@ CAMPAIGN = ROOT / ".venv" / "bin" / "campaign"
 CONFIG = """\
 content_dir = "{root}/content"
 layouts_dir = "{root}/layouts"
-build_dir = "build"
+build_dir = "output"
 recipients = "recipients.csv"
 database = "campaign.db"
 provider = "sendgrid"
@@ -76,7 +76,7 @@ class SendTimes:
     runs: dict[str, Run] = field(default_factory=dict)
     ledger_mb: float = 0.0
     ledger_files: str = ""
-    dry_run_mb: float = 0.0          # build/issue-30/dry-run on disk
+    dry_run_mb: float = 0.0          # output/issue-30/dry-run on disk
     dry_run_files: int = 0
 
 
@@ -169,7 +169,7 @@ def measure_send(count: int, delay: float) -> SendTimes:
 
         times.runs["dry-run"] = _count_requests(
             run_campaign("dry-run", [*command, "--dry-run"], folder, environ), server)
-        dry_run = folder / "build" / "issue-30" / "dry-run"
+        dry_run = folder / "output" / "issue-30" / "dry-run"
         files = [path for path in dry_run.rglob("*") if path.is_file()]
         times.dry_run_mb, times.dry_run_files = _size(files), len(files)
 

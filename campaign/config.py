@@ -120,7 +120,7 @@ class Settings:
     root: Path = derived()
     content_dir: Path = setting("content")
     layouts_dir: Path = setting("layouts")
-    build_dir: Path = setting("build")
+    build_dir: Path = setting("output")
     recipients: Path = setting("recipients.example.csv")
     database: Path = setting("campaign.db", env="CAMPAIGN_DATABASE")
     provider: str = setting("outbox", check=one_of(*PROVIDERS), env="CAMPAIGN_PROVIDER")

@@ -2,7 +2,7 @@
 
 Every message is personalised exactly as a real send would (so a broken merge
 field fails here, naming the recipient), no provider is contacted and no
-record changes. The result is build/issue-N/dry-run/manifest.csv (who would get
+record changes. The result is output/issue-N/dry-run/manifest.csv (who would get
 the issue, from which lists, who is skipped or excluded and why; spreadsheet-safe)
 and a few complete sample messages as .eml. One manifest row per person, a fixed
 handful of files: 100,000 recipients make one larger CSV, not 100,000 files.

@@ -1,4 +1,4 @@
-"""The local preview: the issue's HTML and text, personalised, in build/issue-N/."""
+"""The local preview: the issue's HTML and text, personalised, in output/issue-N/."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def copy_images(source: Path, target: Path) -> Path:
 def write_web_copy(settings: Settings, number: int) -> Path:
     """The issue for the "view in browser" address: no merge field, nothing personal.
 
-    Upload build/issue-N/web/ (index.html and images/) to `links.view_url`.
+    Upload output/issue-N/web/ (index.html and images/) to `links.view_url`.
     """
     rendered = render_issue(settings, number, images_base=PREVIEW_IMAGES, web=True)
     left = rendered.html.field_names()

@@ -68,7 +68,7 @@ def test_screenshots_without_chromium_say_how_to_install_it(tmp_path):
     config.write_text((ROOT / "campaign.toml").read_text(encoding="utf-8")
                       .replace('content_dir = "content"', f'content_dir = "{ROOT / "content"}"')
                       .replace('layouts_dir = "layouts"', f'layouts_dir = "{ROOT / "layouts"}"')
-                      .replace('build_dir = "build"', f'build_dir = "{tmp_path / "build"}"'), encoding="utf-8")
+                      .replace('build_dir = "output"', f'build_dir = "{tmp_path / "build"}"'), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-c", "from campaign.cli import main; main()", "preview", "--issue", "30",
          "--screenshots", "--config", str(config)],

@@ -70,3 +70,13 @@ def test_a_ledger_path_that_is_a_folder_is_one_line(project):
     configure(project, database="ledger-folder")
     assert_one_line_error(run("suppress", "add", "ana@example.org", "--reason", "unsubscribed"),
                           "ledger-folder")
+
+
+def test_the_output_folder_is_not_setuptools_build_folder(tmp_path, monkeypatch):
+    """`pip install .` writes build/lib/campaign/; the issues go elsewhere, by default and in this project."""
+    from campaign.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAMPAIGN_TOKEN_SECRET", "test-secret")
+    assert load_settings().build_dir == tmp_path / "output"
+    assert load_settings(ROOT / "campaign.toml").build_dir == ROOT / "output"

@@ -1,4 +1,4 @@
-"""`campaign preview`: files in build/, and one clear line for every kind of bad input."""
+"""`campaign preview`: files in output/, and one clear line for every kind of bad input."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def assert_one_line_error(result, exit_code: int, *fragments: str):
 def test_preview_writes_html_and_text_with_images(project):
     result = preview("--issue", "30")
     assert result.exit_code == 0, result.output
-    folder = project / "build" / "issue-30"
+    folder = project / "output" / "issue-30"
     assert str(folder / "index.html") in result.output
     html = (folder / "index.html").read_text(encoding="utf-8")
     assert "Dear Sample Reader," in html and "[[" not in html
@@ -54,7 +54,7 @@ def test_preview_writes_html_and_text_with_images(project):
 def test_web_copy_has_every_section_and_nothing_personal(project):
     result = preview("--issue", "30", "--web")
     assert result.exit_code == 0, result.output
-    folder = project / "build" / "issue-30" / "web"
+    folder = project / "output" / "issue-30" / "web"
     html = unescape((folder / "index.html").read_text(encoding="utf-8"))
     assert "[[" not in html and "Dear " not in html and "Unsubscribe" not in html
     assert "Sample Reader" not in html and "reader@example.org" not in html
@@ -74,13 +74,13 @@ def test_a_merge_field_left_in_the_web_copy_is_an_error_naming_the_fix(project):
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("error:") and "web copy" in error and "name" in error and "if not web" in error
-    assert not (project / "build" / "issue-30" / "web").exists(), "nothing half-written"
+    assert not (project / "output" / "issue-30" / "web").exists(), "nothing half-written"
 
 
 def test_preview_as_a_recipient_uses_their_row(project):
     result = preview("--issue", "30", "--as", "Jorge.Munoz@example.org")
     assert result.exit_code == 0, result.output
-    html = unescape((project / "build" / "issue-30" / "index.html").read_text(encoding="utf-8"))
+    html = unescape((project / "output" / "issue-30" / "index.html").read_text(encoding="utf-8"))
     assert "Dear Jorge Muñoz," in html and "jorge.munoz@example.org" in html
 
 
@@ -134,7 +134,7 @@ def test_missing_layout_names_the_file_to_create(project):
 
 def test_nothing_is_half_written_when_the_render_fails(project):
     assert preview("--issue", "30").exit_code == 0
-    index = project / "build" / "issue-30" / "index.html"
+    index = project / "output" / "issue-30" / "index.html"
     before = index.read_text(encoding="utf-8")
     (project / "layouts" / "sections" / "members.mjml.j2").unlink()
     assert preview("--issue", "30").exit_code == 1

@@ -79,7 +79,7 @@ def served(settings):
 def unsubscribe_urls(project: Path) -> dict[str, str]:
     """{address: the https URL in its message's List-Unsubscribe header}."""
     urls = {}
-    for message in mailbox.mbox(project / "build" / "issue-30" / "outbox.mbox",
+    for message in mailbox.mbox(project / "output" / "issue-30" / "outbox.mbox",
                                 factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default)):
         header = str(message["List-Unsubscribe"])
         urls[message["To"].addresses[0].addr_spec] = re.search(r"<(https://[^>]+)>", header).group(1)
@@ -175,7 +175,7 @@ def test_the_web_copy_and_its_images_are_served_and_listed_newest_first(project,
     assert page.status == 200 and "[[" not in page.text and "<script" not in page.text
     images = set(re.findall(r'src="images/([^"]+)"', page.text))
     assert images and all(fetch(f"{served}/newsletter/issue-30/images/{name}").status == 200 for name in images)
-    older = project / "build" / "issue-29" / "web"
+    older = project / "output" / "issue-29" / "web"
     older.mkdir(parents=True)
     (older / "index.html").write_text("<html><head><title>Issue 29 &amp; more</title></head></html>", "utf-8")
     listing = fetch(served + "/newsletter/")

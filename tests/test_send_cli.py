@@ -87,7 +87,7 @@ def test_dry_run_contacts_no_provider_changes_no_record_and_writes_a_manifest(pr
     assert "would send: 4" in result.output and "excluded: 2" in result.output
     assert sendgrid_server.mail_sends() == []
     assert deliveries(project) == {} and (project / "campaign.db").read_bytes() == before
-    directory = project / "build" / "issue-30" / "dry-run"
+    directory = project / "output" / "issue-30" / "dry-run"
     assert sorted(path.name for path in directory.iterdir()) == [
         "manifest.csv", "sample-1.eml", "sample-2.eml", "sample-3.eml"]
     with (directory / "manifest.csv").open(encoding="utf-8-sig", newline="") as stream:
@@ -221,7 +221,7 @@ def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, sm
     rehearsal = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes", "--force")
     assert rehearsal.exit_code == 0, rehearsal.output
     assert "rehearsal" in rehearsal.output
-    assert (project / "build" / "issue-30" / "outbox.mbox").exists()
+    assert (project / "output" / "issue-30" / "outbox.mbox").exists()
     assert deliveries(project, "outbox") == dict.fromkeys(AUDIENCE, "accepted")
     real = campaign(project, "send", "--issue", "30", "--provider", "smtp", "--yes", "--force")
     assert real.exit_code == 0, real.output
@@ -230,7 +230,7 @@ def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, sm
 
 
 def test_an_outbox_rehearsal_can_start_over_but_a_real_send_cannot(project, smtp_server):
-    mailbox_path = project / "build" / "issue-30" / "outbox.mbox"
+    mailbox_path = project / "output" / "issue-30" / "outbox.mbox"
     assert campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes").exit_code == 0
     again = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes")
     assert "Nothing to send" in again.output

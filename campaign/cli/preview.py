@@ -1,4 +1,4 @@
-"""`campaign preview`: the issue as readers will see it, in build/issue-N/."""
+"""`campaign preview`: the issue as readers will see it, in output/issue-N/."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ def preview(
     recipients: RecipientsOption = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in the default browser.")] = False,
     web: Annotated[bool, typer.Option(
-        "--web", help="Also write build/issue-N/web/: the copy to upload at the 'view in browser' address.")] = False,
+        "--web", help="Also write output/issue-N/web/: the copy to upload at the 'view in browser' address.")] = False,
     screenshots: Annotated[bool, typer.Option(
         "--screenshots", help="Also save PNG screenshots at 375 px (phone) and 600 px (desktop) with "
                               "headless Chromium.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Render an issue to build/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
+    """Render an issue to output/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
     settings = settings_from(config, recipients)
     envelope = recipient_envelope(settings, as_email, issue) if as_email else None
     files = write_preview(settings, issue, envelope)

@@ -32,7 +32,7 @@ BatchSizeOption = Annotated[Optional[int], typer.Option(
     "--batch-size", min=1, help="Recipients per provider call (default and maximum: the provider's limit).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Send without asking (needed without a terminal).")]
 DryRunOption = Annotated[bool, typer.Option(
-    "--dry-run", help="Personalise every message, send none: write build/issue-N/dry-run/.")]
+    "--dry-run", help="Personalise every message, send none: write output/issue-N/dry-run/.")]
 TestToOption = Annotated[Optional[list[str]], typer.Option(
     "--test-to", help="Send a [TEST] copy only to this address (repeatable); no list member gets anything.")]
 ResendUnknownOption = Annotated[bool, typer.Option(

@@ -1,6 +1,6 @@
 """The embedded default: every message goes into a local mbox file, nothing leaves the machine.
 
-`build/issue-30/outbox.mbox` opens in any mail program (Thunderbird, mutt,
+`output/issue-30/outbox.mbox` opens in any mail program (Thunderbird, mutt,
 Apple Mail import). An outbox send is a rehearsal (`info.rehearsal`): it never
 counts as the issue having been sent to anyone.
 """

@@ -5,7 +5,7 @@
 - `POST <unsubscribe path>?t=TOKEN`: records the unsubscribe (source `one-click` for an RFC 8058 body
   `List-Unsubscribe=One-Click`, `web` for the page's button). Idempotent: the first record stands.
 - `GET <view path>` (e.g. /newsletter/issue-30/) and its images: the issue's web copy from
-  build/issue-N/web/ (`campaign preview --web`); `GET` on the parent path lists the issues.
+  output/issue-N/web/ (`campaign preview --web`); `GET` on the parent path lists the issues.
 - `GET /healthz`.
 
 The paths come from `[links]` in campaign.toml, so links in mail already sent keep working.
