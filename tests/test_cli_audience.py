@@ -242,10 +242,10 @@ def test_readme_examples_for_recipients_and_lists_run(tmp_path, monkeypatch):
         (tmp_path / name).write_bytes((root / name).read_bytes())
     (tmp_path / "contacts-2026.csv").write_bytes((root / "recipients.example.csv").read_bytes())
     (tmp_path / "bounces.csv").write_text("email,reason\njorge.munoz@example.org,bounced\n", encoding="utf-8")
-    (tmp_path / "build" / "issue-30").mkdir(parents=True)
+    (tmp_path / "output" / "issue-30").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     for command in commands:
         assert command[0] == "campaign"
         result = CliRunner().invoke(app, command[1:])
         assert result.exit_code == 0, (command, result.output)
-    assert (tmp_path / "build" / "issue-30" / "audience.csv").exists()
+    assert (tmp_path / "output" / "issue-30" / "audience.csv").exists()

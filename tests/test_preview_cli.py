@@ -102,7 +102,7 @@ def test_malformed_content_file_names_file_and_line(project):
 def test_missing_field_names_file_and_field(project):
     path = project / "content" / "issue-30" / "04-upcoming-activities" / "01-world-cities-summit.md"
     text = path.read_text(encoding="utf-8")
-    path.write_text("\n".join(l for l in text.splitlines() if not l.startswith("place:")) + "\n",
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("place:")) + "\n",
                     encoding="utf-8")
     assert_one_line_error(preview("--issue", "30"), 1, "01-world-cities-summit.md", "'place'")
 
