@@ -19,7 +19,7 @@ PACKAGE = ROOT / "campaign"
 STAGES: list[tuple[str, ...]] = [
     # the ground everything stands on: errors, settings, small engines with no idea of an issue
     ("__init__", "errors", "config", "config_schema", "token_secret", "files", "addresses", "page", "prose",
-     "css_support", "contrast", "merge", "spreadsheet", "spam"),
+     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam"),
     ("content",),                                       # content/issue-N/ -> Issue
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger", "suppressions"),                         # the SQLite record: who got what, who must never get anything
