@@ -109,6 +109,10 @@ class SendGridSettings:
     timeout: float = setting(30.0, check=seconds)
     track_clicks: bool = setting(False)  # SendGrid rewrites links to count clicks (click_tracking)
     track_opens: bool = setting(False)   # SendGrid adds a tracking pixel (open_tracking)
+    # The Event Webhook's verification key (base64, as SendGrid shows it): POST /webhooks/sendgrid is
+    # answered only when it is set.
+    webhook_public_key: str = secret("SENDGRID_WEBHOOK_PUBLIC_KEY")
+    unsubscribe_group: int = setting(0, check=at_least(0))  # `suppress sync` also reads this group (0: none)
 
 
 DEFAULT_LISTS = (MailingList("members", "Member cities of WeGO"),

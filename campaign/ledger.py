@@ -205,6 +205,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        # What the provider said after it accepted a message (SendGrid's Event Webhook), one row per
+        # event, keyed by the provider's own event id: SendGrid delivers at least once, so a replay
+        # is ignored. `issue` and `delivery_id` come from the message's custom_args ('' / NULL when absent).
+        "0008_provider_events",
+        """
+        CREATE TABLE provider_events (
+            event_id    TEXT PRIMARY KEY,          -- sg_event_id
+            provider    TEXT NOT NULL,
+            event       TEXT NOT NULL,             -- processed, delivered, bounce, open, ...
+            email       TEXT NOT NULL,             -- normalised address
+            issue       INTEGER,
+            delivery_id TEXT NOT NULL DEFAULT '',
+            message_id  TEXT NOT NULL DEFAULT '',  -- sg_message_id
+            detail      TEXT NOT NULL DEFAULT '',  -- bounce type and reason, dropped reason, clicked URL
+            occurred_at TEXT NOT NULL,             -- the event's own time, ISO 8601 UTC
+            received_at TEXT NOT NULL,
+            matched     INTEGER NOT NULL DEFAULT 0 -- 1: it named a delivery in this ledger
+        );
+        CREATE INDEX provider_events_issue ON provider_events (issue, event);
+        """,
+    ),
+    (
+        # Where each kind of `suppress sync` got to: the next sync asks only for what came later.
+        "0009_suppression_sync",
+        """
+        CREATE TABLE suppression_sync (
+            kind       TEXT PRIMARY KEY,           -- bounces, spam_reports, invalid_emails, ...
+            start_time INTEGER NOT NULL,           -- Unix time the next sync starts from
+            synced_at  TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -495,6 +528,23 @@ def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outco
                 (status, message_id, error, status, issue, kind, json.dumps(emails)),
             )
 
+
+
+def resolve_unknown(connection: sqlite3.Connection, issue: int, email: str, status: str, note: str) -> bool:
+    """An `unknown` real delivery becomes `status` (accepted or rejected) because the provider said so.
+
+    Runs inside the caller's transaction (the event that proves it is stored in the same one);
+    any other status is left alone. Returns whether a row changed.
+    """
+    if status not in (ACCEPTED, REJECTED):
+        raise ValueError(status)
+    cursor = connection.execute(
+        f"UPDATE deliveries SET status = ?, last_error = ?, updated_at = {_NOW}, "
+        f"accepted_at = CASE WHEN ? = 'accepted' THEN {_NOW} ELSE accepted_at END "
+        f"WHERE issue = ? AND kind = 'real' AND email = ? AND status = 'unknown'",
+        (status, note, status, issue, email),
+    )
+    return cursor.rowcount == 1
 
 def counts(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, int]:
     result = {status: 0 for status in STATUSES}

@@ -26,6 +26,7 @@ from .spreadsheet import RowProblem, clean_text, reading_csv
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
 UNSUBSCRIBE_SOURCES = ("one-click", "web", "mailto")
+PROVIDER_SOURCES = ("sendgrid-event", "sendgrid-sync")  # SendGrid's Event Webhook; `suppress sync`
 CONSENT_NEEDED = ("unsubscribed", "complained")   # the person said no: only they can say yes again
 IMPORT_COLUMNS = ("email", "reason")  # plus an optional `date` (YYYY-MM-DD) and `note`
 
@@ -36,7 +37,7 @@ class Suppression:
     reason: str      # one of REASONS
     date: str        # YYYY-MM-DD
     note: str = ""
-    source: str = ""  # how it came: 'one-click', 'web', 'mailto' ('' for by hand or imported)
+    source: str = ""  # how it came: UNSUBSCRIBE_SOURCES or PROVIDER_SOURCES ('' for by hand or imported)
     at: str = field(default="", compare=False)  # when, ISO 8601 UTC, to the second (midnight when dated)
 
 
@@ -74,6 +75,20 @@ def record_unsubscribe(connection: sqlite3.Connection, email: str, source: str,
         return suppression, True
     return _get(connection, suppression.email), False
 
+
+def provider_suppression(email: str, reason: str, at: datetime, source: str, note: str = "") -> Suppression:
+    """What a provider reported about an address it already normalised, at the moment it gave."""
+    if reason not in REASONS or source not in PROVIDER_SOURCES:
+        raise ValueError(f"{reason!r} from {source!r}")
+    moment = at.astimezone(timezone.utc)
+    return Suppression(email, reason, moment.date().isoformat(), clean_text(note)[:200], source,
+                       moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def insert_suppression(connection: sqlite3.Connection, suppression: Suppression) -> bool:
+    """Add one suppression inside the caller's transaction; False when the address was suppressed
+    already (the first record stands)."""
+    return _insert(connection, suppression)
 
 def remove_suppression(connection: sqlite3.Connection, email: str, *, consent: bool = False) -> Suppression:
     """Lift one suppression and return it. Someone who unsubscribed or complained is mailed

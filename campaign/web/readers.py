@@ -42,7 +42,9 @@ from ..errors import ConfigError, LedgerError
 from ..ledger import address_for_token, index_link_tokens, open_ledger
 from ..personalize import recipient_token
 from ..suppressions import find_suppression, record_unsubscribe
+from .body import capped_body
 from .pages import ArchiveEntry, archive_page, confirm_page, done_page, problem_page
+from .webhook import webhook_routes
 
 FORM_LIMIT = 64 * 1024          # bytes: an unsubscribe form is a few dozen
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{8,128}")
@@ -121,7 +123,7 @@ def create_app(settings: Settings) -> Starlette:
         await access.call(index_link_tokens, lambda email: recipient_token(email, settings.token_secret))
         yield
 
-    app = Starlette(routes=reader_routes(settings), lifespan=lifespan,
+    app = Starlette(routes=reader_routes(settings) + webhook_routes(settings), lifespan=lifespan,
                     exception_handlers={HTTPException: _http_problem, LedgerBusy: _ledger_busy})
     app.router.redirect_slashes = False   # its redirect would be built from the Host header
     app.state.settings, app.state.ledger, app.state.paths = settings, access, reader_paths(settings.links)
@@ -163,7 +165,7 @@ async def unsubscribe_page(request: Request) -> Response:
 
 async def unsubscribe(request: Request) -> Response:
     """POST: record `unsubscribed` (one-click or web); a second POST changes nothing."""
-    body = await _capped_body(request, FORM_LIMIT)
+    body = await capped_body(request, FORM_LIMIT)
     if body is None:
         return _problem(request, 413, "Too much data", "This form sends a few words; nothing was recorded.")
     token = _token(request)
@@ -226,19 +228,6 @@ def _token(request: Request) -> str | None:
     token_query = request.app.state.paths.token_query
     token = request.query_params.get(token_query) if token_query else request.path_params.get("token")
     return token if token and TOKEN_SHAPE.fullmatch(token) else None
-
-
-async def _capped_body(request: Request, limit: int) -> bytes | None:
-    """The raw body, read once; None when it is (or says it is) larger than `limit`."""
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 async def _form_fields(headers: Headers, body: bytes) -> dict[str, str] | None:

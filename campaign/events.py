@@ -1,0 +1,174 @@
+"""What SendGrid says happened after it accepted a message: its Event Webhook's events, into the ledger.
+
+`parse_events` turns the webhook's JSON array (already verified: see web/webhook.py) into
+ProviderEvent values; `record_events` stores them and applies their effects in one transaction:
+
+* each event is kept once, keyed by `sg_event_id` (SendGrid delivers at least once);
+* `bounce` of type bounce, and `dropped` because the address bounced or is invalid: suppression
+  `bounced`; `dropped` because it reported spam or unsubscribed: `complained` / `unsubscribed`;
+* `spamreport`: `complained`; `unsubscribe` and `group_unsubscribe`: `unsubscribed`;
+* `bounce` of type blocked, `deferred`, and the rest: recorded only;
+* an `unknown` delivery named by `processed`, `delivered`, `deferred` or `bounce` was sent after all:
+  it becomes `accepted`; named by `dropped`, SendGrid never sent it: `rejected`.
+
+An event names its delivery by the custom_args the send put in its personalization (the issue
+number, `campaign_issue`) and its address. Effects apply only to an event seen for the first time,
+so a replay changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+from email_validator import EmailNotValidError
+
+from .addresses import AddressBook
+from .errors import UsageError
+from .ledger import ACCEPTED, REJECTED, resolve_unknown, transaction
+from .suppressions import insert_suppression, provider_suppression
+
+PROVIDER = "sendgrid"
+SOURCE = "sendgrid-event"
+ARG_ISSUE, ARG_DELIVERY = "campaign_issue", "campaign_delivery"   # as the send writes them (sendgrid_payload)
+SENT_EVENTS = ("processed", "delivered", "deferred", "bounce")     # an unknown delivery was sent after all
+SUPPRESSING = {"spamreport": "complained", "unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed"}
+# `dropped` reasons (SendGrid's wording) and the suppression each one means; other drops are recorded only.
+DROPPED_BECAUSE = (("bounced address", "bounced"), ("invalid smtpapi", ""), ("invalid", "bounced"),
+                   ("spam reporting address", "complained"), ("unsubscribed address", "unsubscribed"))
+MAX_DETAIL = 500
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One event about one address, as the provider reported it."""
+
+    event_id: str
+    event: str
+    email: str              # normalised
+    occurred_at: datetime   # UTC
+    issue: int | None       # from custom_args; None for mail `campaign` did not send
+    delivery_id: str
+    message_id: str
+    bounce_type: str        # bounce events: 'bounce' or 'blocked'
+    detail: str             # the reason, SMTP response or clicked URL, shortened
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    received: int
+    stored: int             # new events (a replayed one is not stored again)
+    duplicates: int
+    unmatched: int          # new events naming no delivery in this ledger
+    suppressed: int         # addresses newly suppressed
+    resolved: int           # unknown deliveries that became accepted or rejected
+
+
+def parse_events(text: str) -> list[ProviderEvent]:
+    """The webhook body (a JSON array of event objects); UsageError naming the first bad event."""
+    try:
+        items = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"the body is not JSON ({error})") from None
+    if not isinstance(items, list):
+        raise UsageError("the body is not a JSON array of events")
+    book = AddressBook()
+    return [_event(index, item, book) for index, item in enumerate(items)]
+
+
+def _event(index: int, item: object, book: AddressBook) -> ProviderEvent:
+    if not isinstance(item, dict):
+        raise UsageError(f"event {index} is not an object")
+    for key in ("sg_event_id", "event", "email", "timestamp"):
+        if not item.get(key) and item.get(key) != 0:
+            raise UsageError(f"event {index} has no {key!r}")
+    try:
+        email = book.normalise(str(item["email"]))
+        moment = datetime.fromtimestamp(int(item["timestamp"]), timezone.utc)
+    except (EmailNotValidError, ValueError, OverflowError, OSError) as error:
+        raise UsageError(f"event {index}: bad email or timestamp ({error})") from None
+    issue = str(item.get(ARG_ISSUE, ""))
+    detail = " ".join(str(item.get(key, "")) for key in ("reason", "response", "url") if item.get(key))
+    return ProviderEvent(
+        event_id=str(item["sg_event_id"])[:200], event=str(item["event"])[:40], email=email, occurred_at=moment,
+        issue=int(issue) if issue.isdigit() else None, delivery_id=str(item.get(ARG_DELIVERY, ""))[:100],
+        message_id=str(item.get("sg_message_id", ""))[:200], bounce_type=str(item.get("type", "bounce")),
+        detail=detail[:MAX_DETAIL])
+
+
+def suppression_reason(event: ProviderEvent) -> str:
+    """The suppression this event means ('' for none)."""
+    if event.event == "bounce":
+        return "bounced" if event.bounce_type != "blocked" else ""
+    if event.event == "dropped":
+        reason = event.detail.lower()
+        return next((meaning for start, meaning in DROPPED_BECAUSE if reason.startswith(start)), "")
+    return SUPPRESSING.get(event.event, "")
+
+
+def resolution(event: ProviderEvent) -> str:
+    """What an unknown delivery becomes on this event ('' for nothing)."""
+    if event.event == "dropped":
+        return REJECTED
+    return ACCEPTED if event.event in SENT_EVENTS else ""
+
+
+def record_events(connection: sqlite3.Connection, events: Iterable[ProviderEvent]) -> IngestResult:
+    """Store every new event and apply its effects, all in one transaction."""
+    received = stored = unmatched = suppressed = resolved = 0
+    with transaction(connection):
+        for event in events:
+            received += 1
+            matched = event.issue is not None and _names_delivery(connection, event)
+            if not _store(connection, event, matched):
+                continue
+            stored += 1
+            unmatched += not matched
+            reason = suppression_reason(event)
+            if reason:
+                suppressed += insert_suppression(connection, provider_suppression(
+                    event.email, reason, event.occurred_at, SOURCE, f"SendGrid {event.event}: {event.detail}"))
+            status = resolution(event)
+            if matched and status and event.issue is not None:
+                resolved += resolve_unknown(connection, event.issue, event.email, status,
+                                            f"SendGrid reported {event.event} at {_iso(event.occurred_at)}")
+    return IngestResult(received, stored, received - stored, unmatched, suppressed, resolved)
+
+
+def _names_delivery(connection: sqlite3.Connection, event: ProviderEvent) -> bool:
+    row = connection.execute("SELECT 1 FROM deliveries WHERE issue = ? AND kind = 'real' AND email = ?",
+                             (event.issue, event.email)).fetchone()
+    return row is not None
+
+
+def _store(connection: sqlite3.Connection, event: ProviderEvent, matched: bool) -> bool:
+    cursor = connection.execute(
+        "INSERT INTO provider_events (event_id, provider, event, email, issue, delivery_id, message_id, detail, "
+        "occurred_at, received_at, matched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "strftime('%Y-%m-%dT%H:%M:%SZ','now'), ?) ON CONFLICT (event_id) DO NOTHING",
+        (event.event_id, PROVIDER, event.event, event.email, event.issue, event.delivery_id, event.message_id,
+         f"{event.bounce_type}: {event.detail}" if event.event == "bounce" else event.detail,
+         _iso(event.occurred_at), int(matched)))
+    return cursor.rowcount == 1
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_counts(connection: sqlite3.Connection, issue: int) -> dict[str, dict[str, int]]:
+    """{event: {list name or '': addresses}} for one issue, '' meaning every address: each address
+    counts once per kind of event (two opens are one reader). A person on two lists counts under each."""
+    rows = connection.execute(
+        "SELECT e.event, coalesce(d.lists, ''), count(DISTINCT e.email) FROM provider_events e "
+        "LEFT JOIN deliveries d ON d.issue = e.issue AND d.kind = 'real' AND d.email = e.email "
+        "WHERE e.issue = ? GROUP BY e.event, d.lists", (issue,))
+    table: dict[str, dict[str, int]] = {}
+    for event, lists, number in rows:
+        bucket = table.setdefault(event, {})
+        for name in ["", *lists.split()]:
+            bucket[name] = bucket.get(name, 0) + number
+    return table
