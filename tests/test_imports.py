@@ -22,7 +22,8 @@ STAGES: list[tuple[str, ...]] = [
      "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam"),
     ("content",),                                       # content/issue-N/ -> Issue
     ("render",),                                        # Issue -> RenderedIssue, once
-    ("ledger", "suppressions"),                         # the SQLite record: who got what, who must never get anything
+    ("ledger", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
+                                                        # what the provider said happened after
     ("audience",),                                      # recipients CSV -> Audience (minus suppressions)
     ("personalize",),                                   # one recipient's values, filled into the issue
     ("mime", "dkim_signing"),                           # one complete message, and its DKIM signature
