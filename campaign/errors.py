@@ -52,6 +52,8 @@ class ProviderConfigError(ProviderError):
     as attributes for callers that want them.
     """
 
+    exit_code = 5
+
     def __init__(self, message: str, *, host: str = "", setting: str = "", reply: str = ""):
         super().__init__(message)
         self.host, self.setting, self.reply = host, setting, reply

@@ -103,7 +103,11 @@ def test_unauthorized_stops_at_once_with_nothing_accepted(server, settings, conn
     assert len(server.mail_sends()) == 1
     run = ledger.runs(connection, 30)[-1]
     assert run.outcome == "stopped" and "401" in run.message
-    assert {d.status for d in ledger.deliveries(connection, 30, "real")} == {"failed", "pending"}
+    # issue 15: nothing went out, so nobody is marked failed: every recipient stays pending, the
+    # batch that met the refusal with the reason (it used to be marked failed)
+    rows = ledger.deliveries(connection, 30, "real")
+    assert {d.status for d in rows} == {"pending"}
+    assert sum(1 for d in rows if "401" in d.last_error) == 10
 
 
 def test_a_bad_request_naming_no_recipient_refuses_the_batch_with_sendgrids_message(server, settings, connection):

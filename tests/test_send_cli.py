@@ -166,7 +166,7 @@ def test_dry_runs_and_test_sends_show_the_check_errors_and_go_on(project, sendgr
 def test_unauthorized_stops_with_nothing_accepted_and_status_shows_why(project, sendgrid_server, monkeypatch):
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
     result = campaign(project, "send", "--issue", "30", "--yes", "--force")
-    assert result.exit_code == 1
+    assert result.exit_code == 5   # issue 15: a configuration fault has its own exit code (it was 1)
     assert "401" in result.output and "SENDGRID_API_KEY" in result.output
     assert "accepted" not in set(deliveries(project).values())
     status = campaign(project, "status", "--issue", "30")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,13 @@ from .app import command
 from .options import AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, settings_from
 from .output import err, note, say
 
-EXIT_INTERRUPTED, EXIT_PAUSED, EXIT_INCOMPLETE = 130, 3, 1
+# Exit codes of `campaign send` (the README lists them all). 1 and 2 come from errors.py:
+# 1 an error before anything was sent (content, checks, ledger, not confirmed), 2 a bad option or setting.
+EXIT_PAUSED = 3          # the send paused itself: batches in a row with nothing accepted
+EXIT_LEFT = 4            # it ran, but someone is left failed or unknown (a refused bad address is not)
+EXIT_STOPPED = 5         # a provider configuration fault stopped it: nothing more was sent
+EXIT_INTERRUPTED = 130   # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143    # SIGTERM: systemd, cron, kill (128 + SIGTERM)
 
 ProviderOption = Annotated[Optional[str], typer.Option(
     "--provider", help="sendgrid, smtp or outbox (default: campaign.toml's, else outbox).")]
@@ -96,27 +103,34 @@ def _print_test_send(report: TestSendReport, request: SendRequest) -> None:
         say(f"  {outcome.email}: {outcome.status}{detail}")
     for address, why in report.skipped:
         say(f"  {address}: not sent, {why}")
-    if any(outcome.status != "accepted" for outcome in report.outcomes):
-        raise typer.Exit(EXIT_INCOMPLETE)
+    if any(outcome.status != "accepted" for outcome in report.outcomes):   # a test copy that did not go
+        raise typer.Exit(EXIT_LEFT)
 
 
 def _print_result(result: SendResult, database: Path) -> None:
-    """The send's report and its exit code: 130 interrupted, 3 paused, 1 anything not delivered."""
+    """The send's report and its exit code (see EXIT_*)."""
     plan, report = result.plan, result.report
     if report is None:
-        if plan.to_send == 0:
-            say("Nothing to send: everyone in the audience is already accounted for "
-                f"(see `campaign status --issue {plan.issue}`).")
-            return
-        note("Not sent.")
-        raise typer.Exit(1)
+        if plan.to_send:
+            note("Not sent.")
+            raise typer.Exit(1)
+        say("Nothing to send: everyone in the audience is already accounted for "
+            f"(see `campaign status --issue {plan.issue}`).")
+        if plan.failed or plan.unknown:
+            note(f"Left: {plan.failed:,} failed, {plan.unknown:,} unknown; `campaign status --issue {plan.issue}` "
+                 "shows why, --retry-failed / --resend-unknown send them again.")
+            raise typer.Exit(EXIT_LEFT)
+        return
+    if report.outcome == "stopped":   # a configuration fault: one line says what and where
+        note(report.message)
+        raise typer.Exit(EXIT_STOPPED)
     _print_report(report, result.outbox, database)
     if report.outcome == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_TERMINATED if report.signal_number == signal.SIGTERM else EXIT_INTERRUPTED)
     if report.outcome == "paused":
         raise typer.Exit(EXIT_PAUSED)
-    if report.outcome != "completed" or report.counts["failed"] or report.counts["unknown"]:
-        raise typer.Exit(EXIT_INCOMPLETE)
+    if report.counts["failed"] or report.counts["unknown"]:
+        raise typer.Exit(EXIT_LEFT)
 
 
 def _print_findings(decision: GateDecision) -> None:
@@ -184,17 +198,32 @@ def _print_report(report: SendReport, outbox: Path | None, database: Path) -> No
         + ("" if report.kind == "real" else f"  ({report.kind} rehearsal)"))
     if report.recovered:
         say(f"  {len(report.recovered):,} deliveries left in flight by an earlier run are now unknown.")
+    _print_left(report)
     if report.unknown:
-        shown = ", ".join(report.unknown[:5]) + (" ..." if len(report.unknown) > 5 else "")
-        say(f"  {len(report.unknown):,} unknown (may or may not have been delivered): {shown}")
-        say(f"  resend them with `campaign send --issue {report.issue} --resend-unknown` if you accept "
-            "that some may get two copies")
+        say(f"  resend the {len(report.unknown):,} unknown with `campaign send --issue {report.issue} "
+            "--resend-unknown` if you accept that some may get two copies")
     if outbox:
         say(f"  outbox: {outbox}")
     if report.message:
         (say if report.outcome == "completed" else note)(report.message)
     say(f"  details: `campaign status --issue {report.issue}` (--csv FILE: one row per recipient); "
         f"ledger: {database}")
+
+
+def _print_left(report: SendReport) -> None:
+    """Who is left failed, unknown or refused, and why, in the send's own output."""
+    titles = {"failed": "failed (not sent; --retry-failed tries them again):",
+              "unknown": "unknown (may or may not have been delivered):",
+              "rejected": "rejected (refused; an address the server says does not exist is suppressed as bounced):"}
+    for status, title in titles.items():
+        groups = [left for left in report.left if left.status == status]
+        if groups:
+            say(f"  {title}")
+        for left in groups[:5]:
+            shown = ", ".join(left.emails[:3]) + (f" and {len(left.emails) - 3:,} more" if len(left.emails) > 3 else "")
+            say(f"    {len(left.emails):,} x {left.reason}: {shown}")
+        if len(groups) > 5:
+            say(f"    ... {len(groups) - 5:,} more reasons: `campaign status --issue {report.issue}`")
 
 
 @command("status")

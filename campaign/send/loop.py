@@ -16,22 +16,22 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from ..audience import Recipient
 from ..config import Settings
 from ..checks.gate import GateDecision
-from ..errors import ProviderAuthError, TransientProviderError
-from ..ledger import ACCEPTED, FAILED, SKIPPED, UNKNOWN, Outcome
+from ..errors import ProviderConfigError, TransientProviderError
+from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome
 from ..personalize import Envelope, envelope_for
 from ..providers import batches
 from ..providers.base import Batch, DeliveryResult, Provider
 from ..render import RenderedIssue
 from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of
-from .record import RunRecord, send_lock
+from .record import Left, RunRecord, send_lock
 from .retry import Retries, RetryPolicy, deliver_with_retries, outcome_of
-from .stop import StopSignal
+from .stop import StopRequested, StopSignal
 
 @dataclass(frozen=True)
 class Progress:
@@ -55,6 +55,8 @@ class SendReport:
     accepted: int                     # accepted this run
     unknown: tuple[str, ...]          # every address whose delivery is unknown
     recovered: tuple[str, ...] = ()   # left in flight by an earlier run, now unknown
+    left: tuple[Left, ...] = ()       # failed, unknown and rejected rows of the issue, by reason
+    signal_number: int = 0            # the signal (SIGINT, SIGTERM) that interrupted the run, if one did
 
 
 def send_issue(
@@ -105,6 +107,7 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
         issue=issue.number, kind=kind, provider=provider.info.name, run_id=record.run_id,
         outcome=outcome, message=message, counts=record.counts(), attempted=tally.done,
         accepted=tally.accepted, unknown=record.unknown(), recovered=tuple(d.email for d in start.recovered),
+        left=record.left(), signal_number=retries.stop.signal_number,
     )
 
 
@@ -153,18 +156,21 @@ class _BatchLoop:
                 if not chunk:
                     continue
                 envelopes = [envelope_for(recipient, self.settings, number) for recipient in chunk]
-                accepted, error = self.send_batch(envelopes, f"{number}-{self.record.run_id}-{index}")
+                try:
+                    accepted, error = self.send_batch(envelopes, f"{number}-{self.record.run_id}-{index}")
+                except StopRequested:   # asked between two messages of a batch (SMTP)
+                    return "interrupted", self._where(index, len(chunks), during=True)
                 failed_in_a_row = 0 if accepted else failed_in_a_row + 1
                 last_error = error or last_error
                 if failed_in_a_row >= pause_after and index < len(chunks):
                     return "paused", (f"paused: {failed_in_a_row} batches in a row had nothing accepted "
                                       f"(last error: {last_error or 'see campaign status'}). "
                                       + self._where(index + 1, len(chunks)))
-        except ProviderAuthError as error:
-            return "stopped", f"{error}; nothing more was sent. Fix the credentials and run the send again"
+        except ProviderConfigError as error:
+            return "stopped", self._stopped(error)
         except KeyboardInterrupt:
-            return "interrupted", ("interrupted at once (second Ctrl-C): the batch with the provider is recorded "
-                                   "as unknown. " + self._resume_hint())
+            return "interrupted", ("interrupted at once (second Ctrl-C or SIGTERM): the batch with the provider "
+                                   "is recorded as unknown. " + self._resume_hint())
         return "completed", ""
 
     def send_batch(self, envelopes: Sequence[Envelope], batch_id: str) -> tuple[int, str]:
@@ -179,12 +185,16 @@ class _BatchLoop:
         answered: set[str] = set()                                        # already recorded
 
         def mark_sending(envelope: Envelope) -> None:
+            if self.retries.stop.requested:   # the message before this one was the one in flight
+                raise StopRequested
             self.record.mark_in_flight([envelope.email], batch_id, {envelope.email: envelope.token})
             handed_over.add(envelope.email)
 
         def record_answer(result: DeliveryResult) -> None:
             self._record([outcome_of(result)])
             answered.add(result.email)
+            if result.bounced:
+                self.record.suppress_bounced(result.email, result.error)
 
         batch = Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id,
                       lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
@@ -202,9 +212,12 @@ class _BatchLoop:
             self._record([Outcome(email, UNKNOWN, error=note) for email in emails
                           if email in handed_over and email not in answered])
             raise
-        self._record([outcome for outcome in answer.outcomes if outcome.email not in answered])
-        if answer.halt is not None:
+        unanswered = [outcome for outcome in answer.outcomes if outcome.email not in answered]
+        if answer.halt is not None:   # a configuration fault: nothing of these went out, they stay pending
+            self.record.record([replace(outcome, status=PENDING, error=f"not sent: {answer.halt}")
+                                for outcome in unanswered])
             raise answer.halt
+        self._record(unanswered)
         return answer.accepted, answer.last_error
 
     def _without_new_suppressions(self, chunk: Sequence[Recipient]) -> list[Recipient]:
@@ -225,10 +238,17 @@ class _BatchLoop:
         self.record.record(outcomes)
         self.tally.add(outcomes)
 
-    def _where(self, next_batch: int, total_batches: int) -> str:
+    def _where(self, next_batch: int, total_batches: int, during: bool = False) -> str:
         done, total = self.tally.done, self.tally.total
-        return (f"The send stopped before batch {next_batch} of {total_batches}: {done:,} of {total:,} "
+        where = "during" if during else "before"
+        return (f"The send stopped {where} batch {next_batch} of {total_batches}: {done:,} of {total:,} "
                 f"recipients handled this run, {total - done:,} still to send. " + self._resume_hint())
+
+    def _stopped(self, error: ProviderConfigError) -> str:
+        """One line: the fault (host, setting, reply), what this run did, and what to do."""
+        pending = self.record.counts()[PENDING]
+        return (f"{error}. Nothing more was sent: {self.tally.accepted:,} accepted this run, {pending:,} "
+                f"still pending; fix it and run the same command again")
 
     def _resume_hint(self) -> str:
         kind = self.record.kind

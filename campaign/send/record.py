@@ -16,8 +16,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from .. import ledger
 from ..audience import Recipient
 from ..errors import LedgerError
-from ..ledger import UNKNOWN, Delivery, Outcome
-from ..suppressions import suppressed_among
+from ..ledger import FAILED, REJECTED, UNKNOWN, Delivery, Outcome
+from ..suppressions import add_suppression, suppressed_among
 from .plan import SendOptions
 
 
@@ -34,6 +34,15 @@ def send_lock(connection: sqlite3.Connection) -> Iterator[None]:
         except BlockingIOError:
             raise LedgerError(f"another send is running on {path}; wait for it to finish") from None
         yield
+
+
+@dataclass(frozen=True)
+class Left:
+    """Recipients of the issue left in one status for one reason (what a send prints at its end)."""
+
+    status: str                    # failed | unknown | rejected
+    reason: str
+    emails: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,19 @@ class RunRecord:
 
     def counts(self) -> dict[str, int]:
         return ledger.counts(self.connection, self.issue, self.kind)
+
+    def suppress_bounced(self, email: str, reason: str) -> None:
+        """The server said the mailbox does not exist (SMTP 5.1.x): never mail it again."""
+        if self.kind == ledger.REAL:
+            add_suppression(self.connection, email, "bounced", note=reason[:500])
+
+    def left(self) -> tuple[Left, ...]:
+        """Who is left failed, unknown or rejected, grouped by the reason recorded."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for status in (FAILED, UNKNOWN, REJECTED):
+            for delivery in ledger.deliveries(self.connection, self.issue, self.kind, [status]):
+                groups.setdefault((status, delivery.last_error or "(no reason recorded)"), []).append(delivery.email)
+        return tuple(Left(status, reason, tuple(emails)) for (status, reason), emails in groups.items())
 
     def unknown(self) -> tuple[str, ...]:
         return tuple(d.email for d in ledger.deliveries(self.connection, self.issue, self.kind, [UNKNOWN]))

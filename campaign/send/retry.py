@@ -5,8 +5,9 @@ exponentially with full jitter, within a bounded number of attempts and a bounde
 total wait. A stop request cuts a wait short and ends the retrying. Every wait goes
 through `Retries.wait`, so tests run the real loop against real local servers
 without waiting. Whatever the provider raises becomes an outcome per address: a
-batch answer never lets a ProviderError through, and credentials refused (401/403)
-are handed back as `halt`, so the caller stops sending anything more.
+batch answer never lets a ProviderError through, and a configuration fault
+(ProviderConfigError: credentials refused, no STARTTLS, no connection after the
+retries...) is handed back as `halt`, so the caller stops sending anything more.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
-from ..errors import ProviderAuthError, ProviderError, TransientProviderError
+from ..errors import ProviderConfigError, ProviderError, TransientProviderError
 from ..ledger import ACCEPTED, FAILED, UNKNOWN, Outcome
 from ..providers.base import Batch, DeliveryResult, Provider
 from .stop import StopSignal
@@ -56,7 +57,7 @@ class Answer:
 
     outcomes: tuple[Outcome, ...]
     attempts: int
-    halt: ProviderAuthError | None = None   # credentials refused: nothing more can go out
+    halt: ProviderConfigError | None = None   # a configuration fault: nothing more can go out
 
     @property
     def accepted(self) -> int:
@@ -85,7 +86,7 @@ def deliver_with_retries(provider: Provider, batch: Batch, retries: Retries, *, 
     for attempt in itertools.count(1):
         try:
             results = provider.send(batch)
-        except ProviderAuthError as error:
+        except ProviderConfigError as error:
             return Answer(failed(emails, str(error)), attempt, halt=error)
         except TransientProviderError as error:
             delay = policy.delay(attempt, error.retry_after, retries.rng)
