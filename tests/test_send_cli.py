@@ -191,7 +191,8 @@ def test_test_send_reaches_only_the_test_addresses_and_changes_no_record(project
 def test_a_test_send_with_refused_credentials_says_so_per_address_without_a_traceback(project, monkeypatch):
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
     result = campaign(project, "send", "--issue", "30", "--test-to", "editor@example.org")
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    # issue 15: refused credentials are a configuration fault, exit 5 for every kind of send (it was 1)
+    assert result.exit_code == 5 and "Traceback" not in result.output
     assert "editor@example.org: failed" in result.output and "401" in result.output
 
 

@@ -103,6 +103,8 @@ def _print_test_send(report: TestSendReport, request: SendRequest) -> None:
         say(f"  {outcome.email}: {outcome.status}{detail}")
     for address, why in report.skipped:
         say(f"  {address}: not sent, {why}")
+    if report.stopped_by:
+        raise typer.Exit(EXIT_STOPPED)
     if any(outcome.status != "accepted" for outcome in report.outcomes):   # a test copy that did not go
         raise typer.Exit(EXIT_LEFT)
 

@@ -34,6 +34,7 @@ class TestSendReport:
     skipped: tuple[tuple[str, str], ...]        # (address, why): suppressed addresses
     outcomes: tuple[Outcome, ...] = field(default=())
     personalised_as: str = ""                   # the recipient's address; "": sample values
+    stopped_by: str = ""                        # the provider configuration fault that stopped it, if one did
 
 
 def with_test_subject(issue: RenderedIssue, subject_prefix: str = TEST_PREFIX) -> RenderedIssue:
@@ -79,7 +80,7 @@ def send_test(
                  for address in wanted]
     retries = Retries(policy, stop or StopSignal(), sleep, rng or random.Random())
     outcomes: list[Outcome] = []
-    halted = ""
+    halted, fault = "", ""
     for index, chunk in enumerate(batches(envelopes, provider.info.max_batch_size), start=1):
         if halted or retries.stop.requested:
             outcomes += failed([envelope.email for envelope in chunk], halted or STOPPED)
@@ -89,5 +90,6 @@ def send_test(
         answer = deliver_with_retries(provider, batch, retries)
         outcomes += answer.outcomes
         halted = f"not sent: {answer.halt}" if answer.halt is not None else ""
+        fault = str(answer.halt) if answer.halt is not None else fault
     return TestSendReport(sent_to=tuple(wanted), skipped=skipped, outcomes=tuple(outcomes),
-                          personalised_as=as_recipient.email if as_recipient else "")
+                          personalised_as=as_recipient.email if as_recipient else "", stopped_by=fault)
