@@ -28,7 +28,7 @@ from .output import err, note, say
 # Exit codes of `campaign send` (the README lists them all). 1 and 2 come from errors.py:
 # 1 an error before anything was sent (content, checks, ledger, not confirmed), 2 a bad option or setting.
 EXIT_PAUSED = 3          # the send paused itself: batches in a row with nothing accepted
-EXIT_LEFT = 4            # it ran, but someone is left failed or unknown (a refused bad address is not)
+EXIT_LEFT = 4            # it ran, but someone is left failed, unknown or refused (a rejected bad address is not)
 EXIT_STOPPED = 5         # a provider configuration fault stopped it: nothing more was sent
 EXIT_INTERRUPTED = 130   # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143    # SIGTERM: systemd, cron, kill (128 + SIGTERM)
@@ -118,9 +118,9 @@ def _print_result(result: SendResult, database: Path) -> None:
             raise typer.Exit(1)
         say("Nothing to send: everyone in the audience is already accounted for "
             f"(see `campaign status --issue {plan.issue}`).")
-        if plan.failed or plan.unknown:
-            note(f"Left: {plan.failed:,} failed, {plan.unknown:,} unknown; `campaign status --issue {plan.issue}` "
-                 "shows why, --retry-failed / --resend-unknown send them again.")
+        if plan.failed or plan.unknown or plan.refused:
+            note(f"Left: {plan.failed:,} failed, {plan.unknown:,} unknown, {plan.refused:,} refused; `campaign status "
+                 f"--issue {plan.issue}` shows why (--retry-failed, --resend-unknown, --retry-rejected).")
             raise typer.Exit(EXIT_LEFT)
         return
     if report.outcome == "stopped":   # a configuration fault: one line says what and where
@@ -131,7 +131,7 @@ def _print_result(result: SendResult, database: Path) -> None:
         raise typer.Exit(EXIT_TERMINATED if report.signal_number == signal.SIGTERM else EXIT_INTERRUPTED)
     if report.outcome == "paused":
         raise typer.Exit(EXIT_PAUSED)
-    if report.counts["failed"] or report.counts["unknown"]:
+    if report.counts["failed"] or report.counts["unknown"] or report.counts["refused"]:
         raise typer.Exit(EXIT_LEFT)
 
 
@@ -213,10 +213,11 @@ def _print_report(report: SendReport, outbox: Path | None, database: Path) -> No
 
 
 def _print_left(report: SendReport) -> None:
-    """Who is left failed, unknown or refused, and why, in the send's own output."""
+    """Who is left failed, unknown, refused or rejected, and why, in the send's own output."""
     titles = {"failed": "failed (not sent; --retry-failed tries them again):",
               "unknown": "unknown (may or may not have been delivered):",
-              "rejected": "rejected (refused; an address the server says does not exist is suppressed as bounced):"}
+              "refused": "refused (the request was refused, nothing sent; --retry-rejected once the cause is fixed):",
+              "rejected": "rejected (the address was refused; one that does not exist is suppressed as bounced):"}
     for status, title in titles.items():
         groups = [left for left in report.left if left.status == status]
         if groups:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from .. import ledger
 from ..audience import Recipient
 from ..errors import LedgerError
-from ..ledger import FAILED, REJECTED, UNKNOWN, Delivery, Outcome
+from ..ledger import FAILED, REFUSED, REJECTED, UNKNOWN, Delivery, Outcome
 from ..suppressions import add_suppression, suppressed_among
 from .plan import SendOptions
 
@@ -40,7 +40,7 @@ def send_lock(connection: sqlite3.Connection) -> Iterator[None]:
 class Left:
     """Recipients of the issue left in one status for one reason (what a send prints at its end)."""
 
-    status: str                    # failed | unknown | rejected
+    status: str                    # failed | unknown | refused | rejected
     reason: str
     emails: tuple[str, ...]
 
@@ -118,9 +118,9 @@ class RunRecord:
             add_suppression(self.connection, email, "bounced", note=reason[:500])
 
     def left(self) -> tuple[Left, ...]:
-        """Who is left failed, unknown or rejected, grouped by the reason recorded."""
+        """Who is left failed, unknown, refused or rejected, grouped by the reason recorded."""
         groups: dict[tuple[str, str], list[str]] = {}
-        for status in (FAILED, UNKNOWN, REJECTED):
+        for status in (FAILED, UNKNOWN, REFUSED, REJECTED):
             for delivery in ledger.deliveries(self.connection, self.issue, self.kind, [status]):
                 groups.setdefault((status, delivery.last_error or "(no reason recorded)"), []).append(delivery.email)
         return tuple(Left(status, reason, tuple(emails)) for (status, reason), emails in groups.items())
