@@ -105,6 +105,8 @@ def _print_test_send(report: TestSendReport, request: SendRequest) -> None:
         say(f"  {address}: not sent, {why}")
     if report.stopped_by:
         raise typer.Exit(EXIT_STOPPED)
+    if report.signal_number:
+        raise typer.Exit(EXIT_TERMINATED if report.signal_number == signal.SIGTERM else EXIT_INTERRUPTED)
     if any(outcome.status != "accepted" for outcome in report.outcomes):   # a test copy that did not go
         raise typer.Exit(EXIT_LEFT)
 

@@ -35,6 +35,7 @@ class TestSendReport:
     outcomes: tuple[Outcome, ...] = field(default=())
     personalised_as: str = ""                   # the recipient's address; "": sample values
     stopped_by: str = ""                        # the provider configuration fault that stopped it, if one did
+    signal_number: int = 0                      # the signal (SIGINT, SIGTERM) that stopped it, if one did
 
 
 def with_test_subject(issue: RenderedIssue, subject_prefix: str = TEST_PREFIX) -> RenderedIssue:
@@ -92,4 +93,5 @@ def send_test(
         halted = f"not sent: {answer.halt}" if answer.halt is not None else ""
         fault = str(answer.halt) if answer.halt is not None else fault
     return TestSendReport(sent_to=tuple(wanted), skipped=skipped, outcomes=tuple(outcomes),
-                          personalised_as=as_recipient.email if as_recipient else "", stopped_by=fault)
+                          personalised_as=as_recipient.email if as_recipient else "", stopped_by=fault,
+                          signal_number=retries.stop.signal_number)
