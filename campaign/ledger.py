@@ -391,7 +391,9 @@ def start_run(connection: sqlite3.Connection, issue: int, kind: str, provider: s
             f"VALUES (?, ?, ?, {_NOW}, ?, ?, ?)",
             (issue, kind, provider, options, int(forced), findings),
         )
-    return int(cursor.lastrowid)
+    run_id = cursor.lastrowid
+    assert run_id is not None  # an INSERT always sets it
+    return run_id
 
 
 def finish_run(connection: sqlite3.Connection, run_id: int, outcome: str, message: str = "") -> None:

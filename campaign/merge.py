@@ -60,11 +60,11 @@ class MergeTemplate:
         )
         self._literal_bytes: int | None = None  # UTF-8 size of the text between placeholders, on first use
         # The literals with a hole per placeholder: a fill copies this short list and fills the holes.
-        self._pieces: list[str | None] = [self._literals[0]]
+        self._pieces: list[str] = [self._literals[0]]
         slots = []
         for placeholder, literal in zip(self._placeholders, self._literals[1:]):
             slots.append((len(self._pieces), placeholder.name, placeholder.fallback, placeholder))
-            self._pieces += [None, literal]
+            self._pieces += ["", literal]
         self._slots = tuple(slots)
 
     @property

@@ -29,7 +29,8 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 # header we fold ourselves (List-Unsubscribe) is written exactly as given, so a
 # long URL is never turned into an RFC 2047 encoded word that clients ignore.
 # cte_type 7bit: bodies go out quoted-printable or base64, never raw 8-bit.
-POLICY = email.policy.SMTP.clone(refold_source="none", cte_type="7bit")
+# (typeshed types clone() as the base Policy's, without EmailPolicy's refold_source.)
+POLICY = email.policy.SMTP.clone(refold_source="none", cte_type="7bit")  # type: ignore[call-arg]
 
 
 class UnusableAddress(ValueError):

@@ -37,7 +37,7 @@ def write_personalized(settings: Settings, rendered: RenderedIssue, envelope: En
     html_path, text_path = folder / "index.html", folder / "index.txt"
     write_text_atomic(html_path, message.html)
     write_text_atomic(text_path, message.text)
-    images = copy_images(rendered.issue.images_dir, folder / "images")
+    images = copy_images(rendered.content().images_dir, folder / "images")
     return PreviewFiles(html=html_path, text=text_path, images=images,
                         size_bytes=len(message.html.encode("utf-8")))
 
@@ -63,7 +63,7 @@ def write_web_copy(settings: Settings, number: int) -> Path:
                           f"{', '.join(sorted(left))}; wrap them in {{% if not web %}} in the layouts")
     folder = settings.issue_build_dir(number) / "web"
     write_text_atomic(folder / "index.html", rendered.html.source)
-    copy_images(rendered.issue.images_dir, folder / "images")
+    copy_images(rendered.content().images_dir, folder / "images")
     return folder / "index.html"
 
 

@@ -56,6 +56,12 @@ class RenderedIssue:
     def field_names(self) -> set[str]:
         return self.subject.field_names() | self.html.field_names() | self.text.field_names()
 
+    def content(self) -> Issue:
+        """The Issue this was rendered from: every render_issue result has it (one built by hand may not)."""
+        if self.issue is None:
+            raise ContentError(f"issue {self.number} was rendered without its content files")
+        return self.issue
+
 
 def render_issue(settings: Settings, number: int, *, images_base: str | None = None,
                  web: bool = False) -> RenderedIssue:
@@ -89,6 +95,11 @@ def render(issue: Issue, settings: Settings, images_base: str, *, web: bool = Fa
         mjml=mjml,
         issue=issue,
     )
+
+
+def _layout_folder(environment: jinja2.Environment) -> str:
+    loader = environment.loader
+    return loader.searchpath[0] if isinstance(loader, jinja2.FileSystemLoader) else ""
 
 
 def layout_environment(layouts_dir: Path, images_base: str) -> jinja2.Environment:
@@ -164,7 +175,7 @@ def render_layout(environment: jinja2.Environment, name: str, context: dict, con
     try:
         return environment.get_template(name).render(context)
     except jinja2.TemplateNotFound as error:
-        missing = Path(environment.loader.searchpath[0]) / error.name
+        missing = Path(_layout_folder(environment)) / str(error.name)
         raise LayoutError(f"{missing}: missing layout, needed by {content}; create it or fix the "
                           "section's 'kind'") from None
     except jinja2.TemplateSyntaxError as error:

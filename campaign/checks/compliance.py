@@ -44,7 +44,7 @@ def check_compliance(rendered: RenderedIssue, page: Page, settings: Settings) ->
         findings.append(Finding(WARNING, "list-unsubscribe-mailto", CONFIG,
                                 f"links.unsubscribe_mailto {links.unsubscribe_mailto!r} is not an address",
                                 "set links.unsubscribe_mailto to an address that handles unsubscribes"))
-    issue = rendered.issue
+    issue = rendered.content()
     meta = place(issue.folder / "issue.yaml", issue)
     preheader = squash(issue.preheader)
     if not preheader or preheader not in squash(page.text):

@@ -16,8 +16,8 @@ REPEAT_MIN_CHARS = 60            # shorter paragraphs ("Read more.") may repeat
 def check_fields(rendered: RenderedIssue, known: set[str]) -> list[Finding]:
     """Template syntax left in the content, or merge fields nobody has a value for."""
     findings = []
-    issue = rendered.issue
-    texts = [(where, f"{part.body} {getattr(part, 'title', '')} {part.heading if part is section else ''}")
+    issue = rendered.content()
+    texts = [(where, f"{part.body} {getattr(part, 'title', '')} {section.heading if part is section else ''}")
              for where, section, part in parts(issue)]
     texts.append((place(issue.folder / "issue.yaml", issue), f"{issue.subject} {issue.preheader}"))
     for where, text in texts:

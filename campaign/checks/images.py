@@ -15,7 +15,7 @@ from .findings import ERROR, LAYOUTS, WARNING, Finding, parts, place
 GENERIC_ALT = re.compile(r"^\s*(illustration for|image of)\b", re.IGNORECASE)
 
 
-def images_of(part: Section | Item) -> list[tuple[str, str, bool]]:
+def images_of(part: Section | Item) -> list[tuple[str, str | None, bool]]:
     """(src, alt, from_markdown) for the part's picture and any Markdown image in its body.
 
     A decorative picture (`decorative: true`) has alt None: it needs none.

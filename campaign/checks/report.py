@@ -47,7 +47,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
                 deliverability: bool = True) -> CheckReport:
     """Render (once) and check issue `number`; `rendered` reuses a render made by the caller."""
     rendered = rendered or render_issue(settings, number)
-    issue = rendered.issue
+    issue = rendered.content()
     known = known_fields(settings)
     longest = personalize(rendered, long_envelope(settings, number, known)).html
     page = read_page(rendered.html.source)
@@ -65,7 +65,8 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
         *check_css(page),
         *check_contrast(rendered.html.source, read_theme(settings.layouts_dir)),
     ]
-    spam_report, notes = None, ()
+    spam_report = None
+    notes: tuple[str, ...] = ()
     if deliverability:
         spam_report = spam.score_issue(settings, rendered)
         if spam_report is None:

@@ -35,7 +35,7 @@ def check_size(longest_html: str, page: Page, issue: Issue) -> list[Finding]:
 
 def known_fields(settings: Settings) -> set[str]:
     """Merge fields a layout or content may use: the built-in ones plus the CSV columns (as a send checks)."""
-    return (BUILTIN_FIELDS | set(recipient_columns(settings.recipients))) - {"lists"}
+    return (set(BUILTIN_FIELDS) | set(recipient_columns(settings.recipients))) - {"lists"}
 
 
 def long_envelope(settings: Settings, number: int, fields: set[str]) -> Envelope:
