@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import io
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from .config import Settings
 from .csv_shape import delimiter_of, records
 from .errors import RecipientsError, UsageError
 from .merge import CONTROL_CHARACTERS
-from .spreadsheet import RowProblem, clean_text, reading_csv, write_csv
+from .spreadsheet import RowProblem, clean_text, header_row, lines_after, reading_csv, write_csv
 
 REQUIRED_COLUMNS = ("email", "lists")
 LIST_SEPARATOR = re.compile(r"[;,]")
@@ -153,18 +152,10 @@ def recipient_columns(path: Path) -> tuple[str, ...]:
     """
     try:
         with reading_csv(Path(path), "recipients") as stream:
-            header = _header_row(csv.reader(stream, delimiter=delimiter_of(stream, _names_email)))
+            header = header_row(csv.reader(stream, delimiter=delimiter_of(stream, _names_email)))
             return tuple(column for column in _columns(Path(path), header or []) if column)
     except RecipientsError:
         return ()
-
-
-def _header_row(reader) -> list[str] | None:
-    """The first line that is not blank, or None for an empty file."""
-    header = next(reader, None)
-    while header is not None and not any(cell.strip() for cell in header):
-        header = next(reader, None)
-    return header
 
 
 def _names_email(cells: list[str]) -> bool:
@@ -174,12 +165,12 @@ def _names_email(cells: list[str]) -> bool:
 def _read(path: Path, stream: TextIO, list_names: tuple[str, ...], addresses: AddressBook) -> RecipientFile:
     delimiter = delimiter_of(stream, _names_email)
     reader = csv.reader(stream, delimiter=delimiter)
-    header = _header_row(reader)
+    header = header_row(reader)
     if header is None:
         raise RecipientsError(f"{path}: the file is empty; the first line must be a header with email and lists")
     columns = _columns(path, header)
     checker = _RowChecker(columns, list_names, addresses)
-    for line, cells, swallowed in records(reader, lambda skip: _lines_after(path, skip), delimiter,
+    for line, cells, swallowed in records(reader, lambda skip: lines_after(path, skip, "recipients"), delimiter,
                                           checker.looks_like_row):
         if swallowed:
             checker.unclosed_quote(line, cells, swallowed)
@@ -193,15 +184,6 @@ def _read(path: Path, stream: TextIO, list_names: tuple[str, ...], addresses: Ad
         warnings=tuple(sorted(checker.warnings, key=lambda warning: warning.line)),
         row_count=checker.row_count,
     )
-
-
-def _lines_after(path: Path, skip: int) -> io.StringIO:
-    """The file's text after its first `skip` physical lines (read again after a stray quote)."""
-    with reading_csv(path, "recipients") as stream:
-        rest = io.StringIO(stream.read(), newline="")
-    for _ in range(skip):
-        rest.readline()
-    return rest
 
 
 def _column_name(cell: str) -> str:

@@ -11,6 +11,7 @@ manifest, the dry run's manifest and the ledger's export all write through it.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +65,23 @@ def reading_csv(path: Path, what: str) -> Iterator[TextIO]:
         raise RecipientsError(f"{path}: not a readable CSV file ({error})") from None
     except OSError as error:
         raise RecipientsError(f"{path}: cannot read the {what} file ({error.strerror})") from None
+
+
+def header_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The first line that is not blank, or None for an empty file."""
+    header = next(reader, None)
+    while header is not None and not any(cell.strip() for cell in header):
+        header = next(reader, None)
+    return header
+
+
+def lines_after(path: Path, skip: int, what: str) -> io.StringIO:
+    """The file's text after its first `skip` physical lines (read again after a stray quote)."""
+    with reading_csv(path, what) as stream:
+        rest = io.StringIO(stream.read(), newline="")
+    for _ in range(skip):
+        rest.readline()
+    return rest
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *, what: str,
