@@ -75,7 +75,7 @@ class Provider(Protocol):
         sending, 500/502/504) answers UNKNOWN for each envelope; an address the
         provider refused answers REJECTED, a request it refused (nothing sent)
         REFUSED, each with the provider's message.
-        The send loop owns retries and backoff (campaign/send.py).
+        The send loop owns retries and backoff (campaign/send/retry.py).
         """
         ...
 
