@@ -3,7 +3,7 @@
 `run_checks(settings, number)` renders the issue once and returns findings;
 each check is a pure function of the rendered issue, its content or the
 settings, returning a list of `Finding` (one module per family: links, images,
-size, compliance, content, css, contrast, spam). gate.py turns the findings into a send's decision.
+size, compliance, content, todo, css, contrast, spam). gate.py turns the findings into a send's decision.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .findings import ERROR, WARNING, Finding
 from .images import check_content_images, check_layout_images
 from .links import check_content_links, check_layout_links
 from .size import check_size, known_fields, long_envelope
+from .todo import check_todo_markers
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
         *check_repeated_paragraphs(issue),
         *check_event_dates(issue),
         *check_empty_sections(issue),
+        *check_todo_markers(issue),
         *check_css(page),
         *check_contrast(rendered.html.source, read_theme(settings.layouts_dir)),
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .app import app, run_app
 
 # Importing the command modules registers their commands on `app`.
+from . import new  # noqa: E402,F401
 from . import preview  # noqa: E402,F401
 from . import audience  # noqa: E402,F401
 from . import check  # noqa: E402,F401
