@@ -1,8 +1,9 @@
-"""`campaign preview`: the issue as readers will see it, in output/issue-N/."""
+"""`campaign preview`: the issue as readers will see it, in output/issue-N/, or live while you write it."""
 
 from __future__ import annotations
 
 import webbrowser
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +11,9 @@ import typer
 from ..preview import recipient_envelope, write_preview, write_web_copy
 from .app import command
 from .options import AsOption, ConfigOption, IssueOption, RecipientsOption, settings_from
-from .output import out
+from .output import note, out, say
+
+DEFAULT_PORT = 8030
 
 
 @command("preview")
@@ -24,9 +27,15 @@ def preview(
     screenshots: Annotated[bool, typer.Option(
         "--screenshots", help="Also save PNG screenshots at 375 px (phone) and 600 px (desktop) with "
                               "headless Chromium.")] = False,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Serve a live preview on 127.0.0.1 that updates as you edit the issue (Ctrl-C stops).")] = False,
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port for --serve (0: any free port).")] = DEFAULT_PORT,
     config: ConfigOption = None,
 ) -> None:
     """Render an issue to output/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
+    if serve:
+        return serve_live(issue, port, config, recipients, open_browser)
     settings = settings_from(config, recipients)
     envelope = recipient_envelope(settings, as_email, issue) if as_email else None
     files = write_preview(settings, issue, envelope)
@@ -41,3 +50,15 @@ def preview(
             out.print(f"Screenshot: {shot}")
     if open_browser:
         webbrowser.open(files.html.resolve().as_uri())
+
+
+def serve_live(issue: int, port: int, config: Path | None, recipients: Path | None, open_browser: bool) -> None:
+    from ..web.editor import open_editor, render_line  # noqa: PLC0415  (uvicorn and watchfiles: only when asked)
+
+    service = open_editor(lambda: settings_from(config, recipients), issue, port=port, config=config,
+                          on_render=lambda snapshot: note(render_line(snapshot)))
+    say(f"Live preview of issue {issue}: {service.url}  (Ctrl-C to stop)")
+    if open_browser:
+        webbrowser.open(service.url)
+    service.run()
+    note("stopped")
