@@ -201,11 +201,13 @@ def test_an_unknown_section_kind_and_a_layout_error_name_their_file(server, proj
     assert "layouts/sections/gallery.mjml.j2" in panel and "03-secretariat-activities.md" in panel
     replace_in(project / SECRETARIAT, "kind: gallery", "kind: text")
     server.panel_shows("Plain-text part")
-    replace_in(project / "layouts" / "sections" / "text.mjml.j2", "{{ m.heading(section) }}", "{{ m.heading(section }}")
+    layout = project / "layouts" / "sections" / "text.mjml.j2"
+    first, rest = layout.read_text(encoding="utf-8").split("\n", 1)
+    layout.write_text(f"{first}\n{{{{ section.heading( }}}}\n{rest}", encoding="utf-8")  # line 2: unclosed call
     panel = server.panel_shows("render-error")
-    assert "layouts/sections/text.mjml.j2:3" in panel
+    assert "layouts/sections/text.mjml.j2:2" in panel
     status, _, email = server.get("/email")
-    assert status == 200 and "layouts/sections/text.mjml.j2:3" in email
+    assert status == 200 and "layouts/sections/text.mjml.j2:2" in email
 
 
 def test_the_page_is_local_read_only_and_sends_careful_headers(server):
