@@ -21,6 +21,8 @@ from .errors import ContentError, UsageError
 # libyaml's C parser when PyYAML has it (its wheels do): ten times faster, same safe subset.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ISSUE_FILE = "issue.yaml"
+# What `campaign new` leaves in every field to write; `campaign check` reports each one left (field-todo).
+TODO_MARKER = re.compile(r"\bTODO\b")
 SECTION_INDEX = "index.md"
 ORDERED_NAME = re.compile(r"^(\d{2})-[a-z0-9-]+(\.md)?$")
 

@@ -31,7 +31,7 @@ from .checks.findings import place
 from .config import Settings
 from .content import Issue, issue_folder
 from .errors import CampaignError, UsageError
-from .personalize import MergeTemplate
+from .merge import MergeTemplate
 from .render import RenderedIssue, render_issue
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from .content import (ISSUE_FILE, SECTION_INDEX, SECTION_KINDS, YAML_LOADER, Issue, Item, Section,
+from .content import (ISSUE_FILE, SECTION_INDEX, SECTION_KINDS, TODO_MARKER, YAML_LOADER, Issue, Item, Section,
                       available_issues, issue_folder, load_issue)
 from .errors import UsageError
 
 TODO = "TODO:"
-TODO_MARKER = re.compile(r"\bTODO\b")
 EDITION = re.compile(r"Q([1-4])\s+(\d{4})")
 PLAIN = re.compile(r"[A-Za-z][\w .,()&'-]*")  # words that YAML reads back unquoted
 COVER_KIND = "cover"                    # its heading is the cover story's subject: written afresh

@@ -20,7 +20,7 @@ STAGES: list[tuple[str, ...]] = [
     # the ground everything stands on: errors, settings, small engines with no idea of an issue
     ("__init__", "errors", "config", "config_schema", "token_secret", "files", "addresses", "page", "prose",
      "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam"),
-    ("content",),                                       # content/issue-N/ -> Issue
+    ("content", "scaffold"),                            # content/issue-N/ -> Issue; `campaign new` writes a new one
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
                                                         # what the provider said happened after
@@ -28,7 +28,7 @@ STAGES: list[tuple[str, ...]] = [
     ("personalize",),                                   # one recipient's values, filled into the issue
     ("mime", "dkim_signing"),                           # one complete message, and its DKIM signature
     ("providers",),                                     # outbox, SMTP, SendGrid behind one interface
-    ("checks", "preview", "screenshots"),               # looking at an issue before it goes
+    ("checks", "preview", "screenshots", "live"),       # looking at an issue before it goes (live: while it is written)
     ("send", "dry_run"),                                # the send workflow and its rehearsal
     ("web", "unsubscribe_inbox"),                       # doors back into the ledger from outside: the readers'
                                                         # service, the editor's preview, mailed unsubscribes

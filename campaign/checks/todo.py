@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..content import ISSUE_FILE, Issue
+from ..content import ISSUE_FILE, TODO_MARKER, Issue
 from .findings import ERROR, Finding, place, section_file
 
-TODO_MARKER = re.compile(r"\bTODO\b")
 YAML_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 SHOWN = 60                       # characters of the marker's line quoted in the message
 

@@ -40,7 +40,8 @@ from ..config import Settings
 from ..content import issue_folder
 from ..errors import CampaignError, UsageError
 from ..live import LiveIssue, Snapshot
-from ..personalize import Envelope, envelope_for, escape_header, escape_html, escape_text, sample_envelope
+from ..merge import escape_header, escape_html, escape_text
+from ..personalize import Envelope, envelope_for, sample_envelope
 from .editor_page import templates
 
 HOST = "127.0.0.1"
