@@ -72,12 +72,20 @@ def recipient_token(email: str, secret: str) -> str:
 
 
 def bounce_token(email: str, secret: str) -> str:
-    """The recipient's tag in a VERP bounce address (bounces+TOKEN@domain): opaque, and lower-case
-    base32, because mail servers may change the case of an address's local part."""
-    if not secret:
-        raise ConfigError(NO_SECRET)
-    digest = hmac.new(secret.encode("utf-8"), b"bounce:" + email.lower().encode("utf-8"), hashlib.sha256).digest()
-    return base64.b32encode(digest[:10]).decode("ascii").lower()
+    """The recipient's tag in a VERP bounce address (bounces+TAG@domain): the link token's bytes in
+    lower-case base32, because mail servers may change the case of an address's local part.
+    `link_token_of_bounce_tag` turns it back into the link token the ledger can look up."""
+    raw = base64.urlsafe_b64decode(recipient_token(email, secret))
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def link_token_of_bounce_tag(tag: str) -> str | None:
+    """The link token a VERP tag was made from, or None when `tag` is not one."""
+    try:
+        raw = base64.b32decode(tag.upper() + "=" * (-len(tag) % 8))
+    except (ValueError, TypeError):
+        return None
+    return base64.urlsafe_b64encode(raw).decode("ascii") if len(raw) == 18 else None
 
 
 def merge_values(

@@ -9,22 +9,19 @@ sent). The rest are reported for a person to answer.
 
 from __future__ import annotations
 
-import email.policy
 import email.utils
-import mailbox
 import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
-from typing import cast
 
 from email_validator import EmailNotValidError
 
 from .addresses import normalise_email
-from .errors import UsageError
 from .ledger import address_for_token
+from .mbox import read_mbox
 from .personalize import recipient_token
 from .suppressions import record_unsubscribe
 
@@ -51,7 +48,7 @@ def import_unsubscribe_mbox(connection: sqlite3.Connection, path: Path, token_se
     recorded: list[str] = []
     already: list[str] = []
     unmatched: list[Unmatched] = []
-    for number, message in enumerate(_messages(Path(path)), start=1):
+    for number, message in enumerate(read_mbox(Path(path), "the unsubscribe inbox"), start=1):
         subject = " ".join(str(message.get("Subject", "")).split())
         sender = _sender(message)
         address = _known_address(connection, subject, sender, token_secret)
@@ -62,25 +59,6 @@ def import_unsubscribe_mbox(connection: sqlite3.Connection, path: Path, token_se
         suppression, added = record_unsubscribe(connection, address, "mailto", at=_sent_at(message))
         (recorded if added else already).append(suppression.email)
     return InboxImport(tuple(recorded), tuple(already), tuple(unmatched))
-
-
-def _messages(path: Path) -> list[EmailMessage]:
-    try:
-        with path.open("rb") as stream:
-            start = stream.read(5)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; export the unsubscribe inbox as an mbox file") from None
-    except OSError as error:
-        raise UsageError(f"{path}: cannot read it ({error.strerror})") from None
-    if start and start != b"From ":
-        raise UsageError(f"{path}: not an mbox file (it must start with a 'From ' line); "
-                         "export the inbox in mbox format")
-    box = mailbox.mbox(path, create=False)
-    try:
-        return [cast(EmailMessage, email.message_from_bytes(box.get_bytes(key), policy=email.policy.default))
-                for key in box.iterkeys()]
-    finally:
-        box.close()
 
 
 def _sender(message: EmailMessage) -> str:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from typer.testing import CliRunner
+
+from campaign.checks import check_signing
+from campaign.cli import app
 from campaign.config import load_settings
 from campaign.dkim_signing import signer_from
 from campaign.errors import ConfigError
@@ -22,6 +27,7 @@ from campaign.providers.smtp import SmtpProvider
 from provider_support import TRICKY_NAME, envelope, envelopes, rendered_issue
 
 SELECTOR, DOMAIN = "news2026", "wego.example.org"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +126,41 @@ def test_a_half_configured_or_unusable_key_is_one_clear_error(tmp_path, smtp_ser
     with pytest.raises(ConfigError, match=re.escape(expected)) as raised:
         signer_from(settings.smtp, settings.root)
     assert "SECRET" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+# -- `campaign check`: SMTP without DKIM ---------------------------------------------------------
+
+def check_settings(tmp_path, provider: str, extra: str = "", **environ: str):
+    config = tmp_path / "campaign.toml"
+    config.write_text(f'provider = "{provider}"\n[smtp]\n{extra}\n', encoding="utf-8")
+    return load_settings(config, environ={"CAMPAIGN_TOKEN_SECRET": "test-secret", **environ})
+
+
+@pytest.mark.parametrize("provider, extra, with_key, expected", [
+    ("smtp", "", False, ["dkim-missing"]),
+    ("smtp", "relay_signs = true", False, []),
+    ("smtp", f'dkim_domain = "{DOMAIN}"\ndkim_selector = "{SELECTOR}"', True, []),
+    ("smtp", f'dkim_domain = "{DOMAIN}"\ndkim_selector = "{SELECTOR}"', False, ["dkim-key"]),
+    ("sendgrid", "", False, []),
+    ("outbox", "", False, []),
+])
+def test_check_warns_when_smtp_mail_would_go_unsigned(tmp_path, key, provider, extra, with_key, expected):
+    environ = {"SMTP_DKIM_PRIVATE_KEY": key[0]} if with_key else {}
+    findings = check_signing(check_settings(tmp_path, provider, extra, **environ))
+    assert [finding.code for finding in findings] == expected
+    assert all("campaign.toml" == finding.where and finding.fix for finding in findings)
+
+
+def test_campaign_check_shows_the_dkim_warning_for_an_smtp_project(tmp_path):
+    config = tmp_path / "campaign.toml"
+    config.write_text((REPO / "campaign.toml").read_text(encoding="utf-8")
+                      .replace('provider = "outbox"', 'provider = "smtp"')
+                      .replace('content_dir = "content"', f'content_dir = "{REPO / "content"}"')
+                      .replace('layouts_dir = "layouts"', f'layouts_dir = "{REPO / "layouts"}"')
+                      .replace('recipients = "recipients.example.csv"',
+                               f'recipients = "{REPO / "recipients.example.csv"}"'), encoding="utf-8")
+    assert 'provider = "smtp"' in config.read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["check", "--issue", "30", "--no-spam", "--config", str(config)],
+                                env={"CAMPAIGN_TOKEN_SECRET": "test-secret"})
+    assert "warning dkim-missing" in result.stdout, result.output
+    assert "relay_signs" in result.stdout

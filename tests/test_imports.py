@@ -19,7 +19,7 @@ PACKAGE = ROOT / "campaign"
 STAGES: list[tuple[str, ...]] = [
     # the ground everything stands on: errors, settings, small engines with no idea of an issue
     ("__init__", "errors", "config", "config_schema", "token_secret", "files", "addresses", "page", "prose",
-     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam"),
+     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam", "mbox"),
     ("content", "scaffold"),                            # content/issue-N/ -> Issue; `campaign new` writes a new one
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
@@ -30,8 +30,9 @@ STAGES: list[tuple[str, ...]] = [
     ("providers",),                                     # outbox, SMTP, SendGrid behind one interface
     ("checks", "preview", "screenshots", "live"),       # looking at an issue before it goes (live: while it is written)
     ("send", "dry_run"),                                # the send workflow and its rehearsal
-    ("web", "unsubscribe_inbox"),                       # doors back into the ledger from outside: the readers'
-                                                        # service, the editor's preview, mailed unsubscribes
+    ("web", "unsubscribe_inbox", "bounces"),            # doors back into the ledger from outside: the readers'
+                                                        # service, the editor's preview, mailed unsubscribes,
+                                                        # the bounce mailbox
     ("cli", "__main__"),                                # the command line over all of it
 ]
 RANK = {name: rank for rank, names in enumerate(STAGES) for name in names}

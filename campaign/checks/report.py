@@ -3,7 +3,7 @@
 `run_checks(settings, number)` renders the issue once and returns findings;
 each check is a pure function of the rendered issue, its content or the
 settings, returning a list of `Finding` (one module per family: links, images,
-size, compliance, content, todo, css, contrast, spam). gate.py turns the findings into a send's decision.
+size, compliance, signing, content, todo, css, contrast, spam). gate.py turns the findings into a send's decision.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..render import RenderedIssue, read_theme, render_issue
 from ..spam import SpamReport
 from . import spam
 from .compliance import check_compliance
+from .signing import check_signing
 from .contrast import check_contrast
 from .content import check_empty_sections, check_event_dates, check_fields, check_repeated_paragraphs
 from .css import check_css
@@ -59,6 +60,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
         *check_layout_images(page),
         *check_size(longest, page, issue),
         *check_compliance(rendered, page, settings),
+        *check_signing(settings),
         *check_fields(rendered, known),
         *check_repeated_paragraphs(issue),
         *check_event_dates(issue),

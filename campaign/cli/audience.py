@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
+from ..bounces import import_bounces
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             remove_suppression, suppressed_emails_at)
@@ -167,6 +168,29 @@ def suppress_import_mbox(
         f"{len(result.unmatched):,} messages not matched")
     if result.unmatched:
         raise typer.Exit(1)
+
+
+@command("import-bounces", on=suppress_app)
+def suppress_import_bounces(
+    file: Annotated[Path, typer.Argument(help="An mbox file exported from the bounce mailbox.", dir_okay=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Suppress hard bounces (as bounced, with the server's diagnostic); soft bounces are left alone."""
+    settings = settings_from(config)
+    connection = open_ledger(settings.database)
+    try:
+        result = import_bounces(connection, file)
+    finally:
+        connection.close()
+    for address, diagnostic in result.suppressed:
+        say(f"bounced: {address} ({diagnostic})")
+    for address, diagnostic in result.soft:
+        say(f"soft, left alone: {address} ({diagnostic})")
+    for item in result.unrecognised:
+        note(f"{file}: message {item.number} from {item.sender or '(no From)'}, subject {item.subject!r}: "
+             "no bounce found in it")
+    say(f"suppressed {len(result.suppressed):,} hard bounces, {len(result.already):,} already suppressed, "
+        f"{len(result.soft):,} soft bounces left alone, {len(result.unrecognised):,} messages not bounces")
 
 
 @command("list", on=suppress_app)
