@@ -13,7 +13,6 @@ diagnostic as the note; temporary ones (a full mailbox, "delayed") are left alon
 
 from __future__ import annotations
 
-import email.utils
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from flufl.bounce import all_failures
 
 from .errors import UsageError
 from .ledger import address_for_token
-from .mbox import read_mbox
+from .mbox import read_mbox, sent_at
 from .personalize import link_token_of_bounce_tag
 from .suppressions import add_suppression
 
@@ -67,7 +66,7 @@ def import_bounces(connection: sqlite3.Connection, path: Path) -> BounceImport:
             hard = [(recipient, hard[0][1])]
         for address, diagnostic in hard:
             try:
-                suppression, added = add_suppression(connection, address, "bounced", _bounced_on(message),
+                suppression, added = add_suppression(connection, address, "bounced", _day(sent_at(message)),
                                                      diagnostic)
             except UsageError:   # not a usable address: nothing to suppress
                 continue
@@ -136,12 +135,5 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_NOTE else text[:MAX_NOTE - 3] + "..."
 
 
-def _bounced_on(message: EmailMessage) -> Date | None:
-    """The day of the bounce (its Date), unless missing, unreadable or in the future."""
-    try:
-        sent = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if sent.tzinfo is None or sent > datetime.now(timezone.utc):
-        return None
-    return sent.astimezone(timezone.utc).date()
+def _day(moment: datetime | None) -> Date | None:
+    return moment.astimezone(timezone.utc).date() if moment else None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import mailbox
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import cast
@@ -30,3 +32,14 @@ def read_mbox(path: Path, what: str) -> list[EmailMessage]:
                 for key in box.iterkeys()]
     finally:
         box.close()
+
+
+def sent_at(message: EmailMessage) -> datetime | None:
+    """When a message was sent (its Date), unless missing, unreadable or in the future."""
+    try:
+        sent = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if sent.tzinfo is None or sent > datetime.now(timezone.utc):
+        return None
+    return sent

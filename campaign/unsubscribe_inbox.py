@@ -9,11 +9,9 @@ sent). The rest are reported for a person to answer.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from email_validator import EmailNotValidError
 
 from .addresses import normalise_email
 from .ledger import address_for_token
-from .mbox import read_mbox
+from .mbox import read_mbox, sent_at
 from .personalize import recipient_token
 from .suppressions import record_unsubscribe
 
@@ -56,7 +54,7 @@ def import_unsubscribe_mbox(connection: sqlite3.Connection, path: Path, token_se
             why = "no known token in the subject, and the sender is not a recipient the ledger has mailed"
             unmatched.append(Unmatched(number, sender, subject, why))
             continue
-        suppression, added = record_unsubscribe(connection, address, "mailto", at=_sent_at(message))
+        suppression, added = record_unsubscribe(connection, address, "mailto", at=sent_at(message))
         (recorded if added else already).append(suppression.email)
     return InboxImport(tuple(recorded), tuple(already), tuple(unmatched))
 
@@ -81,14 +79,3 @@ def _known_address(connection: sqlite3.Connection, subject: str, sender: str, to
         return None
     known = address_for_token(connection, recipient_token(normalised, token_secret))
     return known if known == normalised else None
-
-
-def _sent_at(message: EmailMessage) -> datetime | None:
-    """When the person sent the request (its Date), unless missing, unreadable or in the future."""
-    try:
-        sent = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if sent.tzinfo is None or sent > datetime.now(timezone.utc):
-        return None
-    return sent
