@@ -1,4 +1,4 @@
-"""Writing files so that nobody ever sees half of one."""
+"""Writing files so that nobody ever sees half of one, into folders whose failure is one line."""
 
 from __future__ import annotations
 

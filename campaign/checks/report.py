@@ -1,4 +1,4 @@
-"""The report on one issue, and the send gate: every family of checks run on one render.
+"""The report on one issue: every family of checks run on one render.
 
 `run_checks(settings, number)` renders the issue once and returns findings;
 each check is a pure function of the rendered issue, its content or the
