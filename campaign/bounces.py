@@ -104,6 +104,8 @@ def _diagnostic(message: EmailMessage, address: str) -> str:
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in part.get_payload():
+            if isinstance(block, str):  # a delivery-status part parsed as text: no fields to read
+                continue
             final = str(block.get("Final-Recipient", "") or block.get("Original-Recipient", ""))
             if final.split(";", 1)[-1].strip().strip("<>").lower() == address:
                 said = f"{block.get('Status', '')} {str(block.get('Diagnostic-Code', '')).split(';', 1)[-1]}"
@@ -119,7 +121,7 @@ def _text_diagnostic(message: EmailMessage, address: str) -> str:
         return ""
     for index, line in enumerate(lines):
         if address in line.lower():
-            following = []
+            following: list[str] = []
             for after in [line.lower().split(address, 1)[1].strip(" <>:")] + lines[index + 1:index + 4]:
                 if not after.strip() or after.startswith("-"):
                     if following:
