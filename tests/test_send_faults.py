@@ -45,3 +45,69 @@ def test_a_stray_quote_in_the_recipients_file_costs_one_row_not_the_rest_of_the_
     assert "Traceback" not in result.output
     assert smtp_server.received() == Counter(people)            # everyone else once; minji not at all
     assert set(deliveries(project)) == set(people)
+
+
+# -- item 1: a dry run contacts no provider, ever ---------------------------------------------
+
+@pytest.mark.parametrize("provider", ["smtp", "outbox"])
+def test_dry_run_with_test_to_is_refused_and_sends_nothing(project, smtp_server, provider):  # noqa: F811
+    result = campaign(project, "send", "--issue", "30", "--provider", provider, "--dry-run",
+                      "--test-to", "boss@example.org")
+    assert result.exit_code == 2, result.output
+    assert "--dry-run" in result.output and "--test-to" in result.output and "Traceback" not in result.output
+    assert smtp_server.received() == Counter()
+    assert not (project / "build" / "issue-30" / "test-outbox.mbox").exists()
+
+
+# -- item 2: a ledger deleted or replaced during a send ----------------------------------------
+
+def _send_and_meddle(tmp_path, smtp_server, meddle):
+    from campaign.ledger import open_ledger
+    from campaign.providers.smtp import SmtpProvider
+    from campaign.send import SendOptions, send_issue
+    from send_support import make_settings, people, small_issue
+
+    settings = make_settings(tmp_path, {"SMTP_HOST": smtp_server.host, "SMTP_PORT": str(smtp_server.port),
+                                        "SMTP_SECURITY": "none"})
+    database = tmp_path / "campaign.db"
+    connection = open_ledger(database)
+    done = []
+
+    def on_progress(progress):
+        if progress.done == 2 and not done:
+            done.append(meddle(database))
+
+    report = send_issue(connection, small_issue(), people(6), SmtpProvider(settings), settings,
+                        SendOptions(batch_size=2), on_progress=on_progress)
+    connection.close()
+    return report, database
+
+
+def _delete(database):
+    for suffix in ("", "-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+
+
+def _replace(database):
+    import shutil
+
+    _delete(database)
+    shutil.copy(database.with_name("spare.db"), database)
+
+
+@pytest.mark.parametrize("meddle, what", [(_delete, "was deleted"), (_replace, "was replaced")])
+def test_a_send_stops_when_its_ledger_file_is_deleted_or_replaced(tmp_path, smtp_server, meddle, what):
+    from campaign.ledger import open_ledger
+
+    open_ledger(tmp_path / "spare.db").close()
+    report, database = _send_and_meddle(tmp_path, smtp_server, meddle)
+    assert report.outcome == "stopped"
+    assert what in report.message and str(database) in report.message
+    assert sum(smtp_server.received().values()) == 2 and max(smtp_server.received().values()) == 1
+    rescued = [path for path in tmp_path.iterdir() if path.name.startswith("campaign.db.rescued")]
+    assert len(rescued) == 1 and str(rescued[0]) in report.message
+    rescued_ledger = open_ledger(rescued[0])
+    from campaign import ledger
+
+    assert Counter(ledger.status_by_email(rescued_ledger, 30, "real").values())["accepted"] == 2
+    rescued_ledger.close()

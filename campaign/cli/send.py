@@ -75,6 +75,8 @@ def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOp
     request = SendRequest(issue, provider or settings.provider, tuple(list_names or ()), options)
     if as_email and not test_to:
         raise UsageError("--as personalises a test send: use it with --test-to ADDR")
+    if dry and test_to:
+        raise UsageError("--dry-run contacts no provider, --test-to sends a [TEST] copy: use one or the other")
     hooks = SendHooks(on_findings=_print_findings, on_plan=_print_summary, confirm=lambda plan: _confirm(plan, yes),
                       progress=_progress_bar)
     if test_to:

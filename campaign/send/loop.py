@@ -152,6 +152,9 @@ class _BatchLoop:
             for index, chunk in enumerate(chunks, start=1):
                 if self.retries.stop.requested:
                     return "interrupted", self._where(index, len(chunks))
+                gone = self.record.ledger_gone()
+                if gone:
+                    return "stopped", gone
                 chunk = self._without_new_suppressions(chunk)
                 if not chunk:
                     continue

@@ -7,6 +7,7 @@ and committed before the provider call, and each answer is committed as it comes
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +22,55 @@ from ..suppressions import add_suppression, suppressed_among
 from .plan import SendOptions
 
 
+def ledger_path(connection: sqlite3.Connection) -> Path | None:
+    """The file the connection has open (None for an in-memory database)."""
+    path = next((row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"), "")
+    return Path(path) if path else None
+
+
+@dataclass(frozen=True)
+class LedgerFile:
+    """The ledger file a run opened, by device and inode: deleting or replacing it mid-send is noticed."""
+
+    path: Path
+    identity: tuple[int, int]
+
+    @classmethod
+    def of(cls, connection: sqlite3.Connection) -> "LedgerFile | None":
+        path = ledger_path(connection)
+        if path is None:
+            return None
+        status = os.stat(path)
+        return cls(path, (status.st_dev, status.st_ino))
+
+    def change(self) -> str:
+        """"" while the path still names the file the run opened, else what happened to it."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return "was deleted"
+        return "" if (status.st_dev, status.st_ino) == self.identity else "was replaced by another file"
+
+    def rescue(self, connection: sqlite3.Connection, run_id: int) -> Path:
+        """Copy the database the run still has open (deleted or not) to a new file beside the path."""
+        target = self.path.with_name(f"{self.path.name}.rescued-run-{run_id}")
+        number = 1
+        while target.exists():
+            number += 1
+            target = self.path.with_name(f"{self.path.name}.rescued-run-{run_id}-{number}")
+        copy = sqlite3.connect(target)
+        try:
+            connection.backup(copy)
+        finally:
+            copy.close()
+        return target
+
+
 @contextmanager
 def send_lock(connection: sqlite3.Connection) -> Iterator[None]:
     """One send at a time per ledger file; the OS drops the lock when a process dies."""
-    path = next((Path(row[2]) for row in connection.execute("PRAGMA database_list") if row[1] == "main"), None)
-    if path is None or not str(path):
+    path = ledger_path(connection)
+    if path is None:
         yield
         return
     with open(f"{path}.send-lock", "w") as lock:
@@ -63,6 +108,7 @@ class RunRecord:
     kind: str                      # real | outbox | sandbox
     provider: str
     run_id: int
+    ledger_file: LedgerFile | None = None
 
     @classmethod
     def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
@@ -82,7 +128,22 @@ class RunRecord:
         statuses = ledger.status_by_email(connection, issue, kind)
         eligible = set(options.eligible())
         todo = [r for r in recipients if statuses.get(r.email) in eligible]
-        return RunStart(cls(connection, issue, kind, provider, run_id), todo, recovered)
+        return RunStart(cls(connection, issue, kind, provider, run_id, LedgerFile.of(connection)), todo, recovered)
+
+    def ledger_gone(self) -> str:
+        """"" while the ledger file is the one this run opened; else why the send must stop, and where
+        what this run recorded was saved (a send against another file would mail these people again)."""
+        change = self.ledger_file.change() if self.ledger_file else ""
+        if not change or self.ledger_file is None:
+            return ""
+        path = self.ledger_file.path
+        try:
+            rescued = self.ledger_file.rescue(self.connection, self.run_id)
+            saved = f"what the ledger held, this run included, is saved in {rescued}"
+        except (sqlite3.Error, OSError) as error:
+            saved = f"it could not be saved ({error})"
+        return (f"the ledger {path} {change} while the send ran: stopped so that nobody is mailed twice; "
+                f"{saved}. Put that file back as {path} before sending this issue again")
 
     def mark_in_flight(self, emails: Sequence[str], batch_id: str,
                        link_tokens: Mapping[str, str] | None = None) -> None:
