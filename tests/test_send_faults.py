@@ -111,3 +111,36 @@ def test_a_send_stops_when_its_ledger_file_is_deleted_or_replaced(tmp_path, smtp
 
     assert Counter(ledger.status_by_email(rescued_ledger, 30, "real").values())["accepted"] == 2
     rescued_ledger.close()
+
+
+# -- item 8: the resume hint repeats every option that shaped the run ---------------------------
+
+def test_the_resume_hint_repeats_every_option_and_running_it_resumes_the_same_send(project, smtp_server,  # noqa: F811
+                                                                                 monkeypatch):
+    import shlex
+
+    from test_send_cli import RECIPIENTS
+
+    other = project / "other recipients.csv"
+    other.write_text(RECIPIENTS, encoding="utf-8")
+    (project / "recipients.csv").write_text("email,lists\nnobody@example.org,members\n", encoding="utf-8")
+    for address in ("ana@example.org", "bo@example.org", "=cmd@example.org"):
+        smtp_server.refuse(address, 550)
+    monkeypatch.setenv("CAMPAIGN_PROVIDER", "outbox")      # a literal hint without --provider would rehearse
+    first = campaign(project, "send", "--issue", "30", "--provider", "smtp", "--recipients", str(other),
+                     "--list", "members", "--list", "embassies", "--batch-size", "1", "--force", "--yes")
+    assert "paused" in first.output, first.output
+    hint = first.output.split("Resume with `")[1].split("`")[0]
+    words = shlex.split(hint)
+    assert words[:4] == ["campaign", "send", "--issue", "30"]
+    for option in (["--provider", "smtp"], ["--recipients", str(other)], ["--list", "members"],
+                   ["--list", "embassies"], ["--batch-size", "1"], ["--config", str(project / "campaign.toml")]):
+        assert hint.count(shlex.join(option)) == 1, hint
+    assert "--force" in words and "--restart" not in words and "--yes" not in words
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    again = CliRunner().invoke(app, [*words[1:], "--yes"])
+    assert again.exit_code == 0, again.output
+    assert smtp_server.received() == Counter({"carla@example.org": 1})

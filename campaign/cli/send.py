@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional
 
@@ -73,6 +75,7 @@ def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOp
     options = SendOptions(batch_size=batch_size, resend_unknown=resend_unknown, retry_failed=retry_failed,
                           sandbox=sandbox, force=force, restart=restart, retry_rejected=retry_rejected)
     request = SendRequest(issue, provider or settings.provider, tuple(list_names or ()), options)
+    request = replace(request, options=replace(options, rerun=_rerun_command(request, recipients, config)))
     if as_email and not test_to:
         raise UsageError("--as personalises a test send: use it with --test-to ADDR")
     if dry and test_to:
@@ -84,7 +87,25 @@ def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOp
     elif dry:
         _print_dry_run(run_dry_run(settings, request, hooks), request)
     else:
-        _print_result(run_send(settings, request, hooks), settings.database)
+        _print_result(run_send(settings, request, hooks), settings.database, request.options.rerun)
+
+
+def _rerun_command(request: SendRequest, recipients: Path | None, config: Path | None) -> str:
+    """`campaign send` with every option that shaped this run, so running it resumes this very send."""
+    options = request.options
+    words = ["campaign", "send", "--issue", str(request.issue), "--provider", request.provider]
+    for name in request.lists:
+        words += ["--list", name]
+    for flag, path in (("--recipients", recipients), ("--config", config)):
+        if path is not None:
+            words += [flag, str(path.resolve())]
+    if options.batch_size:
+        words += ["--batch-size", str(options.batch_size)]
+    words += [flag for flag, on in (("--sandbox", options.sandbox), ("--force", options.force),
+                                    ("--resend-unknown", options.resend_unknown),
+                                    ("--retry-failed", options.retry_failed),
+                                    ("--retry-rejected", options.retry_rejected)) if on]
+    return shlex.join(words)
 
 
 def _print_dry_run(report: DryRunReport, request: SendRequest) -> None:
@@ -113,7 +134,7 @@ def _print_test_send(report: TestSendReport, request: SendRequest) -> None:
         raise typer.Exit(EXIT_LEFT)
 
 
-def _print_result(result: SendResult, database: Path) -> None:
+def _print_result(result: SendResult, database: Path, rerun: str) -> None:
     """The send's report and its exit code (see EXIT_*)."""
     plan, report = result.plan, result.report
     if report is None:
@@ -130,7 +151,7 @@ def _print_result(result: SendResult, database: Path) -> None:
     if report.outcome == "stopped":   # a configuration fault: one line says what and where
         note(report.message)
         raise typer.Exit(EXIT_STOPPED)
-    _print_report(report, result.outbox, database)
+    _print_report(report, result.outbox, database, rerun)
     if report.outcome == "interrupted":
         raise typer.Exit(EXIT_TERMINATED if report.signal_number == signal.SIGTERM else EXIT_INTERRUPTED)
     if report.outcome == "paused":
@@ -196,7 +217,7 @@ def _progress_bar(total: int) -> Iterator[Callable[[Progress], None]]:
         yield update
 
 
-def _print_report(report: SendReport, outbox: Path | None, database: Path) -> None:
+def _print_report(report: SendReport, outbox: Path | None, database: Path, rerun: str) -> None:
     counts = report.counts
     say(f"Issue {report.issue} via {report.provider}: {report.outcome}. This run: {report.attempted:,} tried, "
         f"{report.accepted:,} accepted.")
@@ -206,8 +227,9 @@ def _print_report(report: SendReport, outbox: Path | None, database: Path) -> No
         say(f"  {len(report.recovered):,} deliveries left in flight by an earlier run are now unknown.")
     _print_left(report)
     if report.unknown:
-        say(f"  resend the {len(report.unknown):,} unknown with `campaign send --issue {report.issue} "
-            "--resend-unknown` if you accept that some may get two copies")
+        again = rerun if "--resend-unknown" in rerun.split() else f"{rerun} --resend-unknown"
+        say(f"  resend the {len(report.unknown):,} unknown with `{again}` if you accept that some may get two "
+            "copies")
     if outbox:
         say(f"  outbox: {outbox}")
     if report.message:

@@ -98,7 +98,8 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
     tally.total = len(start.todo)
     tally.report()
     try:
-        outcome, message = _BatchLoop(record, issue, provider, settings, retries, tally).run(start.todo, size)
+        outcome, message = _BatchLoop(record, issue, provider, settings, retries, tally,
+                                      options.rerun).run(start.todo, size)
     except BaseException as error:
         record.crashed(error)
         raise
@@ -142,6 +143,7 @@ class _BatchLoop:
     settings: Settings
     retries: Retries
     tally: Tally
+    rerun: str = ""                   # the command that resumes this send, every option repeated
 
     def run(self, todo: Sequence[Recipient], size: int) -> tuple[str, str]:
         """Send every batch; returns the run's (outcome, message)."""
@@ -254,6 +256,8 @@ class _BatchLoop:
                 f"still pending; fix it and run the same command again")
 
     def _resume_hint(self) -> str:
+        if self.rerun:
+            return f"Resume with `{self.rerun}`."
         kind = self.record.kind
         flags = " --provider outbox" if kind == "outbox" else " --sandbox" if kind == "sandbox" else ""
         return f"Resume with `campaign send --issue {self.issue.number}{flags}`."

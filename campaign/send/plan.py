@@ -27,6 +27,7 @@ class SendOptions:
     force: bool = False               # send although the preflight gate found errors
     restart: bool = False             # a rehearsal starts over (never a real send)
     retry_rejected: bool = False      # also `refused` requests (nothing was sent); a `rejected` address never
+    rerun: str = ""                   # the command that runs this send again (the CLI's), for the resume hint
 
     def describe(self) -> str:
         flags = [("--resend-unknown", self.resend_unknown), ("--retry-failed", self.retry_failed),
