@@ -63,6 +63,7 @@ def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[s
     eligible = set(options.eligible())
     rows: list[tuple[int, list[str]]] = []
     written: list[Path] = []
+    spare: list = []                  # envelopes of people skipped: samples when too few would be sent
     would_send = skipped = largest = 0
     for recipient in audience.recipients:
         envelope = envelope_for(recipient, settings, issue.number)
@@ -81,7 +82,11 @@ def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[s
                                              settings))
         else:
             skipped += 1
+            if len(spare) < samples:
+                spare.append(envelope)
             rows.append((recipient.line, [recipient.email, recipient.name, lists, "skip", REASONS[status]]))
+    for envelope in spare[:samples - len(written)]:  # the samples are always written
+        written.append(_write_sample(directory / f"sample-{len(written) + 1}.eml", issue, envelope, settings))
     for exclusion in audience.exclusions:
         rows.append((exclusion.line, [exclusion.email, exclusion.name, "", "excluded", exclusion.reason]))
     rows.sort(key=lambda row: row[0])

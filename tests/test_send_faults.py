@@ -144,3 +144,32 @@ def test_the_resume_hint_repeats_every_option_and_running_it_resumes_the_same_se
     again = CliRunner().invoke(app, [*words[1:], "--yes"])
     assert again.exit_code == 0, again.output
     assert smtp_server.received() == Counter({"carla@example.org": 1})
+
+
+# -- item 9: a dry run answers for a real send, and always writes its samples ---------------------
+
+def test_a_dry_run_after_an_outbox_rehearsal_answers_for_the_real_send_and_writes_samples(project, smtp_server,  # noqa: F811
+                                                                                        monkeypatch):
+    monkeypatch.setenv("CAMPAIGN_PROVIDER", "outbox")                     # the quick start's default
+    rehearsal = campaign(project, "send", "--issue", "30", "--yes")
+    assert rehearsal.exit_code == 0, rehearsal.output
+    dry = campaign(project, "send", "--issue", "30", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would send: 4" in dry.output and "real send" in dry.output
+    directory = project / "build" / "issue-30" / "dry-run"
+    assert sorted(path.name for path in directory.glob("sample-*.eml")) == [
+        "sample-1.eml", "sample-2.eml", "sample-3.eml"]
+    assert smtp_server.received() == Counter()
+
+
+def test_a_dry_run_with_nobody_left_to_send_still_writes_its_samples(project, smtp_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("CAMPAIGN_PROVIDER", "smtp")
+    sent = campaign(project, "send", "--issue", "30", "--yes", "--force")
+    assert sent.exit_code == 0, sent.output
+    dry = campaign(project, "send", "--issue", "30", "--dry-run")
+    assert dry.exit_code == 0 and "would send: 0" in dry.output
+    directory = project / "build" / "issue-30" / "dry-run"
+    assert len(list(directory.glob("sample-*.eml"))) == 3
+    assert smtp_server.received() == Counter({address: 1 for address in
+                                              ("ana@example.org", "bo@example.org", "=cmd@example.org",
+                                               "carla@example.org")})

@@ -109,7 +109,8 @@ def _rerun_command(request: SendRequest, recipients: Path | None, config: Path |
 
 
 def _print_dry_run(report: DryRunReport, request: SendRequest) -> None:
-    say(f"Dry run of issue {request.issue} via {request.provider}: nothing was sent, no record changed.")
+    say(f"Dry run of issue {request.issue}: what a real send would do now (rehearsals' rows not counted); "
+        "nothing was sent, no record changed.")
     say(f"  would send: {report.would_send:,}   skipped (ledger): {report.skipped:,}   "
         f"excluded: {report.excluded:,}   largest HTML: {report.largest_html / 1024:.1f} KB")
     say(f"  manifest: {report.manifest}")

@@ -151,7 +151,8 @@ def run_dry_run(settings: Settings, request: SendRequest, hooks: SendHooks = Sen
                             rehearsal=True)
         audience = load_audience(settings, request.lists)   # the checks run meanwhile
         checked.decision()
-    statuses = ledger.statuses_read_only(settings.database, request.issue, request.kind)
+    # It answers for a real send: rehearsals (outbox, --sandbox) keep rows of their own that a real send ignores.
+    statuses = ledger.statuses_read_only(settings.database, request.issue, ledger.REAL)
     return dry_run(settings, checked.rendered, audience, statuses, request.options)
 
 
