@@ -56,7 +56,7 @@ def test_dry_run_with_test_to_is_refused_and_sends_nothing(project, smtp_server,
     assert result.exit_code == 2, result.output
     assert "--dry-run" in result.output and "--test-to" in result.output and "Traceback" not in result.output
     assert smtp_server.received() == Counter()
-    assert not (project / "build" / "issue-30" / "test-outbox.mbox").exists()
+    assert not (project / "output" / "issue-30" / "test-outbox.mbox").exists()
 
 
 # -- item 2: a ledger deleted or replaced during a send ----------------------------------------
@@ -156,7 +156,7 @@ def test_a_dry_run_after_an_outbox_rehearsal_answers_for_the_real_send_and_write
     dry = campaign(project, "send", "--issue", "30", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "would send: 4" in dry.output and "real send" in dry.output
-    directory = project / "build" / "issue-30" / "dry-run"
+    directory = project / "output" / "issue-30" / "dry-run"
     assert sorted(path.name for path in directory.glob("sample-*.eml")) == [
         "sample-1.eml", "sample-2.eml", "sample-3.eml"]
     assert smtp_server.received() == Counter()
@@ -168,7 +168,7 @@ def test_a_dry_run_with_nobody_left_to_send_still_writes_its_samples(project, sm
     assert sent.exit_code == 0, sent.output
     dry = campaign(project, "send", "--issue", "30", "--dry-run")
     assert dry.exit_code == 0 and "would send: 0" in dry.output
-    directory = project / "build" / "issue-30" / "dry-run"
+    directory = project / "output" / "issue-30" / "dry-run"
     assert len(list(directory.glob("sample-*.eml"))) == 3
     assert smtp_server.received() == Counter({address: 1 for address in
                                               ("ana@example.org", "bo@example.org", "=cmd@example.org",
