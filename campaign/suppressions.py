@@ -109,18 +109,27 @@ def remove_suppression(connection: sqlite3.Connection, email: str, *, consent: b
     return suppression
 
 
-def import_suppressions(connection: sqlite3.Connection, path: Path) -> ImportResult:
-    """Import a CSV with columns email, reason[, date][, note]; bad rows are reported, the rest imported."""
+def import_suppressions(connection: sqlite3.Connection, path: Path, reason: str | None = None) -> ImportResult:
+    """Import a CSV with columns email, reason[, date][, note], or SendGrid's export of one of its
+    suppression lists (created, email, reason, status: `reason` then says which kind the file is).
+    `reason` also stands for every row of our own format. Bad rows are reported, the rest imported."""
     path = Path(path)
+    if reason is not None and reason not in REASONS:
+        raise UsageError(f"unknown reason {reason!r}; use one of {', '.join(REASONS)}")
     with reading_csv(path, "suppressions") as stream:
         reader = csv.DictReader(stream)
         columns = [clean_text(name or "").lower() for name in reader.fieldnames or []]
-        missing = [column for column in IMPORT_COLUMNS if column not in columns]
+        from_sendgrid = "created" in columns and "email" in columns
+        if from_sendgrid and reason is None:
+            raise UsageError(f"{path}: this is SendGrid's export (created, email, reason, status); say which "
+                             "list it came from with --reason bounced, complained or unsubscribed")
+        needed = ("email",) if reason else IMPORT_COLUMNS
+        missing = [column for column in needed if column not in columns]
         if missing:
-            raise RecipientsError(f"{path}: the header has no {missing[0]!r} column; "
-                                  "a suppressions CSV needs email, reason and optionally date")
+            raise RecipientsError(f"{path}: the header has no {missing[0]!r} column; a suppressions CSV needs "
+                                  "email, reason and optionally date (or SendGrid's created,email,reason,status)")
         reader.fieldnames = columns
-        suppressions, problems = _read_rows(reader)
+        suppressions, problems = _read_rows(reader, reason, from_sendgrid)
     added = 0
     with transaction(connection):
         for suppression in suppressions:
@@ -128,7 +137,8 @@ def import_suppressions(connection: sqlite3.Connection, path: Path) -> ImportRes
     return ImportResult(added=added, already=len(suppressions) - added, problems=tuple(problems))
 
 
-def _read_rows(reader: csv.DictReader) -> tuple[list[Suppression], list[RowProblem]]:
+def _read_rows(reader: csv.DictReader, reason: str | None,
+               from_sendgrid: bool) -> tuple[list[Suppression], list[RowProblem]]:
     suppressions, problems = [], []
     previous_line = reader.line_num
     for row in reader:
@@ -138,12 +148,22 @@ def _read_rows(reader: csv.DictReader) -> tuple[list[Suppression], list[RowProbl
             problems.append(RowProblem(line, email, "the number of columns differs from the header"))
             continue
         try:
-            suppressions.append(_suppression(email, clean_text(row["reason"]).lower(),
-                                             clean_text(row.get("date") or "") or None,
-                                             clean_text(row.get("note") or "")))
+            if from_sendgrid:
+                note = clean_text(f"SendGrid: {row.get('reason') or ''} {row.get('status') or ''}")
+                on = _created(clean_text(row.get("created") or ""))
+            else:
+                note, on = clean_text(row.get("note") or ""), clean_text(row.get("date") or "") or None
+            suppressions.append(_suppression(email, reason or clean_text(row["reason"]).lower(), on, note))
         except UsageError as error:
             problems.append(RowProblem(line, email, str(error)))
     return suppressions, problems
+
+
+def _created(value: str) -> str | None:
+    """SendGrid's `created`: a Unix time, or a date (and time) as text."""
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value), timezone.utc).date().isoformat()
+    return value or None
 
 
 def list_suppressions(connection: sqlite3.Connection) -> list[Suppression]:

@@ -12,6 +12,7 @@ from ..bounces import import_bounces
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             remove_suppression, suppressed_emails_at)
+from ..suppression_sync import sync_suppressions
 from ..unsubscribe_inbox import import_unsubscribe_mbox
 from .app import app, command
 from .options import ConfigOption, ListOption, RecipientsOption, settings_from
@@ -130,15 +131,18 @@ def suppress_remove(
 
 @command("import", on=suppress_app)
 def suppress_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns email, reason and optionally date, note.",
+    file: Annotated[Path, typer.Argument(help="CSV with columns email, reason and optionally date, note; or "
+                                              "SendGrid's export (created,email,reason,status) with --reason.",
                                          dir_okay=False)],
+    reason: Annotated[Optional[str], typer.Option(
+        "--reason", help=f"The reason of every row ({', '.join(REASONS)}); needed for SendGrid's export.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Import suppressions from a CSV; rows that cannot be read are reported by line (exit 1)."""
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
-        result = import_suppressions(connection, file)
+        result = import_suppressions(connection, file, reason.strip().lower() if reason else None)
     finally:
         connection.close()
     for problem in result.problems:
@@ -191,6 +195,23 @@ def suppress_import_bounces(
              "no bounce found in it")
     say(f"suppressed {len(result.suppressed):,} hard bounces, {len(result.already):,} already suppressed, "
         f"{len(result.soft):,} soft bounces left alone, {len(result.unrecognised):,} messages not bounces")
+
+
+@command("sync", on=suppress_app)
+def suppress_sync(config: ConfigOption = None) -> None:
+    """Read SendGrid's bounce, spam-report, invalid-address and unsubscribe lists (and [sendgrid]
+    unsubscribe_group) into the suppressions; only what is new since the last sync is asked for."""
+    settings = settings_from(config)
+    connection = open_ledger(settings.database)
+    try:
+        result = sync_suppressions(connection, settings)
+    finally:
+        connection.close()
+    say(f"{'SendGrid list':<16} {'read':>7} {'new':>7} {'known':>7} {'unusable':>9}")
+    for kind in result.kinds:
+        say(f"{kind.kind:<16} {kind.read:>7,} {kind.new:>7,} {kind.known:>7,} {kind.unusable:>9,}")
+    for blocked in result.blocked:
+        say(f"blocked (temporary, not suppressed): {blocked.email}  {blocked.reason}")
 
 
 @command("list", on=suppress_app)

@@ -44,7 +44,7 @@ import python_http_client  # type: ignore[import-untyped]
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from ..config import Settings
+from ..config import SendGridSettings, Settings
 from ..errors import ProviderAuthError, ProviderError, TransientProviderError
 from ..personalize import Envelope
 from .base import Batch, DeliveryResult, ProviderInfo, Status
@@ -333,3 +333,15 @@ def _quiet_http_logger(api_key: str) -> None:
     _REDACT.keys.add(api_key)
     if _REDACT not in logger.filters:
         logger.addFilter(_REDACT)
+
+
+def api_client(config: SendGridSettings, purpose: str) -> SendGridAPIClient:
+    """The official client for other API calls (`suppress sync`): same host, timeout, no redirects,
+    and the key kept out of the logs. `purpose` names the permission the key needs."""
+    if not config.api_key:
+        raise ProviderAuthError(f"SENDGRID_API_KEY is not set: export an API key with {purpose} permission")
+    _quiet_http_logger(config.api_key)
+    client = SendGridAPIClient(config.api_key, host=config.api_url.rstrip("/"))
+    client.client.__class__ = _NoRedirectClient
+    client.client.timeout = config.timeout
+    return client

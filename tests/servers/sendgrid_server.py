@@ -16,6 +16,8 @@ answered normally again. Standing faults, like SendGrid's own rules:
     server.max_body_bytes = 50_000               # 413 above this size
 
 `server.delivered_count()` counts what SendGrid would have mailed, per address.
+`server.suppressions` serves SendGrid's suppression lists (GET /v3/suppression/..., paginated,
+answers validated against tsg_suppressions_v3.json): see sendgrid_suppressions.py.
 Where ../shared is not beside the project (a git worktree), CAMPAIGN_SHARED
 names the shared folder.
 
@@ -45,9 +47,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+try:
+    from .sendgrid_suppressions import SuppressionLists, serves as serves_suppressions
+except ImportError:  # run as a script (benchmarks)
+    from sendgrid_suppressions import SuppressionLists, serves as serves_suppressions  # type: ignore[no-redef]
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("CAMPAIGN_SHARED") or PROJECT_ROOT / ".." / "shared")
 SCHEMA_FILE = SHARED / "vendor" / "sendgrid-oai" / "tsg_mail_v3.json"
+SUPPRESSIONS_SCHEMA_FILE = SHARED / "vendor" / "sendgrid-oai" / "tsg_suppressions_v3.json"
 REQUEST_SCHEMA = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
 MAIL_SEND = "/v3/mail/send"
 MOVED = "/moved"                       # where the redirect fault points; a GET there answers 200
@@ -202,6 +210,7 @@ class SendGridServer:
         self.max_body_bytes: int | None = None   # 413 above this request size
         self.refused_addresses: dict[str, str] = {}  # address -> message of the 400 naming it
         self.requests: list[RecordedRequest] = []
+        self.suppressions = SuppressionLists(SUPPRESSIONS_SCHEMA_FILE)   # GET /v3/suppression/..., /v3/asm/...
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -302,10 +311,7 @@ class SendGridServer:
             return 404, error_body(f"no route for {request.path}")
         if request.method != "POST":
             return 405, error_body("method not allowed")
-        authorization = request.headers.get("Authorization", "")
-        if not authorization.startswith("Bearer ") or (
-            self.api_key is not None and authorization != f"Bearer {self.api_key}"
-        ):
+        if not self._authorized(request):
             return 401, error_body("The provided authorization grant is invalid, expired, or revoked")
         if self.max_body_bytes is not None and len(request.raw) > self.max_body_bytes:
             return 413, error_body(f"request entity too large ({len(request.raw)} bytes)")
@@ -321,6 +327,11 @@ class SendGridServer:
             request.errors = errors
             return 400, {"errors": errors}
         return (200 if _sandbox(request.body) else 202), None
+
+    def _authorized(self, request: RecordedRequest) -> bool:
+        authorization = request.headers.get("Authorization", "")
+        return authorization.startswith("Bearer ") and (
+            self.api_key is None or authorization == f"Bearer {self.api_key}")
 
     def _refused(self, body: dict) -> list[dict]:
         with self._lock:
@@ -355,6 +366,11 @@ def _handler_for(server: SendGridServer):
                 body = None
             request = RecordedRequest(self.command, self.path.split("?")[0], dict(self.headers.items()), raw, body)
             server._record(request)
+            if serves_suppressions(self.path):
+                status, answer, headers = server.suppressions.answer(self.command, self.path,
+                                                                     server._authorized(request))
+                self._reply(status, answer, headers, request)
+                return
             if server.delay:
                 server._sleep(server.delay)
             fault = server._next_fault() if request.path == MAIL_SEND else None
@@ -380,7 +396,7 @@ def _handler_for(server: SendGridServer):
                 headers["X-Message-Id"] = request.message_id
             self._reply(status, error, headers, request)
 
-        def _reply(self, status: int, body: dict | None, headers: dict, request: RecordedRequest):
+        def _reply(self, status: int, body: object, headers: dict, request: RecordedRequest):
             request.answer = status
             data = json.dumps(body).encode() if body is not None else b""
             try:
