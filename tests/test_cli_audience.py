@@ -242,6 +242,8 @@ def test_readme_examples_for_recipients_and_lists_run(tmp_path, monkeypatch):
         (tmp_path / name).write_bytes((root / name).read_bytes())
     (tmp_path / "contacts-2026.csv").write_bytes((root / "recipients.example.csv").read_bytes())
     (tmp_path / "bounces.csv").write_text("email,reason\njorge.munoz@example.org,bounced\n", encoding="utf-8")
+    (tmp_path / "sendgrid-bounces.csv").write_text(
+        "created,email,reason,status\n1764000000,li.wei@example.org,550 5.1.1 unknown user,5.1.1\n", encoding="utf-8")
     (tmp_path / "output" / "issue-30").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     for command in commands:
