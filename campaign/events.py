@@ -161,11 +161,13 @@ def _iso(moment: datetime) -> str:
 
 def event_counts(connection: sqlite3.Connection, issue: int) -> dict[str, dict[str, int]]:
     """{event: {list name or '': addresses}} for one issue, '' meaning every address: each address
-    counts once per kind of event (two opens are one reader). A person on two lists counts under each."""
+    counts once per kind of event (two opens are one reader); a bounce of type blocked counts as 'blocked'.
+    A person on two lists counts under each."""
     rows = connection.execute(
-        "SELECT e.event, coalesce(d.lists, ''), count(DISTINCT e.email) FROM provider_events e "
+        "SELECT CASE WHEN e.event = 'bounce' AND e.detail LIKE 'blocked:%' THEN 'blocked' ELSE e.event END, "
+        "coalesce(d.lists, ''), count(DISTINCT e.email) FROM provider_events e "
         "LEFT JOIN deliveries d ON d.issue = e.issue AND d.kind = 'real' AND d.email = e.email "
-        "WHERE e.issue = ? GROUP BY e.event, d.lists", (issue,))
+        "WHERE e.issue = ? GROUP BY 1, d.lists", (issue,))
     table: dict[str, dict[str, int]] = {}
     for event, lists, number in rows:
         bucket = table.setdefault(event, {})

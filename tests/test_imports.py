@@ -31,8 +31,9 @@ STAGES: list[tuple[str, ...]] = [
     ("checks", "preview", "screenshots", "live"),       # looking at an issue before it goes (live: while it is written)
     ("send", "dry_run"),                                # the send workflow and its rehearsal
     ("web", "unsubscribe_inbox", "bounces",             # doors back into the ledger from outside: the readers'
-     "suppression_sync"),                               # service, the editor's preview, mailed unsubscribes,
-                                                        # the bounce mailbox, SendGrid's suppression lists
+     "suppression_sync", "report", "report_page"),      # service, the editor's preview, mailed unsubscribes,
+                                                        # the bounce mailbox, SendGrid's suppression lists;
+                                                        # and the report of what came back
     ("cli", "__main__"),                                # the command line over all of it
 ]
 RANK = {name: rank for rank, names in enumerate(STAGES) for name in names}

@@ -16,35 +16,14 @@ import pytest
 from campaign import ledger
 from campaign.config import load_settings
 from campaign.errors import ConfigError
-from campaign.ledger import ACCEPTED, REJECTED, UNKNOWN, Outcome, open_ledger
+from campaign.ledger import ACCEPTED, REJECTED, open_ledger
 from campaign.suppressions import list_suppressions
 from campaign.web.readers import create_app
 from campaign.web.webhook import BODY_LIMIT, WEBHOOK_PATH
 from web_support import Served, fetch
-from webhook_support import Signer, body_of, event
+from webhook_support import SENT, Signer, body_of, event, record_send
 
 SECRET = "webhook-test-secret"
-SENT = {"ana@example.org": ACCEPTED, "bo@example.org": UNKNOWN, "carla@example.org": UNKNOWN,
-        "dan@example.org": ACCEPTED, "eve@example.org": UNKNOWN, "fay@example.org": ACCEPTED}
-LISTS = {"carla@example.org": ("embassies",), "fay@example.org": ("members", "embassies")}
-
-
-def record_send(database: Path, issue: int = 30, statuses: dict[str, str] = SENT) -> None:
-    """A real SendGrid send of `issue` as the send workflow records it: write-ahead, then the answers."""
-    connection = open_ledger(database)
-    try:
-        run_id = ledger.start_run(connection, issue, "real", "sendgrid")
-        ledger.freeze_audience(connection, issue, "real",
-                               [(email, "", LISTS.get(email, ("members",))) for email in statuses], run_id)
-        ledger.mark_in_flight(connection, issue, "real", list(statuses), "sendgrid", "batch-1", run_id)
-        ledger.record_outcomes(connection, issue, "real",
-                               [Outcome(email, status, "msg-1" if status == ACCEPTED else "")
-                                for email, status in statuses.items()])
-        ledger.finish_run(connection, run_id, "completed")
-    finally:
-        connection.close()
-
-
 @pytest.fixture
 def signer() -> Signer:
     return Signer()

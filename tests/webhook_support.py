@@ -10,9 +10,13 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from campaign import ledger
+from campaign.ledger import ACCEPTED, UNKNOWN, Outcome, open_ledger
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -53,3 +57,24 @@ def event(kind: str, email: str, issue: int | None = 30, **extra: object) -> dic
 
 def body_of(events: list[dict]) -> bytes:
     return json.dumps(events, separators=(",", ":")).encode()
+
+
+SENT = {"ana@example.org": ACCEPTED, "bo@example.org": UNKNOWN, "carla@example.org": UNKNOWN,
+        "dan@example.org": ACCEPTED, "eve@example.org": UNKNOWN, "fay@example.org": ACCEPTED}
+LISTS = {"carla@example.org": ("embassies",), "fay@example.org": ("members", "embassies")}
+
+
+def record_send(database: Path, issue: int = 30, statuses: dict[str, str] = SENT) -> None:
+    """A real SendGrid send of `issue` as the send workflow records it: write-ahead, then the answers."""
+    connection = open_ledger(database)
+    try:
+        run_id = ledger.start_run(connection, issue, "real", "sendgrid")
+        ledger.freeze_audience(connection, issue, "real",
+                               [(email, "", LISTS.get(email, ("members",))) for email in statuses], run_id)
+        ledger.mark_in_flight(connection, issue, "real", list(statuses), "sendgrid", "batch-1", run_id)
+        ledger.record_outcomes(connection, issue, "real",
+                               [Outcome(email, status, "msg-1" if status == ACCEPTED else "")
+                                for email, status in statuses.items()])
+        ledger.finish_run(connection, run_id, "completed")
+    finally:
+        connection.close()

@@ -18,6 +18,7 @@ from . import audience  # noqa: E402,F401
 from . import check  # noqa: E402,F401
 from . import send  # noqa: E402,F401
 from . import serve  # noqa: E402,F401
+from . import report  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
