@@ -21,7 +21,7 @@ from campaign.suppressions import list_suppressions
 from campaign.web.readers import create_app
 from campaign.web.webhook import BODY_LIMIT, WEBHOOK_PATH
 from web_support import Served, fetch
-from webhook_support import SENT, Signer, body_of, event, record_send
+from webhook_support import Signer, body_of, event, record_send
 
 SECRET = "webhook-test-secret"
 @pytest.fixture
