@@ -202,6 +202,18 @@ def test_link_checks_name_placeholder_malformed_and_plain_http():
     assert problems["https://example.org/a"] is problems["mailto:a@example.org"] is problems["[[view_url]]"] is None
 
 
+def test_a_content_link_with_a_space_is_reported_once_at_its_file_not_again_as_a_layout_link(settings, tmp_path):
+    # premailer writes the space as %20 in the HTML: the layouts check must still know it came from the content
+    content = filled_copy(tmp_path)
+    item = content / "issue-30" / "06-smart-city-trends" / "01-local-tourism-platform.md"
+    text = item.read_text(encoding="utf-8")
+    item.write_text(re.sub(r'(?m)^link: ".*"$', 'link: "TODO: the address of the story"', text), encoding="utf-8")
+    findings = run_checks(replace(settings, content_dir=content), 30, deliverability=False)
+    malformed = [finding for finding in findings if finding.code == "link-malformed"]
+    assert [finding.where.split(" ")[0] for finding in malformed] == [
+        "issue-30/06-smart-city-trends/01-local-tourism-platform.md"], malformed
+
+
 def test_two_read_more_buttons_to_one_address_are_reported_once():
     items = [Item(title=f"T{n}", body="Text.", link="https://example.org/same", link_text="Read more",
                   source=FIXTURES / "issue-99" / f"0{n}.md") for n in (1, 2)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..content import Issue, Item, Section
 from ..page import Page, read_page
@@ -78,11 +78,15 @@ def check_content_links(issue: Issue) -> list[Finding]:
 
 
 def check_layout_links(page: Page, issue: Issue) -> list[Finding]:
-    """Links the layouts write (view in browser, unsubscribe...): every one must be usable."""
+    """Links the layouts write (view in browser, unsubscribe...): every one must be usable.
+
+    A content link is recognised also as premailer rewrote it (a space becomes %20):
+    the content check has already reported it at its file.
+    """
     from_content = {link.href for _, _, part in parts(issue) for link in links_of(part)}
     findings = []
     for link in page.links:
-        if link.href in from_content:
+        if link.href in from_content or unquote(link.href) in from_content:
             continue
         problem = link_problem(link.href)
         if problem:
