@@ -48,7 +48,7 @@ dl.meta { margin: 0; display: grid; grid-template-columns: auto 1fr; gap: 2px 10
 dl.meta dt { color: var(--muted); }
 dl.meta dd { margin: 0; word-break: break-word; }
 ol.findings { list-style: none; padding: 0; margin: 0; }
-ol.findings li { border-top: 1px solid var(--line); padding: 8px 0; }
+ol.findings li { border-top: 1px solid var(--line); padding: 8px 0; overflow-wrap: anywhere; }
 .severity { display: inline-block; font-size: 12px; font-weight: 700; text-transform: uppercase;
             border-radius: 4px; padding: 0 6px; margin-right: 6px; color: #fff; }
 .severity.error { background: var(--error); }
@@ -87,16 +87,19 @@ pre.text { white-space: pre-wrap; word-break: break-word; font-size: 13px; backg
 <script nonce="{{ nonce }}">
 const frame = document.getElementById("email"), panel = document.getElementById("panel");
 const status = document.getElementById("status"), query = document.body.dataset.query;
-function fit() {
-  const doc = frame.contentDocument;
-  if (doc && doc.documentElement) frame.style.height = doc.documentElement.scrollHeight + "px";
+const desk = document.getElementById("desk");
+function fit() {  /* the frame as tall as what it shows, so only the desk scrolls (and keeps its place) */
+  const doc = frame.contentDocument, top = desk.scrollTop;
+  if (!doc || !doc.documentElement) return;
+  frame.style.height = "0px";
+  frame.style.height = doc.documentElement.scrollHeight + "px";
+  desk.scrollTop = top;
 }
 function setWidth(width) {
   frame.style.width = width + "px";
   frame.dataset.width = width;
   document.querySelector("input[name=width]").value = width;
   for (const b of document.querySelectorAll("[data-width]")) b.setAttribute("aria-pressed", b.dataset.width == width);
-  frame.style.height = "80vh";
   requestAnimationFrame(fit);
 }
 frame.addEventListener("load", fit);
@@ -123,7 +126,7 @@ events.addEventListener("error", () => { status.textContent = "not connected: is
 """
 
 PANEL = """{% if recipient_error %}<div class="box warning" id="recipient-error"><strong>Preview as:</strong>
-{{ recipient_error }} Showing the sample values.</div>{% endif %}
+{{ recipient_error }}<br>Showing the sample values.</div>{% endif %}
 {% if snapshot.error %}<div class="box error" id="render-error"><strong>The issue cannot be rendered.</strong>
 <code>{{ snapshot.error }}</code>Fix the file and save it: this page updates by itself.</div>
 {% else %}<dl class="meta">
