@@ -40,7 +40,7 @@ HINTS = {
     "date": "the first day, as YYYY-MM-DD",
     "place": "city and country, or Online",
     "image": "name of a picture file you put in images/",
-    "alt": "a few words saying what the picture shows",
+    "alt": "a few words saying what the picture shows (or decorative: true instead, if it only decorates)",
     "link": "the https:// address of the full story",
     "link_text": "the words on the button, e.g. Read more",
 }
@@ -163,6 +163,8 @@ def section_files(section: Section, published: dt.date) -> dict[Path, str]:
 def present_fields(part: Section | Item, required: tuple[str, ...]) -> list[str]:
     """The fields the source part fills, plus those its kind requires, in the usual order."""
     filled = {name for name in FIELD_ORDER if getattr(part, name, None) not in (None, "")}
+    if "image" in filled or "image" in required:
+        filled.add("alt")  # a new picture needs its own words, even where last quarter's only decorated
     return [name for name in FIELD_ORDER if name in filled or name in required]
 
 

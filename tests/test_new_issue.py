@@ -79,6 +79,7 @@ def test_new_issue_keeps_the_structure_and_writes_a_todo_in_every_field(project)
         assert len(section.items) == (1 if section.source.is_dir() else 0)
         for part in (section, *section.items):
             assert not part.body or part.body.startswith("TODO:")
+            assert not part.image or part.alt.startswith("TODO:"), f"{part.source}: a new picture needs alt text"
             for name in ("title", "when", "place", "image", "alt", "link", "link_text"):
                 value = getattr(part, name, "")
                 assert not value or value.startswith("TODO:"), f"{part.source}: {name} = {value!r}"
