@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,6 +239,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # The opaque id of each row's latest send attempt, carried to the provider (SendGrid custom_args
+        # campaign_delivery) so its events can be matched back to the row; '' until first sent.
+        "0010_delivery_id",
+        """
+        ALTER TABLE deliveries ADD COLUMN delivery_id TEXT NOT NULL DEFAULT '';
+        CREATE INDEX deliveries_delivery_id ON deliveries (delivery_id) WHERE delivery_id <> '';
+        """,
+    ),
 ]
 
 
@@ -346,6 +356,7 @@ class Delivery:
     created_at: str
     updated_at: str
     accepted_at: str | None
+    delivery_id: str = ""          # the latest send attempt's opaque id ('' until first sent)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Delivery":
@@ -354,7 +365,7 @@ class Delivery:
             lists=tuple(row["lists"].split()), status=row["status"], provider=row["provider"],
             message_id=row["message_id"], batch_id=row["batch_id"], attempts=row["attempts"],
             last_error=row["last_error"], created_at=row["created_at"], updated_at=row["updated_at"],
-            accepted_at=row["accepted_at"],
+            accepted_at=row["accepted_at"], delivery_id=row["delivery_id"],
         )
 
 
@@ -487,12 +498,20 @@ def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> di
 _EMAILS = "(SELECT value FROM json_each(?))"
 
 
+def new_delivery_id() -> str:
+    """An opaque id for one row's send attempt: random, so it says nothing about the recipient."""
+    return secrets.token_hex(10)
+
+
 def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails: Sequence[str],
-                   provider: str, batch_id: str, run_id: int, link_tokens: Mapping[str, str] | None = None) -> None:
+                   provider: str, batch_id: str, run_id: int, link_tokens: Mapping[str, str] | None = None,
+                   delivery_ids: Mapping[str, str] | None = None) -> None:
     """Write ahead: committed before the batch is handed to the provider.
 
     `link_tokens` ({email: token}) are the tokens in these messages' links: kept in the same
     transaction, so no message leaves whose unsubscribe link the readers' service cannot answer.
+    `delivery_ids` ({email: id}) are the ids these messages carry (SendGrid custom_args): stored in
+    the same transaction, so every event that can come back finds its row.
     """
     with transaction(connection):
         if link_tokens:
@@ -503,6 +522,20 @@ def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails
             f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status <> 'accepted'",
             (provider, batch_id, run_id, issue, kind, json.dumps(list(emails))),
         )
+        if delivery_ids:
+            connection.executemany(
+                "UPDATE deliveries SET delivery_id = ? "
+                "WHERE issue = ? AND kind = ? AND email = ? AND status <> 'accepted'",
+                ((delivery_id, issue, kind, email) for email, delivery_id in delivery_ids.items()),
+            )
+
+
+def delivery_by_id(connection: sqlite3.Connection, delivery_id: str) -> Delivery | None:
+    """The row whose latest send attempt carried `delivery_id` (an event's campaign_delivery), if any."""
+    if not delivery_id:
+        return None
+    row = connection.execute("SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+    return Delivery.from_row(row) if row is not None else None
 
 
 def mark_skipped(connection: sqlite3.Connection, issue: int, kind: str, reasons: Mapping[str, str]) -> None:
@@ -630,8 +663,8 @@ def index_link_tokens(connection: sqlite3.Connection, token_of: Callable[[str], 
         return connection.total_changes - before
 
 
-EXPORT_COLUMNS = ("issue", "kind", "email", "name", "lists", "status", "provider", "message_id", "batch_id",
-                  "attempts", "last_error", "created_at", "updated_at", "accepted_at")
+EXPORT_COLUMNS = ("issue", "kind", "email", "name", "lists", "status", "provider", "message_id", "delivery_id",
+                  "batch_id", "attempts", "last_error", "created_at", "updated_at", "accepted_at")
 
 
 def export_csv(connection: sqlite3.Connection, issue: int, path: Path) -> int:

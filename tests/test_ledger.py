@@ -170,7 +170,8 @@ def test_the_skipped_migration_keeps_every_row_and_both_guards(tmp_path, monkeyp
 
     migrated = open_ledger(tmp_path / "campaign.db")
     assert "0007_skipped_status" in applied_migrations(migrated)
-    assert [tuple(row) for row in migrated.execute("SELECT * FROM deliveries ORDER BY rowid")] == rows_before
+    width = len(rows_before[0])   # later migrations append columns (0010: delivery_id)
+    assert [tuple(row)[:width] for row in migrated.execute("SELECT * FROM deliveries ORDER BY rowid")] == rows_before
     ledger.mark_skipped(migrated, 30, "real", {"bo@example.org": "unsubscribed during the send",
                                                "ana@example.org": "unsubscribed during the send"})
     assert ledger.status_by_email(migrated, 30, "real") == {"ana@example.org": "accepted", "bo@example.org": "skipped"}
@@ -179,3 +180,20 @@ def test_the_skipped_migration_keeps_every_row_and_both_guards(tmp_path, monkeyp
     with pytest.raises(sqlite3.DatabaseError, match="never deleted"):
         migrated.execute("DELETE FROM deliveries WHERE kind = 'real'")
     migrated.close()
+
+
+def test_each_send_attempt_stores_its_delivery_id_and_the_id_finds_its_row(connection):
+    run = freeze(connection, ["a@example.org", "b@example.org"])
+    first = {"a@example.org": ledger.new_delivery_id(), "b@example.org": ledger.new_delivery_id()}
+    assert len(set(first.values())) == 2 and all(len(value) == 20 for value in first.values())
+    ledger.mark_in_flight(connection, 30, "real", list(first), "sendgrid", "30-1-1", run, delivery_ids=first)
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1"),
+                                                   Outcome("b@example.org", "unknown", error="504")])
+    again = {"a@example.org": ledger.new_delivery_id(), "b@example.org": ledger.new_delivery_id()}
+    ledger.mark_in_flight(connection, 30, "real", list(again), "sendgrid", "30-2-1", run, delivery_ids=again)
+    a = ledger.delivery_by_id(connection, first["a@example.org"])
+    assert a is not None and (a.email, a.status, a.delivery_id) == ("a@example.org", "accepted", first["a@example.org"])
+    b = ledger.delivery_by_id(connection, again["b@example.org"])
+    assert b is not None and (b.email, b.attempts) == ("b@example.org", 2)
+    assert ledger.delivery_by_id(connection, first["b@example.org"]) is None   # superseded by the resend
+    assert ledger.delivery_by_id(connection, "") is None
