@@ -355,6 +355,20 @@ def test_a_real_send_asks_for_no_tracking_counts_under_the_issue_and_tags_each_r
     assert [a["campaign_lists"] for a in args] == [",".join(r.lists) for r in recipients]
     assert {a["campaign_issue"] for a in args} == {"30"}
     assert "@" not in json.dumps(args)
+    rows = {d.email: d.delivery_id for d in ledger.deliveries(connection, 30, "real")}
+    assert [a["campaign_delivery"] for a in args] == [rows[r.email] for r in recipients]
+    assert len(set(rows.values())) == len(recipients) and "" not in rows.values()
+
+
+def test_every_send_attempt_has_its_own_delivery_id_and_the_ledger_keeps_the_latest(server, settings, connection):
+    server.script(Fault.accepted_then(504))
+    send(connection, settings, people(3))
+    first = {d.email: d.delivery_id for d in ledger.deliveries(connection, 30, "real")}
+    send(connection, settings, people(3), options=SendOptions(resend_unknown=True))
+    sent = [{p["to"][0]["email"]: p["custom_args"]["campaign_delivery"] for p in r.body["personalizations"]}
+            for r in server.mail_sends()]
+    assert sent[0] == first and set(sent[1].values()).isdisjoint(first.values())
+    assert {d.email: d.delivery_id for d in ledger.deliveries(connection, 30, "real")} == sent[1]
 
 
 def test_a_test_send_and_a_sandbox_run_never_count_under_the_issue(server, settings, connection):
@@ -365,7 +379,10 @@ def test_a_test_send_and_a_sandbox_run_never_count_under_the_issue(server, setti
     assert test_body["categories"] == ["test"] and sandbox_body["categories"] == ["sandbox"]
     assert test_body["tracking_settings"] == sandbox_body["tracking_settings"] == OFF
     assert [p["custom_args"] for p in test_body["personalizations"]] == [{"campaign_issue": "30"}]
-    assert {p["custom_args"]["campaign_lists"] for p in sandbox_body["personalizations"]} == {"members"}
+    sandbox_rows = {d.email: d.delivery_id for d in ledger.deliveries(connection, 30, "sandbox")}
+    assert [p["custom_args"] for p in sandbox_body["personalizations"]] == [
+        {"campaign_issue": "30", "campaign_delivery": sandbox_rows[r.email], "campaign_lists": "members"}
+        for r in people(3)]
     assert server.delivered_count() == {"editor@example.org": 1}
 
 

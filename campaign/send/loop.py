@@ -23,7 +23,7 @@ from ..audience import Recipient
 from ..config import Settings
 from ..checks.gate import GateDecision
 from ..errors import ProviderConfigError, TransientProviderError
-from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome
+from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome, new_delivery_id
 from ..personalize import Envelope, envelope_for
 from ..providers import batches
 from ..providers.base import Batch, DeliveryResult, Provider
@@ -182,8 +182,11 @@ class _BatchLoop:
         """Write ahead, call the provider (with retries), record; returns (accepted count, last error).
 
         The write-ahead follows the provider's own step: the whole batch for SendGrid
-        (one request), each message for SMTP (ProviderInfo.one_at_a_time).
+        (one request), each message for SMTP (ProviderInfo.one_at_a_time). Each envelope
+        carries a fresh delivery id, stored with the write-ahead; a retry after a
+        transient error (which certainly did not go out) keeps it.
         """
+        envelopes = [replace(envelope, delivery_id=new_delivery_id()) for envelope in envelopes]
         emails = [envelope.email for envelope in envelopes]
         per_message = self.provider.info.one_at_a_time
         handed_over: set[str] = set() if per_message else set(emails)   # may have gone out
@@ -192,7 +195,7 @@ class _BatchLoop:
         def mark_sending(envelope: Envelope) -> None:
             if self.retries.stop.requested:   # the message before this one was the one in flight
                 raise StopRequested
-            self.record.mark_in_flight([envelope.email], batch_id, {envelope.email: envelope.token})
+            self.record.mark_in_flight([envelope], batch_id)
             handed_over.add(envelope.email)
 
         def record_answer(result: DeliveryResult) -> None:
@@ -206,11 +209,11 @@ class _BatchLoop:
                       sandbox=self.record.kind == "sandbox", on_sending=mark_sending if per_message else None,
                       on_result=record_answer)
         if not per_message:
-            self.record.mark_in_flight(emails, batch_id, {envelope.email: envelope.token for envelope in envelopes})
+            self.record.mark_in_flight(envelopes, batch_id)
         try:
             answer = deliver_with_retries(self.provider, batch, self.retries, on_wait=self._waiting(emails),
                                           before_retry=None if per_message else
-                                          lambda: self.record.mark_in_flight(emails, batch_id))
+                                          lambda: self.record.mark_in_flight(envelopes, batch_id))
         except BaseException as error:  # Ctrl-C twice or a bug mid-request: it may have gone out
             note = f"the send stopped during the provider call ({type(error).__name__}); it may or may not " \
                    "have been delivered; resend only with --resend-unknown"

@@ -12,12 +12,13 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .. import ledger
 from ..audience import Recipient
 from ..errors import LedgerError
 from ..ledger import FAILED, REFUSED, REJECTED, UNKNOWN, Delivery, Outcome
+from ..personalize import Envelope
 from ..suppressions import add_suppression, suppressed_among
 from .plan import SendOptions
 
@@ -145,11 +146,12 @@ class RunRecord:
         return (f"the ledger {path} {change} while the send ran: stopped so that nobody is mailed twice; "
                 f"{saved}. Put that file back as {path} before sending this issue again")
 
-    def mark_in_flight(self, emails: Sequence[str], batch_id: str,
-                       link_tokens: Mapping[str, str] | None = None) -> None:
-        """Write ahead; `link_tokens` ({email: token}) are kept so the readers' service knows who clicked."""
-        ledger.mark_in_flight(self.connection, self.issue, self.kind, emails, self.provider, batch_id,
-                              self.run_id, link_tokens)
+    def mark_in_flight(self, envelopes: Sequence[Envelope], batch_id: str) -> None:
+        """Write ahead, with each envelope's link token (so the readers' service knows who clicked) and
+        the delivery id it carries to the provider (so its events find the row)."""
+        ledger.mark_in_flight(self.connection, self.issue, self.kind, [e.email for e in envelopes], self.provider,
+                              batch_id, self.run_id, link_tokens={e.email: e.token for e in envelopes},
+                              delivery_ids={e.email: e.delivery_id for e in envelopes})
 
     def skip_suppressed(self, emails: Sequence[str]) -> dict[str, str]:
         """Suppressions are read again before each batch: whoever was suppressed since the send began
