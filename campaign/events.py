@@ -65,18 +65,25 @@ class IngestResult:
     unmatched: int          # new events naming no delivery in this ledger
     suppressed: int         # addresses newly suppressed
     resolved: int           # unknown deliveries that became accepted or rejected
+    unreadable: int = 0     # events left out: no id, or no usable address or time
 
 
-def parse_events(text: str) -> list[ProviderEvent]:
-    """The webhook body (a JSON array of event objects); UsageError naming the first bad event."""
+def parse_events(text: str) -> tuple[list[ProviderEvent], int]:
+    """The webhook body (a JSON array of event objects): the events, and how many could not be read
+    (no id, no usable address or time). A body that is not an array is a UsageError."""
     try:
         items = json.loads(text)
     except ValueError as error:
         raise UsageError(f"the body is not JSON ({error})") from None
     if not isinstance(items, list):
         raise UsageError("the body is not a JSON array of events")
-    book = AddressBook()
-    return [_event(index, item, book) for index, item in enumerate(items)]
+    book, events = AddressBook(), []
+    for index, item in enumerate(items):
+        try:
+            events.append(_event(index, item, book))
+        except UsageError:   # one odd event (a dropped one for an address that is no address) spoils no batch
+            continue
+    return events, len(items) - len(events)
 
 
 def _event(index: int, item: object, book: AddressBook) -> ProviderEvent:

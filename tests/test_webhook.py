@@ -85,7 +85,7 @@ def test_signed_events_suppress_and_resolve_unknown_deliveries(served, project, 
     answer = post(served, body, signer.headers(body))
     assert answer.status == 200, answer.text
     assert json.loads(answer.text) == {"received": 11, "stored": 11, "duplicates": 0, "unmatched": 1,
-                                       "suppressed": 5, "resolved": 3}
+                                       "suppressed": 5, "resolved": 3, "unreadable": 0}
     statuses, suppressed, stored = ledger_state(project)
     assert statuses["bo@example.org"] == ACCEPTED      # processed: it was sent after all
     assert statuses["carla@example.org"] == REJECTED   # dropped: SendGrid never sent it
@@ -125,8 +125,19 @@ def test_one_tampered_byte_is_refused_and_nothing_is_stored(served, project, sig
 
 
 def test_a_signed_body_that_is_not_events_is_a_400(served, signer):
-    for body in (b'{"event": "open"}', b"[{\"event\": \"open\"}]", b"not json"):
+    for body in (b'{"event": "open"}', b"not json", b"[1, 2"):
         assert post(served, body, signer.headers(body)).status == 400
+
+
+def test_an_unreadable_event_is_left_out_and_spoils_no_batch(served, project, signer):
+    events = [event("dropped", "no-domain@", reason="Invalid"), {"event": "open"},
+              event("spamreport", "dan@example.org")]
+    body = body_of(events)
+    answer = post(served, body, signer.headers(body))
+    assert answer.status == 200, answer.text
+    counts = json.loads(answer.text)
+    assert counts["unreadable"] == 2 and counts["stored"] == 1
+    assert ledger_state(project)[1] == {"dan@example.org": "complained"}
 
 
 def test_a_body_over_the_cap_is_refused_unread(served, signer):

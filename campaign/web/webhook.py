@@ -4,7 +4,8 @@ The route exists only when SENDGRID_WEBHOOK_PUBLIC_KEY is set (otherwise: 404). 
 body is read once, up to BODY_LIMIT, and verified with the `sendgrid` package's own EventWebhook
 helper (ECDSA P-256 over the X-Twilio-Email-Event-Webhook-Timestamp value followed by the body)
 before anything is parsed. A missing or wrong signature: 403, nothing stored. A signed body that
-is not an array of events: 400. Otherwise the events go through events.record_events (the same
+is not an array of events: 400 (one unreadable event in an array is
+left out and counted, so it spoils no batch). Otherwise the events go through events.record_events (the same
 ledger and suppression functions as the CLI) and the answer is 200 with counts, no addresses.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from dataclasses import asdict, replace
 
 from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-untyped]
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader  # type: ignore[import-untyped]
@@ -62,11 +64,12 @@ async def receive_events(request: Request, verifier: EventWebhook) -> Response:
     if text is None:
         return PlainTextResponse("signature missing or wrong: nothing stored\n", status_code=403)
     try:
-        events = parse_events(text)
+        events, unreadable = parse_events(text)
     except UsageError as error:
         return PlainTextResponse(f"not SendGrid events: {error}\n", status_code=400)
     result: IngestResult = await request.app.state.ledger.call(record_events, events)
-    return PlainTextResponse(json.dumps(result.__dict__) + "\n", media_type="application/json")
+    answer = asdict(replace(result, unreadable=unreadable))
+    return PlainTextResponse(json.dumps(answer) + "\n", media_type="application/json")
 
 
 def signed_text(verifier: EventWebhook, body: bytes, signature: str, timestamp: str) -> str | None:
