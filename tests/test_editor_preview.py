@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -208,6 +209,23 @@ def test_an_unknown_section_kind_and_a_layout_error_name_their_file(server, proj
     assert "layouts/sections/text.mjml.j2:2" in panel
     status, _, email = server.get("/email")
     assert status == 200 and "layouts/sections/text.mjml.j2:2" in email
+
+
+def version_of(panel: str) -> int:
+    return int(re.search(r'id="snapshot" data-version="(\d+)"', panel).group(1))
+
+
+def test_requests_fill_one_render_and_each_change_renders_once_campaign_toml_included(server, project):
+    first = version_of(server.get("/panel")[2])
+    for _ in range(10):
+        assert server.get("/email")[0] == 200
+        assert server.get("/email?as=jorge.munoz%40example.org")[0] == 200
+    assert version_of(server.get("/panel")[2]) == first, "requests fill the render; they never render again"
+    config = project / "campaign.toml"
+    replace_in(config, "Seoul Global Center 5F", "Seoul Global Center 6F")
+    server.panel_shows("Seoul Global Center 6F")  # the text part, from the new settings
+    assert "Seoul Global Center 6F" in server.get("/email")[2]
+    assert version_of(server.get("/panel")[2]) > first
 
 
 def test_the_page_is_local_read_only_and_sends_careful_headers(server):

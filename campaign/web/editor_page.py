@@ -125,7 +125,8 @@ events.addEventListener("error", () => { status.textContent = "not connected: is
 </body></html>
 """
 
-PANEL = """{% if recipient_error %}<div class="box warning" id="recipient-error"><strong>Preview as:</strong>
+PANEL = """<div id="snapshot" data-version="{{ snapshot.version }}">
+{% if recipient_error %}<div class="box warning" id="recipient-error"><strong>Preview as:</strong>
 {{ recipient_error }}<br>Showing the sample values.</div>{% endif %}
 {% if snapshot.error %}<div class="box error" id="render-error"><strong>The issue cannot be rendered.</strong>
 <code>{{ snapshot.error }}</code>Fix the file and save it: this page updates by itself.</div>
@@ -146,7 +147,7 @@ PANEL = """{% if recipient_error %}<div class="box warning" id="recipient-error"
 </ol>
 <h2>Plain-text part</h2>
 <pre class="text" id="text-part">{{ text }}</pre>
-{% endif %}"""
+{% endif %}</div>"""
 
 ERROR_EMAIL = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Render error</title></head>
