@@ -158,3 +158,14 @@ def test_a_password_is_never_sent_in_the_clear_to_another_host(tmp_path, smtp_se
     assert "s3cret" not in str(raised.value)
     for loopback in ("127.0.0.1", "localhost", "::1"):
         SmtpProvider(settings_for(tmp_path, smtp_server, SMTP_HOST=loopback, SMTP_USERNAME="newsletter"))
+
+
+def test_a_5xx_to_ehlo_and_helo_stops_naming_host_setting_and_reply(tmp_path, smtp_server):
+    provider, waits = provider_for(tmp_path, smtp_server)
+    smtp_server.refuse_hello = "554 5.7.1 this relay is not for you"
+    with pytest.raises(ProviderConfigError) as raised:
+        send(provider, envelopes(1))
+    message = str(raised.value)
+    assert f"127.0.0.1:{smtp_server.port}" in message and "SMTP_HOST" in message
+    assert "554 5.7.1 this relay is not for you" in message and waits == []
+    assert smtp_server.messages == []

@@ -5,6 +5,7 @@
     server.refuse("busy@example.org", code=451)     # 4xx at RCPT
     server.refuse("ana@example.org", 452, "4.5.3 slow down", times=2)   # twice, then accept
     server.reply_next("DATA", "421 4.3.2 shutting down")   # answer the next MAIL/RCPT/DATA so (not stored)
+    server.refuse_hello = "554 5.7.1 not for you"   # the answer to EHLO and HELO
     SmtpServer(login=("user", "secret"))            # require AUTH PLAIN/LOGIN, no TLS needed
     server.drop_next("MAIL")                        # close the connection at the next MAIL FROM
     server.drop_next("DATA")                        # ...or after storing the next message, before answering
@@ -52,6 +53,18 @@ class _Script:
 class _Handler:
     def __init__(self, server: "SmtpServer"):
         self.server = server
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.server.refuse_hello:
+            return [self.server.refuse_hello]
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        if self.server.refuse_hello:
+            return self.server.refuse_hello
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.server.peers.add(tuple(session.peer))
@@ -119,6 +132,7 @@ class SmtpServer:
         self.messages: list[StoredMessage] = []
         self.logins: list[str] = []
         self.delay = 0.0                   # seconds between storing a message and answering "250"
+        self.refuse_hello = ""             # e.g. "554 5.7.1 not for you": the answer to EHLO and HELO
         self.peers: set[tuple] = set()     # one (host, port) per client connection that sent MAIL
         self._script = _Script(login=login)
         self._lock = threading.Lock()
