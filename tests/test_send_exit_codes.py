@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import test_send_cli
 from servers.sendgrid_server import Fault
-from test_send_cli import AUDIENCE, campaign, deliveries, project  # noqa: F401 (project is a fixture)
+from test_send_cli import AUDIENCE, campaign, deliveries
+
+project = test_send_cli.project   # the same small project, with local SendGrid and SMTP servers
 
 EXIT_LEFT, EXIT_STOPPED = 4, 5
 
