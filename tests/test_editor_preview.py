@@ -275,3 +275,12 @@ def test_serving_an_issue_that_does_not_exist_is_one_line(project):
     assert result.stderr.strip().splitlines() == [
         f"error: issue 31 does not exist: no folder {project / 'content' / 'issue-31'}; "
         "start it with `campaign new --issue 31`"]
+
+
+def test_serve_with_web_or_screenshots_is_refused_in_one_line(project):
+    result = subprocess.run(
+        [sys.executable, "-c", "from campaign.cli import main; main()", "preview", "--issue", "30", "--serve",
+         "--web"], cwd=project, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --serve shows the issue live; write --web or --screenshots in a run without --serve"]

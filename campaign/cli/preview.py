@@ -5,9 +5,11 @@ from __future__ import annotations
 import webbrowser
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 import typer
 
+from ..errors import UsageError
 from ..preview import recipient_envelope, write_preview, write_web_copy
 from .app import command
 from .options import AsOption, ConfigOption, IssueOption, RecipientsOption, settings_from
@@ -35,7 +37,9 @@ def preview(
 ) -> None:
     """Render an issue to output/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
     if serve:
-        return serve_live(issue, port, config, recipients, open_browser)
+        if web or screenshots:
+            raise UsageError("--serve shows the issue live; write --web or --screenshots in a run without --serve")
+        return serve_live(issue, port, config, recipients, open_browser, as_email)
     settings = settings_from(config, recipients)
     envelope = recipient_envelope(settings, as_email, issue) if as_email else None
     files = write_preview(settings, issue, envelope)
@@ -52,13 +56,15 @@ def preview(
         webbrowser.open(files.html.resolve().as_uri())
 
 
-def serve_live(issue: int, port: int, config: Path | None, recipients: Path | None, open_browser: bool) -> None:
+def serve_live(issue: int, port: int, config: Path | None, recipients: Path | None, open_browser: bool,
+               as_email: str | None) -> None:
     from ..web.editor import open_editor, render_line  # noqa: PLC0415  (uvicorn and watchfiles: only when asked)
 
     service = open_editor(lambda: settings_from(config, recipients), issue, port=port, config=config,
                           on_render=lambda snapshot: note(render_line(snapshot)))
-    say(f"Live preview of issue {issue}: {service.url}  (Ctrl-C to stop)")
+    url = service.url + ("?" + urlencode({"as": as_email}) if as_email else "")
+    say(f"Live preview of issue {issue}: {url}  (Ctrl-C to stop)")
     if open_browser:
-        webbrowser.open(service.url)
+        webbrowser.open(url)
     service.run()
     note("stopped")
