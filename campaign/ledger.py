@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
@@ -252,18 +253,62 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 
 def open_ledger(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the ledger at `path`, migrated to the current schema."""
+    """Open (creating if needed) the ledger at `path`, migrated to the current schema.
+
+    Nothing is changed in a file that is not a campaign ledger (nor an empty
+    database), and a read-only ledger is one clear error. Migrations take the
+    write lock first and then look at what is applied, so any number of processes
+    may open a fresh ledger at once.
+    """
     try:
         make_folder(path.parent, setting="database")
+        _refuse_read_only(path)
         connection = sqlite3.connect(path, timeout=30, isolation_level=None)
         connection.row_factory = sqlite3.Row
+        _refuse_foreign(connection, path)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
-        _migrate(connection)
+        _migrate(connection, path)
     except sqlite3.DatabaseError as error:
+        if "readonly" in str(error):
+            raise LedgerError(f"{path}: the ledger is read-only ({error}); make the file and its folder "
+                              "writable (SQLite writes -wal and -shm files beside it)") from None
         raise LedgerError(f"{path}: cannot open the ledger ({error}); is it a campaign database?") from None
     return connection
+
+
+def _refuse_read_only(path: Path) -> None:
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        raise LedgerError(f"{path}: the ledger is read-only; make it writable (chmod u+w), or point "
+                          "database / CAMPAIGN_DATABASE at a writable copy") from None
+    except OSError:
+        return  # a folder, a broken link...: SQLite's own error says what it is
+
+
+def _refuse_foreign(connection: sqlite3.Connection, path: Path) -> None:
+    """An empty database or a campaign ledger; anything else is refused before any change."""
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise LedgerError(f"{path}: not a campaign ledger ({error}); point database / CAMPAIGN_DATABASE at "
+                          "the ledger, or at a new file") from None
+    if tables and not ("migrations" in tables and _first_migration_applied(connection)):
+        shown = ", ".join(sorted(tables)[:5]) + (" ..." if len(tables) > 5 else "")
+        raise LedgerError(f"{path}: not a campaign ledger (it holds other tables: {shown}); nothing was changed. "
+                          "Point database / CAMPAIGN_DATABASE at the ledger, or at a new file")
+
+
+def _first_migration_applied(connection: sqlite3.Connection) -> bool:
+    try:
+        found = connection.execute("SELECT 1 FROM migrations WHERE name = ?", (MIGRATIONS[0][0],)).fetchone()
+    except sqlite3.DatabaseError:
+        return False
+    return found is not None
 
 
 @contextmanager
@@ -282,15 +327,18 @@ def applied_migrations(connection: sqlite3.Connection) -> list[str]:
     return [row[0] for row in connection.execute("SELECT name FROM migrations ORDER BY name")]
 
 
-def _migrate(connection: sqlite3.Connection) -> None:
-    connection.execute(
-        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    done = set(applied_migrations(connection))
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    """Apply what is missing, each migration under the write lock taken BEFORE looking at what is applied."""
+    if _first_migration_applied(connection) and \
+            set(applied_migrations(connection)) >= {name for name, _ in MIGRATIONS}:
+        return  # the usual case: nothing to do, no lock taken
     for name, script in MIGRATIONS:
-        if name in done:
-            continue
         with transaction(connection):
+            _refuse_foreign(connection, path)   # another process may have written meanwhile
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            if name in set(applied_migrations(connection)):
+                continue
             for statement in _statements(script):
                 connection.execute(statement)
             connection.execute(

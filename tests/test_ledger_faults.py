@@ -1,0 +1,93 @@
+"""The ledger file under faults (issue 11 items 13, 14, 15): read-only, opened by many at once, someone else's."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaign.errors import LedgerError
+from campaign.ledger import MIGRATIONS, applied_migrations, open_ledger
+
+
+def _open_after(barrier, path: str, results) -> None:
+    barrier.wait(timeout=60)
+    try:
+        open_ledger(Path(path)).close()
+        results.put("ok")
+    except Exception as error:  # noqa: BLE001  (the test reports whatever went wrong)
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_ten_processes_opening_a_fresh_ledger_at_once_all_succeed(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        path = tmp_path / f"campaign-{trial}.db"
+        barrier, results = context.Barrier(10), context.Queue()
+        processes = [context.Process(target=_open_after, args=(barrier, str(path), results)) for _ in range(10)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        assert outcomes == ["ok"] * 10, outcomes
+        connection = open_ledger(path)
+        assert applied_migrations(connection) == [name for name, _ in MIGRATIONS]
+        connection.close()
+
+
+def test_another_applications_sqlite_file_is_refused_before_anything_changes(tmp_path):
+    path = tmp_path / "notes.db"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    other.execute("INSERT INTO notes (text) VALUES ('keep me')")
+    other.commit()
+    other.close()
+    before = path.read_bytes()
+    with pytest.raises(LedgerError) as error:
+        open_ledger(path)
+    assert "not a campaign ledger" in str(error.value) and str(path) in str(error.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]          # no -wal, no -shm
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert [row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["notes"]
+    check.close()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_without_being_changed(tmp_path):
+    path = tmp_path / "campaign.db"
+    path.write_text("email,name\n", encoding="utf-8")
+    with pytest.raises(LedgerError, match="not a campaign ledger"):
+        open_ledger(path)
+    assert path.read_text(encoding="utf-8") == "email,name\n"
+
+
+def _unwritable(folder: Path) -> list[str]:
+    """A command prefix under which files without write permission stay unwritable, even for root."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only file cannot be simulated")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def test_a_read_only_ledger_is_a_one_line_error(tmp_path):
+    (tmp_path / "campaign.toml").write_text('database = "campaign.db"\n[lists.members]\ndescription = "m"\n',
+                                            encoding="utf-8")
+    open_ledger(tmp_path / "campaign.db").close()
+    (tmp_path / "campaign.db").chmod(0o444)
+    prefix = _unwritable(tmp_path)
+    result = subprocess.run([*prefix, sys.executable, "-m", "campaign", "suppress", "add", "a@example.org",
+                             "--reason", "unsubscribed", "--config", str(tmp_path / "campaign.toml")],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CAMPAIGN_TOKEN_SECRET": "s" * 40})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "read-only" in result.stderr and "campaign.db" in result.stderr
