@@ -11,9 +11,10 @@ ProviderEvent values; `record_events` stores them and applies their effects in o
 * an `unknown` delivery named by `processed`, `delivered`, `deferred` or `bounce` was sent after all:
   it becomes `accepted`; named by `dropped`, SendGrid never sent it: `rejected`.
 
-An event names its delivery by the custom_args the send put in its personalization (the issue
-number, `campaign_issue`) and its address. Effects apply only to an event seen for the first time,
-so a replay changes nothing.
+An event names its delivery by the custom_args the send put in its personalization: the delivery
+id of that send attempt (`campaign_delivery`, ledger column delivery_id), else the issue number
+(`campaign_issue`) and its address. A drop reported for an earlier attempt than the row's latest
+resolves nothing. Effects apply only to an event seen for the first time, so a replay changes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from email_validator import EmailNotValidError
 
 from .addresses import AddressBook
 from .errors import UsageError
-from .ledger import ACCEPTED, REJECTED, resolve_unknown, transaction
+from .ledger import ACCEPTED, REAL, REJECTED, delivery_by_id, resolve_unknown, transaction
 from .suppressions import insert_suppression, provider_suppression
 
 PROVIDER = "sendgrid"
@@ -123,42 +124,63 @@ def resolution(event: ProviderEvent) -> str:
     return ACCEPTED if event.event in SENT_EVENTS else ""
 
 
+@dataclass(frozen=True)
+class _Match:
+    """The real delivery an event names."""
+
+    issue: int
+    email: str
+    latest: bool            # about the row's latest send attempt (or there is no telling)
+
+
 def record_events(connection: sqlite3.Connection, events: Iterable[ProviderEvent]) -> IngestResult:
     """Store every new event and apply its effects, all in one transaction."""
     received = stored = unmatched = suppressed = resolved = 0
     with transaction(connection):
         for event in events:
             received += 1
-            matched = event.issue is not None and _names_delivery(connection, event)
-            if not _store(connection, event, matched):
+            match = _match(connection, event)
+            if not _store(connection, event, match):
                 continue
             stored += 1
-            unmatched += not matched
+            unmatched += match is None
             reason = suppression_reason(event)
             if reason:
                 suppressed += insert_suppression(connection, provider_suppression(
                     event.email, reason, event.occurred_at, SOURCE, f"SendGrid {event.event}: {event.detail}"))
             status = resolution(event)
-            if matched and status and event.issue is not None:
-                resolved += resolve_unknown(connection, event.issue, event.email, status,
+            # An earlier attempt's drop says nothing about the latest one; any attempt's being sent does.
+            if match is not None and status and (match.latest or status == ACCEPTED):
+                resolved += resolve_unknown(connection, match.issue, match.email, status,
                                             f"SendGrid reported {event.event} at {_iso(event.occurred_at)}")
     return IngestResult(received, stored, received - stored, unmatched, suppressed, resolved)
 
 
-def _names_delivery(connection: sqlite3.Connection, event: ProviderEvent) -> bool:
-    row = connection.execute("SELECT 1 FROM deliveries WHERE issue = ? AND kind = 'real' AND email = ?",
-                             (event.issue, event.email)).fetchone()
-    return row is not None
+def _match(connection: sqlite3.Connection, event: ProviderEvent) -> _Match | None:
+    """By the delivery id the message carried (custom_args campaign_delivery) when a real row's latest
+    attempt has it; else by the issue (custom_args campaign_issue) and the address."""
+    if event.delivery_id:
+        row = delivery_by_id(connection, event.delivery_id)
+        if row is not None and row.kind == REAL:
+            return _Match(row.issue, row.email, True)
+    if event.issue is None:
+        return None
+    found = connection.execute("SELECT delivery_id FROM deliveries WHERE issue = ? AND kind = 'real' AND email = ?",
+                               (event.issue, event.email)).fetchone()
+    if found is None:
+        return None
+    return _Match(event.issue, event.email, latest=not (event.delivery_id and found[0]))
 
 
-def _store(connection: sqlite3.Connection, event: ProviderEvent, matched: bool) -> bool:
+def _store(connection: sqlite3.Connection, event: ProviderEvent, match: _Match | None) -> bool:
     cursor = connection.execute(
         "INSERT INTO provider_events (event_id, provider, event, email, issue, delivery_id, message_id, detail, "
         "occurred_at, received_at, matched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
         "strftime('%Y-%m-%dT%H:%M:%SZ','now'), ?) ON CONFLICT (event_id) DO NOTHING",
-        (event.event_id, PROVIDER, event.event, event.email, event.issue, event.delivery_id, event.message_id,
+        (event.event_id, PROVIDER, event.event, event.email, match.issue if match else event.issue,
+         event.delivery_id, event.message_id,
          f"{event.bounce_type}: {event.detail}" if event.event == "bounce" else event.detail,
-         _iso(event.occurred_at), int(matched)))
+         _iso(event.occurred_at), int(match is not None)))
     return cursor.rowcount == 1
 
 

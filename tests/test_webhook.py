@@ -16,7 +16,7 @@ import pytest
 from campaign import ledger
 from campaign.config import load_settings
 from campaign.errors import ConfigError
-from campaign.ledger import ACCEPTED, REJECTED, open_ledger
+from campaign.ledger import ACCEPTED, REJECTED, UNKNOWN, open_ledger
 from campaign.suppressions import list_suppressions
 from campaign.web.readers import create_app
 from campaign.web.webhook import BODY_LIMIT, WEBHOOK_PATH
@@ -95,6 +95,24 @@ def test_signed_events_suppress_and_resolve_unknown_deliveries(served, project, 
                           "dan@example.org": "unsubscribed"}   # the block suppressed nobody
     assert stored == 11
     assert "@" not in answer.text
+
+
+def test_an_event_finds_its_delivery_by_the_delivery_id_it_carries(served, project, signer):
+    record_send(project / "campaign.db", issue=31, statuses={"bo@example.org": UNKNOWN, "carla@example.org": UNKNOWN},
+                delivery_ids={"bo@example.org": "d-bo-2", "carla@example.org": "d-carla-2"})
+    events = [event("processed", "bo@example.org", issue=None, campaign_delivery="d-bo-2"),   # no issue: the id says
+              event("dropped", "carla@example.org", issue=31, campaign_delivery="d-carla-1",   # an earlier attempt
+                    reason="Bounced Address")]
+    body = body_of(events)
+    answer = json.loads(post(served, body, signer.headers(body)).text)
+    assert (answer["unmatched"], answer["resolved"], answer["suppressed"]) == (0, 1, 1)
+    connection = open_ledger(project / "campaign.db")
+    try:
+        statuses = ledger.status_by_email(connection, 31, "real")
+    finally:
+        connection.close()
+    assert statuses == {"bo@example.org": ACCEPTED,     # sent after all
+                        "carla@example.org": UNKNOWN}   # the drop was of an earlier attempt: the latest is unknown
 
 
 def test_a_replayed_post_stores_nothing_twice(served, project, signer):

@@ -64,14 +64,17 @@ SENT = {"ana@example.org": ACCEPTED, "bo@example.org": UNKNOWN, "carla@example.o
 LISTS = {"carla@example.org": ("embassies",), "fay@example.org": ("members", "embassies")}
 
 
-def record_send(database: Path, issue: int = 30, statuses: dict[str, str] = SENT) -> None:
-    """A real SendGrid send of `issue` as the send workflow records it: write-ahead, then the answers."""
+def record_send(database: Path, issue: int = 30, statuses: dict[str, str] = SENT,
+                delivery_ids: dict[str, str] | None = None) -> None:
+    """A real SendGrid send of `issue` as the send workflow records it: write-ahead (with each
+    message's delivery id), then the answers."""
     connection = open_ledger(database)
     try:
         run_id = ledger.start_run(connection, issue, "real", "sendgrid")
         ledger.freeze_audience(connection, issue, "real",
                                [(email, "", LISTS.get(email, ("members",))) for email in statuses], run_id)
-        ledger.mark_in_flight(connection, issue, "real", list(statuses), "sendgrid", "batch-1", run_id)
+        ledger.mark_in_flight(connection, issue, "real", list(statuses), "sendgrid", "batch-1", run_id,
+                              delivery_ids=delivery_ids)
         ledger.record_outcomes(connection, issue, "real",
                                [Outcome(email, status, "msg-1" if status == ACCEPTED else "")
                                 for email, status in statuses.items()])
