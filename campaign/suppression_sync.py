@@ -6,7 +6,9 @@ a later send through SMTP would not. Each list is read with the official client
 
 * incrementally: `start_time` is where the previous sync of that list got to (kept in the ledger's
   suppression_sync table), inclusive, so nothing created in the same second is missed;
-* page by page (`limit`/`offset`) until a short page; each page is stored in one transaction;
+* page by page (`limit`/`offset`) until a short page, up to an `end_time` fixed when the sync
+  starts (so entries arriving meanwhile cannot shift the pages); each list is stored in one
+  transaction;
 * through 429s: the wait SendGrid asks for (Retry-After, else X-RateLimit-Reset), at most
   MAX_WAIT seconds each and MAX_RATE_LIMITED times per request, then a ProviderError (what was read
   so far is kept, and the next sync resumes from the list's last completed run);
@@ -74,9 +76,10 @@ def sync_suppressions(connection: sqlite3.Connection, settings: Settings,
     client = api_client(settings.sendgrid, "Suppressions read")
     reader = _Reader(client, sleep)
     kinds, blocked = [], []
+    until = int(time.time())      # a fixed end: entries arriving meanwhile cannot shift the pages
     for kind, path, reason in LISTS:
         since = _start_time(connection, kind)
-        entries, latest = reader.all_pages(path, since)
+        entries, latest = reader.all_pages(path, since, until)
         if reason:
             kinds.append(_store(connection, kind, reason, entries))
         else:
@@ -128,14 +131,14 @@ class _Reader:
     def __init__(self, client: Any, sleep: Callable[[float], None]):
         self.client, self.sleep = client, sleep
 
-    def all_pages(self, path: str, since: int) -> tuple[list[dict], int]:
-        """Every entry created at or after `since`, and the latest `created` among them (0: none)."""
+    def all_pages(self, path: str, since: int, until: int) -> tuple[list[dict], int]:
+        """Every entry created from `since` to `until`, and the latest `created` among them (0: none)."""
         entries: list[dict] = []
         offset = 0
         while True:
             endpoint = getattr(self.client.client.suppression, path)
-            page = self.get(f"suppression/{path}", endpoint, {"start_time": since, "limit": PAGE_SIZE,
-                                                               "offset": offset})
+            page = self.get(f"suppression/{path}", endpoint, {"start_time": since, "end_time": until,
+                                                               "limit": PAGE_SIZE, "offset": offset})
             if not isinstance(page, list) or not all(isinstance(e, dict) for e in page):
                 raise ProviderError(f"SendGrid's /v3/suppression/{path} did not answer a list of entries")
             entries += page

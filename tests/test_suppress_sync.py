@@ -100,6 +100,8 @@ def test_sync_pages_through_long_lists_and_asks_only_for_what_is_new(project, se
     assert row(first.output, "bounces") == ["1,203", "1,203", "0", "0"]
     offsets = [query["offset"] for path, query in lists.queries if path.endswith("/bounces")]
     assert offsets == ["0", "500", "1000"]
+    ends = {query["end_time"] for path, query in lists.queries if path.startswith("/v3/suppression/")}
+    assert len(ends) == 1                     # one fixed end for the whole sync: the pages cannot shift
 
     lists.add("bounces", "late1@example.org", T0 + 5000)
     lists.add("bounces", "late2@example.org", T0 + 5001)
