@@ -28,7 +28,7 @@ from .addresses import AddressBook, normalise_email
 from .config import Settings
 from .csv_shape import delimiter_of, records
 from .errors import RecipientsError, UsageError
-from .merge import CONTROL_CHARACTERS
+from .merge import CONTROL_CHARACTERS, bracketed_field
 from .spreadsheet import RowProblem, clean_text, header_row, lines_after, reading_csv, write_csv
 
 REQUIRED_COLUMNS = ("email", "lists")
@@ -250,6 +250,11 @@ class _RowChecker:
             self.problem(line, written, lists)
             return
         fields = self.fields(line, written, cells)
+        bracketed = bracketed_field(fields)
+        if bracketed:
+            self.problem(line, email, f"{bracketed}: holds '[[' or ']]' ({fields[bracketed][:40]!r}), which would "
+                                      "be read as a merge placeholder; remove the brackets")
+            return
         first = self.first_line.setdefault(email, line)
         if first != line:
             self.warnings.append(RowProblem(line, written, f"duplicate of line {first} (one copy is sent)"))

@@ -82,7 +82,7 @@ def build_snapshot(load_settings: Callable[[], Settings], number: int, version: 
     assert issue is not None  # render_issue always keeps the issue it rendered
     source, anchors = with_anchors(local_pictures(rendered.html.source, settings, number), issue)
     return Snapshot(version=version, number=number, made=made, seconds=time.perf_counter() - started,
-                    settings=settings, rendered=rendered, email=MergeTemplate(source), findings=findings,
+                    settings=settings, rendered=rendered, email=MergeTemplate(source, markup=True), findings=findings,
                     anchors=anchors, notes=notes)
 
 

@@ -27,6 +27,16 @@ PLACEHOLDER = re.compile(r"\[\[([a-z][a-z0-9_]*)(?:\|([^\[\]|]*))?\]\]")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]+")
 
 
+def bracketed_field(fields: Mapping[str, str]) -> str:
+    """The first field whose value holds `[[` or `]]`, else "": such a value would be read as a placeholder
+    (SendGrid's nested substitution is undefined). Values are joined with NUL (a cleaned value holds no
+    control character), so one scan checks a whole row."""
+    joined = "\x00".join(fields.values())
+    if "[[" not in joined and "]]" not in joined:
+        return ""
+    return next(name for name, value in fields.items() if "[[" in value or "]]" in value)
+
+
 @dataclass(frozen=True)
 class Placeholder:
     name: str
@@ -45,17 +55,23 @@ class Placeholder:
 
 
 class MergeTemplate:
-    """A text split once at its placeholders; `fill` is one join per recipient."""
+    """A text split once at its placeholders; `fill` is one join per recipient.
+
+    `markup=True` for HTML source: a fallback written in a layout (`[[name|compañero & amiga]]`)
+    comes out of the render HTML-escaped, so it is read back as the plain words it was and escaped
+    once, like any value, when filled.
+    """
 
     __slots__ = ("source", "_literals", "_placeholders", "_literal_bytes", "_pieces", "_slots")
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, *, markup: bool = False):
         self.source = source
         pieces = PLACEHOLDER.split(source)
         # split() with two groups yields literal, name, fallback, literal, name, fallback, ..., literal
         self._literals = pieces[0::3]
         self._placeholders = tuple(
-            Placeholder(name, fallback or "", f"[[{name}|{fallback}]]" if fallback is not None else f"[[{name}]]")
+            Placeholder(name, (html.unescape(fallback) if markup else fallback) if fallback else "",
+                        f"[[{name}|{fallback}]]" if fallback is not None else f"[[{name}]]")
             for name, fallback in zip(pieces[1::3], pieces[2::3])
         )
         self._literal_bytes: int | None = None  # UTF-8 size of the text between placeholders, on first use

@@ -89,7 +89,7 @@ def render(issue: Issue, settings: Settings, images_base: str, *, web: bool = Fa
     return RenderedIssue(
         number=issue.number,
         subject=MergeTemplate(issue.subject),
-        html=MergeTemplate(html),
+        html=MergeTemplate(html, markup=True),
         text=MergeTemplate(text.strip() + "\n"),
         preheader=issue.preheader,
         mjml=mjml,

@@ -356,3 +356,15 @@ def test_a_header_in_no_known_delimiter_says_what_was_found(settings):
         load(settings, "email|name|lists\nana@example.org|Ana|members\n")
     message = str(error.value)
     assert "'email|name|lists'" in message and "comma" in message and "semicolon" in message
+
+
+def test_a_value_holding_placeholder_brackets_is_a_problem_and_the_row_is_left_out(settings):
+    recipients = load(settings, HEADER + "ana@example.org,Ana [[unsubscribe_url]],Org,City,Peru,members\n"
+                                         "bob@example.org,Bob,Org ]],City,Peru,members\n"
+                                         "kim@example.org,Kim [1],Org,City,Korea,members\n")
+    assert [(p.line, p.email) for p in recipients.problems] == [(2, "ana@example.org"), (3, "bob@example.org")]
+    assert recipients.problems[0].reason.startswith("name: holds '[[' or ']]'")
+    assert recipients.problems[1].reason.startswith("organisation: holds '[[' or ']]'")
+    assert [row.email for row in recipients.rows] == ["kim@example.org"]
+    audience = _select(settings, HEADER + "ana@example.org,Ana [[x]],Org,City,Peru,members\n")
+    assert [(e.line, e.kind) for e in audience.exclusions] == [(2, "invalid")] and not audience.recipients

@@ -251,3 +251,11 @@ def test_readme_examples_for_recipients_and_lists_run(tmp_path, monkeypatch):
         result = CliRunner().invoke(app, command[1:])
         assert result.exit_code == 0, (command, result.output)
     assert (tmp_path / "output" / "issue-30" / "audience.csv").exists()
+
+
+def test_recipients_check_names_the_line_of_a_value_with_placeholder_brackets(project):
+    path = write_recipients(project, HEADER + "ana@example.org,Ana,Org,City,Peru,members\n"
+                                              "eve@example.org,Eve [[unsubscribe_url]],Org,City,Peru,members\n")
+    result = run(project, "recipients", "check", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:3: error: eve@example.org: name: holds '[[' or ']]'" in result.stdout
