@@ -49,6 +49,7 @@ HEARTBEAT = 15.0                  # seconds between keep-alive comments on an id
 STREAM_SECONDS = 300.0            # an event stream ends after this; the browser reconnects by itself
 MAX_STREAMS = 16                  # open event streams at once (a few tabs is plenty)
 MAX_ADDRESS = 320
+MAX_CACHED = 32                   # recipients looked up and kept (per render and address)
 PICTURE_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
 COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                   "Cache-Control": "no-store"}
@@ -89,27 +90,44 @@ def editor_app(live: LiveIssue) -> Starlette:
                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=[HOST, "localhost"])])
     app.state.live = live
     app.state.streams = {"open": 0}
+    app.state.recipients = {}
     return app
 
 
-def preview_for(request: Request) -> Preview:
+async def preview_for(request: Request) -> Preview:
     """The current snapshot, filled for the sample recipient or the one `?as=` names."""
     live: LiveIssue = request.app.state.live
     snapshot = live.snapshot
     as_email = request.query_params.get("as", "").strip()[:MAX_ADDRESS]
     if snapshot.settings is None or snapshot.rendered is None:
         return Preview(snapshot, None, as_email, "")
-    envelope, problem = sample_envelope(snapshot.settings, snapshot.number), ""
-    if as_email:
-        try:
-            envelope = envelope_for(find_recipient(snapshot.settings, as_email), snapshot.settings, snapshot.number)
-        except CampaignError as error:
-            problem = str(error).replace(f"{snapshot.settings.root}/", "")
+    if not as_email:
+        return Preview(snapshot, sample_envelope(snapshot.settings, snapshot.number), "", "")
+    settings = snapshot.settings
+    try:
+        stamp = settings.recipients.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = (snapshot.version, as_email.lower(), stamp)
+    found: dict = request.app.state.recipients  # the recipients file is read once per render and address
+    if key not in found:
+        if len(found) >= MAX_CACHED:
+            found.clear()
+        found[key] = await asyncio.to_thread(recipient_or_problem, settings, snapshot.number, as_email)
+    envelope, problem = found[key]
     return Preview(snapshot, envelope, as_email, problem)
 
 
+def recipient_or_problem(settings: Settings, number: int, as_email: str) -> tuple[Envelope, str]:
+    """The envelope of one person of the recipients file, or the sample one and why not."""
+    try:
+        return envelope_for(find_recipient(settings, as_email), settings, number), ""
+    except CampaignError as error:
+        return sample_envelope(settings, number), str(error).replace(f"{settings.root}/", "")
+
+
 async def page(request: Request) -> Response:
-    preview = preview_for(request)
+    preview = await preview_for(request)
     nonce = secrets.token_urlsafe(16)
     width = 375 if request.query_params.get("width") == "375" else 600
     body = templates.get_template("page.html").render(
@@ -122,11 +140,11 @@ async def page(request: Request) -> Response:
 
 
 async def panel(request: Request) -> Response:
-    return HTMLResponse(panel_html(preview_for(request)), headers=COMMON_HEADERS)
+    return HTMLResponse(panel_html(await preview_for(request)), headers=COMMON_HEADERS)
 
 
 async def email(request: Request) -> Response:
-    preview = preview_for(request)
+    preview = await preview_for(request)
     snapshot = preview.snapshot
     if snapshot.email is None or preview.envelope is None:
         body = templates.get_template("error.html").render(error=snapshot.error or "no render yet")
