@@ -493,8 +493,14 @@ def forget_rehearsal(connection: sqlite3.Connection, issue: int, kind: str) -> i
 
 
 def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
-                    recipients: Iterable[tuple[str, str, tuple[str, ...]]], run_id: int) -> int:
-    """Add a pending row for every (email, name, lists) without one; existing rows are untouched."""
+                    recipients: Iterable[tuple[str, str, tuple[str, ...]]], run_id: int,
+                    token_of: Callable[[str], str] | None = None) -> int:
+    """Add a pending row for every (email, name, lists) without one; existing rows are untouched.
+
+    `token_of(email)` gives the token in that person's links: each new row's is kept in the same
+    transaction (table link_tokens), so every message's unsubscribe link can be answered.
+    Done once per new row, in one transaction, rather than per batch: a resume pays nothing.
+    """
     with transaction(connection):
         before = connection.total_changes
         connection.executemany(
@@ -502,7 +508,12 @@ def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
             f"VALUES (?, ?, ?, ?, ?, ?, {_NOW}, {_NOW})",
             ((issue, kind, email, name, " ".join(lists), run_id) for email, name, lists in recipients),
         )
-        return connection.total_changes - before
+        added = connection.total_changes - before
+        if token_of is not None and added:
+            new = connection.execute("SELECT email FROM deliveries WHERE issue = ? AND kind = ? "
+                                     "AND status = 'pending' AND run_id = ?", (issue, kind, run_id))
+            _remember_link_tokens(connection, [(email, token_of(email)) for (email,) in new])
+        return added
 
 
 def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> list[Delivery]:
@@ -552,18 +563,14 @@ def new_delivery_id() -> str:
 
 
 def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails: Sequence[str],
-                   provider: str, batch_id: str, run_id: int, link_tokens: Mapping[str, str] | None = None,
-                   delivery_ids: Mapping[str, str] | None = None) -> None:
+                   provider: str, batch_id: str, run_id: int, delivery_ids: Mapping[str, str] | None = None) -> None:
     """Write ahead: committed before the batch is handed to the provider.
 
-    `link_tokens` ({email: token}) are the tokens in these messages' links: kept in the same
-    transaction, so no message leaves whose unsubscribe link the readers' service cannot answer.
     `delivery_ids` ({email: id}) are the ids these messages carry (SendGrid custom_args): stored in
-    the same transaction, so every event that can come back finds its row.
+    the same transaction, so every event that can come back finds its row. (Link tokens are kept
+    earlier, when the audience is frozen: see `freeze_audience`.)
     """
     with transaction(connection):
-        if link_tokens:
-            _remember_link_tokens(connection, link_tokens.items())
         connection.execute(
             f"UPDATE deliveries SET status = 'in_flight', provider = ?, batch_id = ?, run_id = ?, "
             f"attempts = attempts + 1, updated_at = {_NOW} "

@@ -140,7 +140,7 @@ def test_50_concurrent_one_click_posts_while_a_send_runs_are_all_recorded(tmp_pa
 
 
 def test_links_sent_after_the_service_started_work_at_once(tmp_path, sendgrid_server):
-    """The service indexes older ledgers at start; later sends keep their tokens with the write-ahead."""
+    """The service indexes older ledgers at start; later sends keep their tokens when they freeze their audience."""
     settings = make_settings(tmp_path, {"SENDGRID_API_URL": sendgrid_server.url})
     with Served(create_app(settings)) as base_url:
         urls = earlier_issue(settings, sendgrid_server, people(20))

@@ -40,9 +40,8 @@ def project(tmp_path):
         'database = "campaign.db"\n[lists.members]\ndescription = "Member cities"\n', encoding="utf-8")
     connection = open_ledger(tmp_path / "campaign.db")
     run = ledger.start_run(connection, 30, "real", "sendgrid")
-    ledger.freeze_audience(connection, 30, "real", [("ana@example.org", "Ana", ("members",))], run)
-    ledger.mark_in_flight(connection, 30, "real", ["ana@example.org"], "sendgrid", "30-1-1", run,
-                          link_tokens={"ana@example.org": recipient_token("ana@example.org", SECRET)})
+    ledger.freeze_audience(connection, 30, "real", [("ana@example.org", "Ana", ("members",))], run,
+                           token_of=lambda email: recipient_token(email, SECRET))
     connection.close()
     return tmp_path
 

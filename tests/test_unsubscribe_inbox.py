@@ -21,15 +21,14 @@ MAILED = ("ana@example.org", "bo@example.org", "carla@example.org")
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A ledger that has recorded a delivery of issue 30 to MAILED (tokens kept with the write-ahead)."""
+    """A ledger that has recorded a delivery of issue 30 to MAILED (tokens kept when the audience is frozen)."""
     (tmp_path / "campaign.toml").write_text(
         'database = "campaign.db"\n[lists.members]\ndescription = "Member cities"\n', encoding="utf-8")
     monkeypatch.setenv("CAMPAIGN_TOKEN_SECRET", SECRET)
     connection = open_ledger(tmp_path / "campaign.db")
     run = ledger.start_run(connection, 30, "outbox", "outbox")
-    ledger.freeze_audience(connection, 30, "outbox", ((email, "", ("members",)) for email in MAILED), run)
-    ledger.mark_in_flight(connection, 30, "outbox", MAILED, "outbox", "30-1-1", run,
-                          link_tokens={email: recipient_token(email, SECRET) for email in MAILED})
+    ledger.freeze_audience(connection, 30, "outbox", ((email, "", ("members",)) for email in MAILED), run,
+                           token_of=lambda email: recipient_token(email, SECRET))
     connection.close()
     return tmp_path
 

@@ -24,7 +24,7 @@ from ..config import Settings
 from ..checks.gate import GateDecision
 from ..errors import ProviderConfigError, TransientProviderError
 from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome, new_delivery_id
-from ..personalize import Envelope, envelope_for
+from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers import batches
 from ..providers.base import Batch, DeliveryResult, Provider
 from ..render import RenderedIssue
@@ -93,7 +93,8 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
          forced_over: str) -> SendReport:
     size = batch_size_for(provider.info, options.batch_size)
     kind = kind_of(provider.info, options)
-    start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients, forced_over)
+    start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients, forced_over,
+                            token_of=lambda email: recipient_token(email, settings.token_secret))
     record = start.record
     tally.total = len(start.todo)
     tally.report()

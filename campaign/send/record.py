@@ -12,7 +12,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .. import ledger
 from ..audience import Recipient
@@ -113,10 +113,12 @@ class RunRecord:
 
     @classmethod
     def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
-              recipients: Sequence[Recipient], forced_over: str = "") -> RunStart:
+              recipients: Sequence[Recipient], forced_over: str = "",
+              token_of: Callable[[str], str] | None = None) -> RunStart:
         """Settle crashed runs and in-flight rows, open a run, freeze the audience into pending rows.
 
         `forced_over`: the preflight findings a --force send goes on despite (recorded with the run).
+        `token_of(email)`: the token in a person's links, kept with each new row for the readers' service.
         """
         ledger.mark_crashed_runs(connection, issue, kind)
         if options.restart:
@@ -125,7 +127,7 @@ class RunRecord:
                                   forced_over)
         recovered = ledger.recover_in_flight(connection, issue, kind)
         ledger.freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
-                               run_id)
+                               run_id, token_of)
         statuses = ledger.status_by_email(connection, issue, kind)
         eligible = set(options.eligible())
         todo = [r for r in recipients if statuses.get(r.email) in eligible]
@@ -147,11 +149,10 @@ class RunRecord:
                 f"{saved}. Put that file back as {path} before sending this issue again")
 
     def mark_in_flight(self, envelopes: Sequence[Envelope], batch_id: str) -> None:
-        """Write ahead, with each envelope's link token (so the readers' service knows who clicked) and
-        the delivery id it carries to the provider (so its events find the row)."""
+        """Write ahead, with the delivery id each envelope carries to the provider (so its events find
+        the row); link tokens were kept when the audience was frozen."""
         ledger.mark_in_flight(self.connection, self.issue, self.kind, [e.email for e in envelopes], self.provider,
-                              batch_id, self.run_id, link_tokens={e.email: e.token for e in envelopes},
-                              delivery_ids={e.email: e.delivery_id for e in envelopes})
+                              batch_id, self.run_id, delivery_ids={e.email: e.delivery_id for e in envelopes})
 
     def skip_suppressed(self, emails: Sequence[str]) -> dict[str, str]:
         """Suppressions are read again before each batch: whoever was suppressed since the send began
