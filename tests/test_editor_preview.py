@@ -284,3 +284,16 @@ def test_serve_with_web_or_screenshots_is_refused_in_one_line(project):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "error: --serve shows the issue live; write --web or --screenshots in a run without --serve"]
+
+
+def test_a_port_in_use_is_one_line_naming_it(project):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-c", "from campaign.cli import main; main()", "preview", "--issue", "30", "--serve",
+             "--port", str(port)], cwd=project, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0], lines
