@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..web.service import serve
+from ..web.webhook import WEBHOOK_PATH
 from .app import command
 from .options import ConfigOption, settings_from
 from .output import note, say
@@ -20,8 +21,12 @@ def serve_command(
                                       min=0, max=65535)] = 8000,
     config: ConfigOption = None,
 ) -> None:
-    """Answer the links in the email: one-click unsubscribe, its confirmation page, the web archive."""
+    """Answer the links in the email (one-click unsubscribe, its confirmation page, the web archive) and
+    SendGrid's Event Webhook."""
     settings = settings_from(config)
+    webhook = (f"; SendGrid's Event Webhook at {WEBHOOK_PATH}" if settings.sendgrid.webhook_public_key
+               else "; no Event Webhook (SENDGRID_WEBHOOK_PUBLIC_KEY is not set)")
     serve(settings, host, port,
-          on_listening=lambda url: say(f"campaign serve: listening on {url} (Ctrl-C or SIGTERM stops it)"))
+          on_listening=lambda url: say(f"campaign serve: listening on {url} (Ctrl-C or SIGTERM stops it)"
+                                       f"{webhook}"))
     note("campaign serve: stopped")
