@@ -140,3 +140,9 @@ def test_the_html_page_shows_the_chart_and_the_ledgers_numbers_in_chromium(proje
     assert picture.stat().st_size > 10_000
     if os.environ.get("CAMPAIGN_KEEP_SCREENSHOTS"):
         shutil.copy(picture, os.environ["CAMPAIGN_KEEP_SCREENSHOTS"])
+
+
+def test_an_issue_without_a_real_send_is_one_line(project):
+    result = CliRunner().invoke(cli, ["report", "--issue", "29", "--config", str(project / "campaign.toml")])
+    assert result.exit_code != 0 and "issue 29 has no real send" in result.output
+    assert "Traceback" not in result.output
