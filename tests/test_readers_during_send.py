@@ -148,3 +148,20 @@ def test_links_sent_after_the_service_started_work_at_once(tmp_path, sendgrid_se
     connection = open_ledger(settings.database)
     assert {s.email for s in list_suppressions(connection)} == set(urls)
     connection.close()
+
+
+def test_a_suppress_add_during_the_send_also_stops_later_batches(tmp_path, sendgrid_server):
+    from campaign.suppressions import add_suppression
+
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": sendgrid_server.url})
+    everyone = people(40)
+
+    def after_first_batch(progress) -> None:
+        if progress.done == 10:
+            connection = open_ledger(settings.database)
+            add_suppression(connection, everyone[35].email, "complained")
+            connection.close()
+
+    assert real_send(settings, everyone, 10, after_first_batch).outcome == "completed"
+    assert everyone[35].email not in sendgrid_server.delivered() and len(sendgrid_server.delivered()) == 39
+    assert statuses(settings)[everyone[35].email] == "skipped"
