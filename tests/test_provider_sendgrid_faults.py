@@ -14,7 +14,7 @@ import pytest
 
 from campaign.errors import ProviderError, TransientProviderError
 from campaign.providers import Batch, Status
-from campaign.providers import sendgrid as sendgrid_module
+from campaign.providers import sendgrid_payload
 from campaign.providers.sendgrid_payload import MAX_SUBSTITUTIONS_BYTES, Payload
 from provider_support import envelope, envelopes, rendered_issue
 from servers.sendgrid_server import Fault
@@ -140,7 +140,7 @@ def test_a_batch_over_the_request_size_limit_is_split_before_sending(sendgrid_se
                                                                      monkeypatch):
     recipients = envelopes(40)
     payload = Payload(batch(recipients), sendgrid_settings)
-    monkeypatch.setattr(sendgrid_module, "MAX_REQUEST_BYTES", payload.size(recipients[:12]))
+    monkeypatch.setattr(sendgrid_payload, "MAX_REQUEST_BYTES", payload.size(recipients[:12]))
     results = sendgrid_provider.send(batch(recipients))
     assert set(statuses(results).values()) == {Status.ACCEPTED}
     assert [len(r.recipients) for r in sendgrid_server.mail_sends()] == [10] * 4   # 40 -> 20 -> 10, no 413

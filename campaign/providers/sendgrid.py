@@ -48,7 +48,7 @@ from ..config import SendGridSettings, Settings
 from ..errors import ProviderAuthError, ProviderError, TransientProviderError
 from ..personalize import Envelope
 from .base import Batch, DeliveryResult, ProviderInfo, Status
-from .sendgrid_payload import MAX_REQUEST_BYTES, Payload, build_payload  # noqa: F401 (build_payload re-exported)
+from .sendgrid_payload import Payload, build_payload  # noqa: F401 (build_payload re-exported)
 
 INFO = ProviderInfo(name="sendgrid", max_batch_size=1000)
 HTTP_LOGGER = "python_http_client.client"
@@ -101,7 +101,7 @@ class SendGridProvider:
         parts = [envelopes] if envelopes else []
         while parts:
             part = parts.pop(0)
-            if len(part) > 1 and payload.size(part) > MAX_REQUEST_BYTES:
+            if len(part) > 1 and payload.too_large(part):
                 parts[:0] = _halves(part)
                 continue
             may_have_gone_out = any(r.status in (Status.ACCEPTED, Status.UNKNOWN) for r in results.values())

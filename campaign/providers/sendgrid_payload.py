@@ -57,6 +57,7 @@ class Payload:
         self.common = _common(batch, settings)
         self._common_bytes = _json_size(self.common)
         self._personalizations: dict[str, dict] = {}
+        self._sizes: dict[str, int] = {}      # each personalization's JSON size, measured once
 
     def personalization(self, envelope: Envelope) -> dict:
         key = envelope.email
@@ -65,16 +66,29 @@ class Payload:
                                                            self._issue_number)
         return self._personalizations[key]
 
+    def _size_of(self, envelope: Envelope) -> int:
+        size = self._sizes.get(envelope.email)
+        if size is None:
+            size = self._sizes[envelope.email] = _json_size(self.personalization(envelope))
+        return size
+
+    def too_large(self, envelopes: list[Envelope]) -> bool:
+        """Whether the body would be over SendGrid's 30 MB."""
+        return self.size(envelopes) > MAX_REQUEST_BYTES
+
     def body(self, envelopes: list[Envelope]) -> dict:
         return {"personalizations": [self.personalization(envelope) for envelope in envelopes], **self.common}
 
     def size(self, envelopes: list[Envelope]) -> int:
         """The body's size in bytes as the client sends it (json.dumps defaults), without building it."""
-        parts = sum(_json_size(self.personalization(envelope)) for envelope in envelopes)
+        parts = sum(self._size_of(envelope) for envelope in envelopes)
         return self._common_bytes + len('"personalizations": [], ') + parts + 2 * max(0, len(envelopes) - 1)
 
     def over_limit(self, envelope: Envelope) -> str:
         """Why SendGrid would refuse this recipient's personalization, naming their line; "" when it fits."""
+        whole = self._size_of(envelope)
+        if whole <= min(MAX_CUSTOM_ARGS_BYTES, MAX_SUBSTITUTIONS_BYTES) and not self.too_large([envelope]):
+            return ""  # the usual case: each part is smaller than the whole, which fits every limit
         personalization = self.personalization(envelope)
         where = (f"recipients line {envelope.line} ({envelope.email})" if envelope.line
                  else envelope.email)
@@ -179,3 +193,4 @@ def _address(addr: str, name: str) -> dict:
 
 def _json_size(value: object) -> int:
     return len(json.dumps(value).encode("utf-8"))
+
