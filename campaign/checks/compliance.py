@@ -4,6 +4,7 @@ and the subject and preheader lengths phones show whole."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..page import Page
@@ -60,4 +61,25 @@ def check_compliance(rendered: RenderedIssue, page: Page, settings: Settings) ->
         findings.append(Finding(WARNING, "subject-length", meta, f"the subject is {len(subject)} characters",
                                 f"keep it between {SUBJECT_RANGE[0]} and {SUBJECT_RANGE[1]} characters "
                                 "so phones show it whole"))
+    return findings
+
+
+# RFC 2606 names that never reach anyone: fine for a rehearsal, never for a real send.
+PLACEHOLDER_DOMAINS = ("example.org", "example.com", "example.net", "example", "test", "invalid")
+
+
+def placeholder_settings(settings: Settings) -> list[Finding]:
+    """[sender] and [links] values still at an example.org placeholder (the built-in defaults are)."""
+    values = {f"[sender] {name}": getattr(settings.sender, name) for name in ("from_email", "reply_to")}
+    values.update({f"[links] {name}": getattr(settings.links, name)
+                   for name in ("unsubscribe_url", "unsubscribe_mailto", "view_url", "images_url")})
+    findings = []
+    for setting, value in values.items():
+        host = urlsplit(value).hostname if "://" in value else value.rpartition("@")[2]
+        host = (host or "").lower().rstrip(".")
+        if value and any(host == domain or host.endswith("." + domain) for domain in PLACEHOLDER_DOMAINS):
+            findings.append(Finding(WARNING, "config-placeholder", CONFIG,
+                                    f"{setting} {value!r} is a placeholder ({host} reaches nobody)",
+                                    f"set {setting.split()[1]} in the {setting.split()[0]} table of campaign.toml "
+                                    "to your real address before a real send"))
     return findings

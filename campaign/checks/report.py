@@ -15,7 +15,7 @@ from ..personalize import personalize
 from ..render import RenderedIssue, read_theme, render_issue
 from ..spam import SpamReport
 from . import spam
-from .compliance import check_compliance
+from .compliance import check_compliance, placeholder_settings
 from .signing import check_signing
 from .contrast import check_contrast
 from .content import check_empty_sections, check_event_dates, check_fields, check_repeated_paragraphs
@@ -60,6 +60,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
         *check_layout_images(page),
         *check_size(longest, page, issue),
         *check_compliance(rendered, page, settings),
+        *placeholder_settings(settings),
         *check_signing(settings),
         *check_fields(rendered, known),
         *check_repeated_paragraphs(issue),
