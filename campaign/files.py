@@ -22,11 +22,16 @@ def make_folder(path: Path, *, setting: str = "build_dir") -> Path:
 
 
 @contextmanager
-def atomic_writer(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
-    """Write to a temporary file beside `path`, then rename it over `path` in one step."""
+def atomic_writer(path: Path, *, newline: str | None = None, public: bool = False) -> Iterator[IO[str]]:
+    """Write to a temporary file beside `path`, then rename it over `path` in one step.
+
+    The file is private (0600) unless `public`: then 0644, for what a web server serves.
+    """
     make_folder(path.parent)
     try:
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if public:
+            os.fchmod(descriptor, 0o644)
     except OSError as error:
         raise OutputError(f"{path}: cannot write it ({error.strerror or error}); check build_dir in campaign.toml") \
             from None
@@ -41,6 +46,6 @@ def atomic_writer(path: Path, *, newline: str | None = None) -> Iterator[IO[str]
         raise
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_writer(path) as handle:
+def write_text_atomic(path: Path, text: str, *, public: bool = False) -> None:
+    with atomic_writer(path, public=public) as handle:
         handle.write(text)

@@ -27,16 +27,18 @@ class PreviewFiles:
 def write_preview(settings: Settings, number: int, envelope: Envelope | None = None) -> PreviewFiles:
     """Render issue `number` once and write it, personalised, as index.html and index.txt."""
     rendered = render_issue(settings, number, images_base=PREVIEW_IMAGES)
-    envelope = envelope or sample_envelope(settings, number)
-    return write_personalized(settings, rendered, envelope)
+    # With sample values the files are 0644, for a web server; personalised (--as) they stay private.
+    return write_personalized(settings, rendered, envelope or sample_envelope(settings, number),
+                              public=envelope is None)
 
 
-def write_personalized(settings: Settings, rendered: RenderedIssue, envelope: Envelope) -> PreviewFiles:
+def write_personalized(settings: Settings, rendered: RenderedIssue, envelope: Envelope, *,
+                       public: bool = False) -> PreviewFiles:
     folder = settings.issue_build_dir(rendered.number)
     message = personalize(rendered, envelope)
     html_path, text_path = folder / "index.html", folder / "index.txt"
-    write_text_atomic(html_path, message.html)
-    write_text_atomic(text_path, message.text)
+    write_text_atomic(html_path, message.html, public=public)
+    write_text_atomic(text_path, message.text, public=public)
     images = copy_images(rendered.content().images_dir, folder / "images")
     return PreviewFiles(html=html_path, text=text_path, images=images,
                         size_bytes=len(message.html.encode("utf-8")))
@@ -62,7 +64,7 @@ def write_web_copy(settings: Settings, number: int) -> Path:
         raise LayoutError(f"{settings.layouts_dir}: the web copy still has merge fields "
                           f"{', '.join(sorted(left))}; wrap them in {{% if not web %}} in the layouts")
     folder = settings.issue_build_dir(number) / "web"
-    write_text_atomic(folder / "index.html", rendered.html.source)
+    write_text_atomic(folder / "index.html", rendered.html.source, public=True)
     copy_images(rendered.content().images_dir, folder / "images")
     return folder / "index.html"
 

@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 
 import typer
 
+from ..checks import ERROR, run_checks
+from ..config import Settings
 from ..errors import UsageError
 from ..preview import recipient_envelope, write_preview, write_web_copy
 from .app import command
@@ -52,8 +54,19 @@ def preview(
 
         for shot in take_screenshots(files.html):
             out.print(f"Screenshot: {shot}")
-    if open_browser:
-        webbrowser.open(files.html.resolve().as_uri())
+    _show_check_errors(settings, issue)
+    if open_browser and not webbrowser.open(files.html.resolve().as_uri()):
+        note(f"no browser found to open it; open {files.html} yourself")
+
+
+def _show_check_errors(settings: Settings, issue: int) -> None:
+    """The preflight errors, shown and gone on from, as a preview promises (the warnings: `campaign check`)."""
+    errors = [finding for finding in run_checks(settings, issue, deliverability=False) if finding.severity == ERROR]
+    for finding in errors:
+        note(f"  {finding.line()}")
+    if errors:
+        note(f"Checks: {len(errors)} error(s) a send would stop on; `campaign check --issue {issue}` shows each "
+             "with what to do.")
 
 
 def serve_live(issue: int, port: int, config: Path | None, recipients: Path | None, open_browser: bool,
