@@ -91,3 +91,50 @@ def test_a_read_only_ledger_is_a_one_line_error(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "read-only" in result.stderr and "campaign.db" in result.stderr
+
+
+# -- item 18: status cosmetics --------------------------------------------------------------------
+
+def _run_that_never_reached_its_server(tmp_path, leave_in_flight: bool = False):
+    from campaign.send.plan import SendOptions
+    from campaign.send.record import RunRecord
+    from send_support import people
+
+    database = tmp_path / "campaign.db"
+    connection = open_ledger(database)
+    start = RunRecord.start(connection, 30, "real", "smtp", SendOptions(), people(3))
+    if leave_in_flight:
+        from campaign import ledger
+
+        ledger.mark_in_flight(connection, 30, "real", [people(1)[0].email], "smtp", "30-1-1",
+                              start.record.run_id)                       # then the process is killed
+    else:
+        start.record.finish("stopped", "cannot connect to 127.0.0.1:9")
+    connection.close()
+    return database
+
+
+def test_status_names_the_provider_of_a_run_that_never_reached_its_server(tmp_path):
+    from campaign.send.status import issue_status
+
+    [kind] = issue_status(_run_that_never_reached_its_server(tmp_path), 30).kinds
+    assert "(none yet)" not in kind.by_provider
+    assert any("smtp" in key for key in kind.by_provider), kind.by_provider
+
+
+def test_a_row_left_in_flight_by_a_killed_send_is_shown_with_a_reason(tmp_path):
+    from campaign.send.status import issue_status
+
+    [kind] = issue_status(_run_that_never_reached_its_server(tmp_path, leave_in_flight=True), 30).kinds
+    [reason] = kind.problems["in_flight"]
+    assert "no reason recorded" not in reason and "unknown" in reason
+
+
+def test_a_forced_runs_findings_do_not_end_with_or_pass_force():
+    from campaign.checks import ERROR, decide
+    from campaign.checks.findings import Finding
+
+    finding = Finding(ERROR, "link-placeholder", "issue-30/01.md", "link target is a placeholder", "fix it")
+    forced = decide([finding], 30, force=True, rehearsal=False).forced_over
+    assert "link target is a placeholder" in forced and "--force" in forced
+    assert not forced.rstrip().endswith("or pass --force")

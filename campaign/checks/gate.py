@@ -38,8 +38,11 @@ class GateDecision:
 
     @property
     def forced_over(self) -> str:
-        """What the ledger records with a forced run: the refusal it overrode ("" when not forced)."""
-        return self.refusal if self.forced else ""
+        """What the ledger records with a forced run: the errors it went on over ("" when not forced)."""
+        if not self.forced:
+            return ""
+        return "\n".join([f"{len(self.errors)} error(s) this send went on over with --force:",
+                          *(f"  {finding.where}: {finding.message}" for finding in self.errors)])
 
     def enforce(self) -> None:
         """Raise ChecksFailed, naming each error, when the send is refused."""

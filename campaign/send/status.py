@@ -9,6 +9,9 @@ from pathlib import Path
 from .. import ledger
 from ..ledger import SendRun
 
+# Shown for a row whose status says more than its (empty) last error.
+NO_REASON = {"in_flight": "with the provider right now, or left there by a send that was killed: delivery unknown "
+                          "(the next send marks it unknown)"}
 PROBLEMS = ("failed", "unknown", "refused", "rejected", "skipped", "in_flight")   # the statuses listed with their reasons
 
 
@@ -51,8 +54,11 @@ def _kind_status(connection: sqlite3.Connection, issue: int, kind: str) -> KindS
     for status in PROBLEMS:
         for row in ledger.deliveries(connection, issue, kind, [status]):
             reasons = problems.setdefault(status, {})
-            reasons.setdefault(row.last_error or "(no reason recorded)", []).append(row.email)
+            reasons.setdefault(row.last_error or NO_REASON.get(status, "(no reason recorded)"), []).append(row.email)
+    runs = tuple(ledger.runs(connection, issue, kind))
+    by_provider = ledger.counts_by(connection, issue, kind, "provider")
+    if "(none yet)" in by_provider and runs:   # rows no provider was handed yet: name the run that tried
+        by_provider[f"{runs[-1].provider} (not reached yet)"] = by_provider.pop("(none yet)")
     return KindStatus(kind=kind, counts=ledger.counts(connection, issue, kind),
                       by_list=ledger.counts_by(connection, issue, kind, "list"),
-                      by_provider=ledger.counts_by(connection, issue, kind, "provider"),
-                      runs=tuple(ledger.runs(connection, issue, kind)), problems=problems)
+                      by_provider=by_provider, runs=runs, problems=problems)
