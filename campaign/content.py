@@ -110,12 +110,18 @@ def available_issues(content_dir: Path) -> list[int]:
     return sorted(numbers)
 
 
-def load_issue(content_dir: Path, number: int) -> Issue:
-    """Read and check content/issue-N/; raise ContentError naming the file and field."""
+def require_issue(content_dir: Path, number: int) -> Path:
+    """The folder of issue `number`; a UsageError naming the issues there are when it does not exist."""
     folder = issue_folder(content_dir, number)
     if not folder.is_dir():
         known = ", ".join(str(n) for n in available_issues(content_dir)) or "none"
         raise UsageError(f"issue {number} does not exist: no folder {folder} (issues found: {known})")
+    return folder
+
+
+def load_issue(content_dir: Path, number: int) -> Issue:
+    """Read and check content/issue-N/; raise ContentError naming the file and field."""
+    folder = require_issue(content_dir, number)
     metadata = _read_yaml(folder / ISSUE_FILE)
     _require(metadata, ISSUE_FIELDS, folder / ISSUE_FILE)
     if metadata["number"] != number:

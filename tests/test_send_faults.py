@@ -173,3 +173,24 @@ def test_a_dry_run_with_nobody_left_to_send_still_writes_its_samples(project, sm
     assert smtp_server.received() == Counter({address: 1 for address in
                                               ("ana@example.org", "bo@example.org", "=cmd@example.org",
                                                "carla@example.org")})
+
+
+# -- item 19: an issue that does not exist ---------------------------------------------------------
+
+def test_an_issue_that_does_not_exist_is_an_error_and_creates_no_ledger(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+    from test_send_cli import REPO, RECIPIENTS
+
+    (tmp_path / "campaign.toml").write_text(
+        f'content_dir = "{REPO / "content"}"\nlayouts_dir = "{REPO / "layouts"}"\nrecipients = "r.csv"\n'
+        '[lists.members]\ndescription = "m"\n[lists.embassies]\ndescription = "e"\n', encoding="utf-8")
+    (tmp_path / "r.csv").write_text(RECIPIENTS, encoding="utf-8")
+    monkeypatch.setenv("CAMPAIGN_TOKEN_SECRET", "s" * 40)
+    config = ["--config", str(tmp_path / "campaign.toml")]
+    for command in (["audience", "--issue", "31"], ["send", "--issue", "31", "--yes"]):
+        result = CliRunner().invoke(app, [*command, *config])
+        assert result.exit_code == 2, (command, result.output)
+        assert "issue 31 does not exist" in result.output
+    assert not (tmp_path / "campaign.db").exists()

@@ -9,6 +9,7 @@ import typer
 
 from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
 from ..bounces import import_bounces
+from ..content import require_issue
 from ..ledger import open_ledger
 from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
                             remove_suppression, suppressed_emails_at)
@@ -55,6 +56,8 @@ def audience_command(
 ) -> None:
     """Print who a send reaches: the final count and every row left out, with its reason."""
     settings = settings_from(config, recipients)
+    if issue is not None:
+        require_issue(settings.content_dir, issue)
     selected = resolve_lists(settings, list_names)
     recipient_file = load_recipients(settings.recipients, settings)
     audience = select_audience(recipient_file, selected, suppressed_emails_at(settings.database))

@@ -20,7 +20,7 @@ from .. import ledger
 from ..audience import Audience, find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
 from ..checks.gate import GateDecision, gate_decision
 from ..config import Settings
-from ..content import load_issue
+from ..content import load_issue, require_issue
 from ..dry_run import DryRunReport, dry_run
 from ..errors import UsageError
 from ..providers import make_provider, outbox_mailbox, provider_info
@@ -102,6 +102,7 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
     """Check, plan, confirm and send (or resume) one issue; a rehearsal for the outbox and --sandbox."""
     kind, number = request.kind, request.issue
     rehearsal = kind != ledger.REAL
+    require_issue(settings.content_dir, number)   # before the ledger is made: a typo creates no campaign.db
     connection = ledger.open_ledger(settings.database)
     try:
         with ThreadPoolExecutor(max_workers=1) as background:
