@@ -13,7 +13,7 @@ import csv
 import json
 import sqlite3
 from dataclasses import dataclass, field, replace
-from datetime import date as Date, datetime, timezone
+from datetime import date as Date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -217,12 +217,13 @@ def _suppression(email: str, reason: str, on: Date | str | None, note: str) -> S
 def _date(on: Date | str | None) -> str:
     if on is None:
         return datetime.now(timezone.utc).date().isoformat()
-    if isinstance(on, Date):
-        return on.isoformat()
     try:
-        return Date.fromisoformat(on[:10]).isoformat()
+        day = on if isinstance(on, Date) else Date.fromisoformat(on[:10])
     except ValueError:
         raise UsageError(f"date {on!r} is not a date; write it as YYYY-MM-DD") from None
+    if day > datetime.now(timezone.utc).date() + timedelta(days=1):   # a day's grace for time zones
+        raise UsageError(f"date {day.isoformat()} is in the future; write the day the person asked (YYYY-MM-DD)")
+    return day.isoformat()
 
 
 def _insert(connection: sqlite3.Connection, suppression: Suppression) -> bool:

@@ -24,6 +24,7 @@ def project(tmp_path):
         '[lists.embassies]\ndescription = "Embassy contacts in Seoul"\n',
         encoding="utf-8",
     )
+    (tmp_path / "content" / "issue-30").mkdir(parents=True)   # `audience --issue 30` needs the issue to exist
     return tmp_path
 
 
@@ -245,6 +246,7 @@ def test_readme_examples_for_recipients_and_lists_run(tmp_path, monkeypatch):
     (tmp_path / "sendgrid-bounces.csv").write_text(
         "created,email,reason,status\n1764000000,li.wei@example.org,550 5.1.1 unknown user,5.1.1\n", encoding="utf-8")
     (tmp_path / "output" / "issue-30").mkdir(parents=True)
+    (tmp_path / "content" / "issue-30").mkdir(parents=True)    # `audience --issue 30` needs the issue to exist
     monkeypatch.chdir(tmp_path)
     for command in commands:
         assert command[0] == "campaign"

@@ -138,3 +138,19 @@ def test_a_forced_runs_findings_do_not_end_with_or_pass_force():
     forced = decide([finding], 30, force=True, rehearsal=False).forced_over
     assert "link target is a placeholder" in forced and "--force" in forced
     assert not forced.rstrip().endswith("or pass --force")
+
+
+# -- item 19: a suppression dated in the future ------------------------------------------------------
+
+def test_a_suppression_dated_in_the_future_is_refused(tmp_path):
+    from campaign.errors import UsageError
+    from campaign.suppressions import add_suppression, import_suppressions
+
+    connection = open_ledger(tmp_path / "campaign.db")
+    with pytest.raises(UsageError, match="in the future"):
+        add_suppression(connection, "a@example.org", "unsubscribed", on="2999-01-01")
+    (tmp_path / "s.csv").write_text("email,reason,date\nb@example.org,unsubscribed,2999-01-01\n"
+                                    "c@example.org,unsubscribed,2020-01-01\n", encoding="utf-8")
+    result = import_suppressions(connection, tmp_path / "s.csv")
+    assert [(problem.line, "in the future" in problem.reason) for problem in result.problems] == [(2, True)]
+    connection.close()
