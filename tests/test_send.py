@@ -268,7 +268,7 @@ def test_the_gate_decision_refuses_once_or_is_recorded_as_forced(server, setting
     report = send(connection, settings, people(5), options=SendOptions(force=True), gate=forced)
     assert report.counts["accepted"] == 5
     run = ledger.runs(connection, 30)[-1]
-    assert run.forced and run.findings == forced.refusal and "link still points" in run.findings
+    assert run.forced and run.findings == forced.forced_over and "link still points" in run.findings
 
 
 # --- SendGrid faults, counted per address at the stand-in (issue 13) ---------------------------------
