@@ -7,14 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
-from ..bounces import import_bounces
 from ..content import require_issue
 from ..ledger import open_ledger
-from ..suppressions import (REASONS, add_suppression, import_suppressions, list_suppressions,
-                            remove_suppression, suppressed_emails_at)
-from ..suppression_sync import sync_suppressions
-from ..unsubscribe_inbox import import_unsubscribe_mbox
+from ..suppressions import REASONS, suppressed_emails_at
 from .app import app, command
 from .options import ConfigOption, ListOption, RecipientsOption, settings_from
 from .output import note, say
@@ -33,6 +28,7 @@ CsvOption = Annotated[
 @command("lists")
 def lists_command(config: ConfigOption = None, recipients: RecipientsOption = None) -> None:
     """Print each mailing list with how many people a send to it reaches."""
+    from ..audience import load_recipients, select_audience
     settings = settings_from(config, recipients)
     recipient_file = load_recipients(settings.recipients, settings)
     suppressions = suppressed_emails_at(settings.database)
@@ -55,6 +51,7 @@ def audience_command(
     csv_path: CsvOption = None,
 ) -> None:
     """Print who a send reaches: the final count and every row left out, with its reason."""
+    from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
     settings = settings_from(config, recipients)
     if issue is not None:
         require_issue(settings.content_dir, issue)
@@ -80,6 +77,7 @@ def recipients_check(
     config: ConfigOption = None,
 ) -> None:
     """Check a recipients file without sending: every bad row by line number; exit 1 if any."""
+    from ..audience import load_recipients
     settings = settings_from(config, file)
     recipient_file = load_recipients(settings.recipients, settings)
     name = str(file if file is not None else recipient_file.path)
@@ -105,6 +103,7 @@ def suppress_add(
     config: ConfigOption = None,
 ) -> None:
     """Suppress one address: it never gets another issue, whatever the recipients file says."""
+    from ..suppressions import add_suppression
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
@@ -123,6 +122,7 @@ def suppress_remove(
     config: ConfigOption = None,
 ) -> None:
     """Lift a suppression, e.g. after a bounce was fixed or a person subscribed again."""
+    from ..suppressions import remove_suppression
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
@@ -142,6 +142,7 @@ def suppress_import(
     config: ConfigOption = None,
 ) -> None:
     """Import suppressions from a CSV; rows that cannot be read are reported by line (exit 1)."""
+    from ..suppressions import import_suppressions
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
@@ -162,6 +163,7 @@ def suppress_import_mbox(
     config: ConfigOption = None,
 ) -> None:
     """Record an unsubscribe for each message whose subject token or From address is a known recipient."""
+    from ..unsubscribe_inbox import import_unsubscribe_mbox
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
@@ -183,6 +185,7 @@ def suppress_import_bounces(
     config: ConfigOption = None,
 ) -> None:
     """Suppress hard bounces (as bounced, with the server's diagnostic); soft bounces are left alone."""
+    from ..bounces import import_bounces
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
@@ -204,6 +207,7 @@ def suppress_import_bounces(
 def suppress_sync(config: ConfigOption = None) -> None:
     """Read SendGrid's bounce, spam-report, invalid-address and unsubscribe lists (and [sendgrid]
     unsubscribe_group) into the suppressions; only what is new since the last sync is asked for."""
+    from ..suppression_sync import sync_suppressions
     settings = settings_from(config)
     connection = open_ledger(settings.database)
     try:
@@ -220,6 +224,7 @@ def suppress_sync(config: ConfigOption = None) -> None:
 @command("list", on=suppress_app)
 def suppress_list(config: ConfigOption = None) -> None:
     """Print every suppressed address with its reason and date."""
+    from ..suppressions import list_suppressions
     settings = settings_from(config)
     suppressions = []
     if settings.database.exists():

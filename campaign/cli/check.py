@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..checks import ERROR, check_issue
 from .app import command
 from .options import ConfigOption, IssueOption, RecipientsOption, settings_from
 from .output import err, out
@@ -23,6 +22,8 @@ def check(
 
     Prints each finding with its severity, where it is and what to do; exits 1 when any error stands.
     """
+    from ..checks import ERROR, check_issue
+
     settings = settings_from(config, recipients)
     report = check_issue(settings, issue, deliverability=not no_spam)
     for finding in report.findings:

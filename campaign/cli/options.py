@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..config import Settings, load_settings
+if TYPE_CHECKING:
+    from ..config import Settings
 
 ConfigOption = Annotated[
     Optional[Path],
@@ -31,4 +32,6 @@ AsOption = Annotated[
 
 def settings_from(config: Path | None, recipients: Path | None = None) -> Settings:
     """The settings that --config and --recipients name."""
+    from ..config import load_settings  # noqa: PLC0415  (lazy: `campaign --help` reads no settings)
+
     return load_settings(config, recipients=recipients)

@@ -12,7 +12,6 @@ import typer
 from ..checks import ERROR, run_checks
 from ..config import Settings
 from ..errors import UsageError
-from ..preview import recipient_envelope, write_preview, write_web_copy
 from .app import command
 from .options import AsOption, ConfigOption, IssueOption, RecipientsOption, settings_from
 from .output import note, out, say
@@ -38,6 +37,7 @@ def preview(
     config: ConfigOption = None,
 ) -> None:
     """Render an issue to output/issue-N/index.html and index.txt (sample values, or --as a recipient)."""
+    from ..preview import recipient_envelope, write_preview, write_web_copy  # noqa: PLC0415  (lazy: quick --help)
     if serve:
         if web or screenshots:
             raise UsageError("--serve shows the issue live; write --web or --screenshots in a run without --serve")

@@ -8,24 +8,23 @@ import sys
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as Bar
-from rich.text import Text
 
 from .. import ledger
-from ..audience import Audience
-from ..checks import GateDecision
 from ..errors import UsageError
-from ..dry_run import DryRunReport
-from ..send import Progress, SendOptions, SendPlan, SendReport, TestSendReport
-from ..send.status import KindStatus, issue_status
-from ..send.workflow import SendHooks, SendRequest, SendResult, run_dry_run, run_send, run_test_send
 from .app import command
 from .options import AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, settings_from
-from .output import err, note, say
+from .output import note, say
+
+if TYPE_CHECKING:   # `campaign --help` and `campaign status` import only what they use (issue 18)
+    from ..audience import Audience
+    from ..checks import GateDecision
+    from ..dry_run import DryRunReport
+    from ..send import Progress, SendPlan, SendReport, TestSendReport
+    from ..send.status import KindStatus
+    from ..send.workflow import SendRequest, SendResult
 
 # Exit codes of `campaign send` (the README lists them all). 1 and 2 come from errors.py:
 # 1 an error before anything was sent (content, checks, ledger, not confirmed), 2 a bad option or setting.
@@ -71,6 +70,9 @@ def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOp
     Prints a summary and asks before sending. Run it again after a crash or an
     interrupt to resume where it stopped.
     """
+    from ..send import SendOptions  # noqa: PLC0415  (lazy: see the imports above)
+    from ..send.workflow import SendHooks, SendRequest, run_dry_run, run_send, run_test_send  # noqa: PLC0415
+
     settings = settings_from(config, recipients)
     options = SendOptions(batch_size=batch_size, resend_unknown=resend_unknown, retry_failed=retry_failed,
                           sandbox=sandbox, force=force, restart=restart, retry_rejected=retry_rejected)
@@ -198,23 +200,12 @@ def _confirm(plan: SendPlan, yes: bool) -> bool:
     return typer.confirm(f"Send issue {plan.issue} to {plan.to_send:,} recipients via {plan.provider}?")
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "-/s")
-
-
 @contextmanager
 def _progress_bar(total: int) -> Iterator[Callable[[Progress], None]]:
     """A rich progress bar on stderr: sent, rate, time left; the retry notes below it."""
-    bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-              TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err, transient=False)
-    task = bar.add_task("send", total=total, note="")
+    from .progress import progress_bar  # noqa: PLC0415  (rich.progress only when sending)
 
-    def update(progress: Progress) -> None:
-        bar.update(task, completed=progress.done, total=progress.total, note=progress.note)
-
-    with bar:
+    with progress_bar(total) as update:
         yield update
 
 
@@ -264,6 +255,8 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """Show an issue's send: counts by status, list and provider; failures and unknowns with reasons; runs."""
+    from ..send.status import issue_status  # noqa: PLC0415  (lazy: see the imports above)
+
     settings = settings_from(config)
     found = issue_status(settings.database, issue, csv_path)
     if not found.exists:

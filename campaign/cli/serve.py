@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..web.service import serve
-from ..web.webhook import WEBHOOK_PATH
 from .app import command
 from .options import ConfigOption, settings_from
 from .output import note, say
@@ -23,6 +21,9 @@ def serve_command(
 ) -> None:
     """Answer the links in the email (one-click unsubscribe, its confirmation page, the web archive) and
     SendGrid's Event Webhook."""
+    from ..web.service import serve  # noqa: PLC0415  (lazy, like every command's library: a quick --help)
+    from ..web.webhook import WEBHOOK_PATH  # noqa: PLC0415
+
     settings = settings_from(config)
     webhook = (f"; SendGrid's Event Webhook at {WEBHOOK_PATH}" if settings.sendgrid.webhook_public_key
                else "; no Event Webhook (SENDGRID_WEBHOOK_PUBLIC_KEY is not set)")
