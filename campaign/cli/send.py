@@ -19,10 +19,10 @@ from .options import AsOption, ConfigOption, IssueOption, ListOption, Recipients
 from .output import note, say
 
 if TYPE_CHECKING:   # `campaign --help` and `campaign status` import only what they use (issue 18)
-    from ..audience import Audience
     from ..checks import GateDecision
     from ..dry_run import DryRunReport
     from ..send import Progress, SendPlan, SendReport, TestSendReport
+    from ..send.resume_cache import AudienceSummary
     from ..send.status import KindStatus
     from ..send.workflow import SendRequest, SendResult
 
@@ -174,14 +174,14 @@ def _print_findings(decision: GateDecision) -> None:
          f"a test or --force. `campaign check --issue {decision.issue}` shows each with what to do.")
 
 
-def _print_summary(plan: SendPlan, subject: str, audience: Audience) -> None:
+def _print_summary(plan: SendPlan, subject: str, audience: AudienceSummary) -> None:
     label = {"real": "", "outbox": "  (rehearsal: local mailbox, nobody is mailed)",
              "sandbox": "  (rehearsal: SendGrid sandbox, nobody is mailed)"}[plan.kind]
     say(f"Issue {plan.issue}: {subject}")
     say(f"  provider:   {plan.provider}{label}")
     say(f"  lists:      {', '.join(audience.lists)}")
     say(f"  recipients: {plan.audience:,} after deduplication and suppressions "
-        f"({len(audience.exclusions):,} rows excluded: `campaign audience` shows why)")
+        f"({audience.excluded:,} rows excluded: `campaign audience` shows why)")
     if plan.accepted or plan.rejected or plan.refused or plan.unknown or plan.failed:
         say(f"  earlier runs: {plan.accepted:,} accepted, {plan.rejected:,} rejected, {plan.refused:,} refused, "
             f"{plan.failed:,} failed, {plan.unknown:,} unknown")

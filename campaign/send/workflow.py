@@ -28,6 +28,8 @@ from ..render import RenderedIssue, render_issue
 from ..suppressions import suppressed_emails_at
 from .loop import Progress, SendReport, send_issue
 from .plan import SendOptions, SendPlan, kind_of, plan_send
+from .resume_cache import (AudienceSummary, NothingToSend, cached_nothing_to_send, remember_nothing_to_send,
+                           resume_key)
 from .stop import StopSignal
 from .testsend import TestSendReport, send_test
 
@@ -62,7 +64,7 @@ class SendHooks:
     """What the caller shows and asks on the way (the CLI prints; tests may record or answer)."""
 
     on_findings: Callable[[GateDecision], None] = lambda decision: None
-    on_plan: Callable[[SendPlan, str, Audience], None] = lambda plan, subject, audience: None
+    on_plan: Callable[[SendPlan, str, AudienceSummary], None] = lambda plan, subject, audience: None
     confirm: Callable[[SendPlan], bool] = lambda plan: True
     progress: ProgressBar = _no_bar
     stop: StopSignal | None = None             # default: a new one per send (Ctrl-C sets it)
@@ -111,16 +113,26 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
                                  rehearsal=rehearsal)
 
             # A first send surely sends: check while the audience loads. A resume may find nothing to do.
-            early = None if ledger.has_deliveries(connection, number, kind) else preflight()
+            resuming = ledger.has_deliveries(connection, number, kind)
+            early = None if resuming else preflight()
+            key = _resume_key(settings, connection, request) if resuming else None
+            cached = cached_nothing_to_send(settings, number, kind, key)
+            if cached is not None:   # the same file, suppressions and ledger as a resume that found nobody
+                hooks.on_plan(cached.plan, load_issue(settings.content_dir, number).subject, cached.audience)
+                return SendResult(cached.plan, None)
             audience = load_audience(settings, request.lists)
             plan = plan_send(ledger.status_by_email(connection, number, kind), number, audience.recipients,
                              provider_info(request.provider), request.options)
             if plan.to_send == 0:
-                hooks.on_plan(plan, load_issue(settings.content_dir, number).subject, audience)
+                found = NothingToSend(plan, AudienceSummary(audience.lists, len(audience.exclusions)))
+                if key is not None and key == _resume_key(settings, connection, request):   # unchanged meanwhile
+                    remember_nothing_to_send(settings, key, found)
+                hooks.on_plan(plan, load_issue(settings.content_dir, number).subject, found.audience)
                 return SendResult(plan, None)
             checked = early or preflight()
             decision = checked.decision()
-            hooks.on_plan(plan, checked.rendered.subject.source, audience)
+            hooks.on_plan(plan, checked.rendered.subject.source,
+                          AudienceSummary(audience.lists, len(audience.exclusions)))
             if not hooks.confirm(plan):
                 return SendResult(plan, None)
             return _deliver(settings, request, connection, checked.rendered, audience, plan,
@@ -143,6 +155,11 @@ def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Conne
     finally:
         provider.close()
     return SendResult(plan, report, outbox if plan.kind == "outbox" else None)
+
+
+def _resume_key(settings: Settings, connection: sqlite3.Connection, request: SendRequest) -> str | None:
+    lists = resolve_lists(settings, list(request.lists))
+    return resume_key(settings, connection, request.issue, request.kind, request.provider, lists, request.options)
 
 
 def run_dry_run(settings: Settings, request: SendRequest, hooks: SendHooks = SendHooks()) -> DryRunReport:

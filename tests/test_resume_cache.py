@@ -1,0 +1,89 @@
+"""Instant resume (issue 18): a resume that found nobody to send is remembered, and never hides anyone new.
+
+Real render, the real SendGrid client against the local stand-in, a real SQLite ledger.
+The cache lives in output/.cache/ and is keyed by the recipients file's bytes, the
+suppression list, the ledger's state and email-validator's version.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaign.config import load_settings
+from campaign.ledger import open_ledger
+from campaign.send import SendOptions
+from campaign.send.resume_cache import cache_path
+from campaign.send.workflow import SendHooks, SendRequest, run_send
+from campaign.suppressions import add_suppression, remove_suppression
+from send_support import API_KEY
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPIENTS = "email,name,lists\nana@example.org,Ana,members\nbo@example.org,Bo,members\n"
+REQUEST = SendRequest(30, "sendgrid", options=SendOptions(force=True))
+
+
+@pytest.fixture
+def project(tmp_path, sendgrid_server, monkeypatch):
+    (tmp_path / "campaign.toml").write_text(
+        f'content_dir = "{REPO / "content"}"\nlayouts_dir = "{REPO / "layouts"}"\n'
+        'recipients = "recipients.csv"\ndatabase = "campaign.db"\nprovider = "sendgrid"\n'
+        '[lists.members]\ndescription = "Member cities"\n', encoding="utf-8")
+    (tmp_path / "recipients.csv").write_text(RECIPIENTS, encoding="utf-8")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))   # no SpamAssassin: seconds per call
+    for name, value in {"SENDGRID_API_URL": sendgrid_server.url, "SENDGRID_API_KEY": API_KEY,
+                        "CAMPAIGN_TOKEN_SECRET": "secret"}.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def send(project: Path):
+    """One `campaign send --issue 30 --force --yes`; returns (the SendResult, the settings)."""
+    settings = load_settings(project / "campaign.toml")
+    return run_send(settings, REQUEST, SendHooks()), settings
+
+
+def test_a_second_resume_with_nothing_to_send_is_answered_from_the_cache(project, sendgrid_server, monkeypatch):
+    first, settings = send(project)
+    assert first.report is not None and sorted(sendgrid_server.delivered()) == ["ana@example.org", "bo@example.org"]
+    nothing, _ = send(project)          # reads the file, finds nobody, remembers it
+    assert nothing.report is None and nothing.plan.to_send == 0
+    assert cache_path(settings, 30, "real").exists()
+    # The file is not read again: loading it would fail now.
+    monkeypatch.setattr("campaign.send.workflow.load_audience", lambda *args: pytest.fail("file read again"))
+    again, _ = send(project)
+    assert again.report is None and again.plan == nothing.plan
+
+
+def test_a_person_added_since_is_sent_although_the_cache_said_nothing_to_send(project, sendgrid_server):
+    send(project)
+    send(project)                       # cache written: nothing to send
+    with open(project / "recipients.csv", "a", encoding="utf-8") as stream:
+        stream.write("cy@example.org,Cy,members\n")
+    added, _ = send(project)
+    assert added.report is not None and added.plan.to_send == 1
+    assert sorted(sendgrid_server.delivered()) == ["ana@example.org", "bo@example.org", "cy@example.org"]
+
+
+def test_a_lifted_suppression_brings_the_person_back_despite_the_cache(project, sendgrid_server):
+    connection = open_ledger(project / "campaign.db")
+    add_suppression(connection, "bo@example.org", "bounced")
+    connection.close()
+    send(project)
+    nothing, _ = send(project)
+    assert nothing.plan.to_send == 0 and sendgrid_server.delivered() == ["ana@example.org"]
+    connection = open_ledger(project / "campaign.db")
+    remove_suppression(connection, "bo@example.org")
+    connection.close()
+    back, _ = send(project)
+    assert back.report is not None and sorted(sendgrid_server.delivered()) == ["ana@example.org", "bo@example.org"]
+
+
+def test_a_cache_that_cannot_be_read_is_a_miss_not_an_error(project, sendgrid_server):
+    _, settings = send(project)
+    send(project)
+    cache_path(settings, 30, "real").write_text("{not json", encoding="utf-8")
+    nothing, _ = send(project)
+    assert nothing.report is None and nothing.plan.to_send == 0
