@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..scaffold import new_issue
 from .app import command
 from .options import ConfigOption, IssueOption, settings_from
 from .output import say
@@ -22,6 +21,7 @@ def new(
     config: ConfigOption = None,
 ) -> None:
     """Start a new issue: the sections of an earlier one, with a TODO marker in every field to write."""
+    from ..scaffold import new_issue  # noqa: PLC0415  (lazy, like every command's library: a quick --help)
     settings = settings_from(config)
     created = new_issue(settings.content_dir, issue, source)
     edition = created.edition or "TODO (the earlier edition is not 'Qn YYYY')"
