@@ -113,6 +113,7 @@ class SendGridSettings:
     # answered only when it is set.
     webhook_public_key: str = secret("SENDGRID_WEBHOOK_PUBLIC_KEY")
     unsubscribe_group: int = setting(0, check=at_least(0))  # `suppress sync` also reads this group (0: none)
+    concurrency: int = setting(4, check=between(1, 16))  # batches in flight at once (each written ahead first)
 
 
 DEFAULT_LISTS = (MailingList("members", "Member cities of WeGO"),

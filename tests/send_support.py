@@ -4,7 +4,7 @@ Run as a script it is the driver: it sends issue 30 to N generated recipients th
 the real SendGrid provider at SENDGRID_API_URL, recording in the ledger named on the
 command line, so a test can SIGKILL it at any moment:
 
-    python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown] [--smtp]
+    python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown] [--smtp] [--concurrency N]
 
 (--smtp: through the real SMTP provider at SMTP_HOST and SMTP_PORT instead.)
 """
@@ -26,13 +26,16 @@ CONFIG = (
     'recipients = "recipients.csv"\ndatabase = "campaign.db"\n'
     '[lists.members]\ndescription = "Member cities"\n'
     '[lists.embassies]\ndescription = "Embassy contacts"\n'
+    # One batch in flight: these tests script faults and kills in request order. The concurrent
+    # path ([sendgrid] concurrency, default 4) has its own tests in test_send_concurrency.py.
+    '[sendgrid]\nconcurrency = 1\n'
 )
 
 
-def make_settings(root: Path, environ: dict | None = None):
+def make_settings(root: Path, environ: dict | None = None, concurrency: int = 1):
     config = root / "campaign.toml"
     if not config.exists():
-        config.write_text(CONFIG, encoding="utf-8")
+        config.write_text(CONFIG.replace("concurrency = 1", f"concurrency = {concurrency}"), encoding="utf-8")
     environ = {"SENDGRID_API_KEY": API_KEY, "CAMPAIGN_TOKEN_SECRET": "test-secret", **(environ or {})}
     return load_settings(config, environ=environ)
 
@@ -62,7 +65,8 @@ def main(argv: list[str]) -> int:
     from campaign.send import RetryPolicy, SendOptions, send_issue
 
     ledger_path, count, batch_size = Path(argv[0]), int(argv[1]), int(argv[2])
-    settings = make_settings(ledger_path.parent, dict(__import__("os").environ))
+    concurrency = int(argv[argv.index("--concurrency") + 1]) if "--concurrency" in argv else 1
+    settings = make_settings(ledger_path.parent, dict(__import__("os").environ), concurrency)
     connection = open_ledger(ledger_path)
     provider = SmtpProvider(settings) if "--smtp" in argv else SendGridProvider(settings)
     report = send_issue(connection, small_issue(), people(count), provider, settings,

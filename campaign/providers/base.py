@@ -63,6 +63,7 @@ class ProviderInfo:
 
 class Provider(Protocol):
     info: ProviderInfo
+    concurrency: int             # batches it may have in flight at once (SendGrid: [sendgrid] concurrency)
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
         """Send one batch; one result per envelope, same order.
@@ -77,6 +78,11 @@ class Provider(Protocol):
         REFUSED, each with the provider's message.
         The send loop owns retries and backoff (campaign/send/retry.py).
         """
+        ...
+
+    def prepare(self, batch: Batch) -> None:
+        """Build what `send(batch)` will post, before the batch is written ahead: an error here
+        (raised as is) leaves its recipients pending, not unknown. Nothing to build: do nothing."""
         ...
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ class OutboxProvider:
     """Appends one message per recipient to an mbox file, locked while a batch is written."""
 
     info = INFO
+    concurrency = 1   # one mailbox file, written in order
 
     def __init__(self, settings: Settings, path: Path):
         self._settings = settings
@@ -47,6 +48,9 @@ class OutboxProvider:
         if messages:
             self._append(messages)
         return results
+
+    def prepare(self, batch: Batch) -> None:
+        pass   # each message is built as it goes
 
     def close(self) -> None:
         box, self._box = self._box, None

@@ -57,6 +57,15 @@ PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 NOT_PROCESSED = (429, 503)            # SendGrid documents these as "nothing was processed"
 
 
+@dataclass
+class _Built:
+    """One batch's body, built before the write-ahead: the payload, who goes, who is refused already."""
+
+    payload: Payload
+    sendable: list[Envelope] = field(default_factory=list)
+    refused: dict[str, DeliveryResult] = field(default_factory=dict)
+
+
 class SendGridProvider:
     """Provider for SendGrid's v3 API; one request per batch of up to 1000 recipients."""
 
@@ -75,23 +84,35 @@ class SendGridProvider:
         self._client = SendGridAPIClient(config.api_key, host=config.api_url.rstrip("/"))
         self._client.client.__class__ = _NoRedirectClient
         self._client.client.timeout = config.timeout
+        self.concurrency = config.concurrency
+        self._prepared: dict[str, _Built] = {}   # batch_id -> body built before the write-ahead
+
+    def prepare(self, batch: Batch) -> None:
+        """Build the batch's body now, before it is written ahead: a build error leaves it pending."""
+        if batch.envelopes:
+            self._prepared[batch.batch_id] = self._build(batch)
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
         envelopes = list(batch.envelopes)
         if not envelopes:
             return []
+        built = self._prepared.pop(batch.batch_id, None) or self._build(batch)   # a retry builds again
+        results = dict(built.refused)
+        self._post_parts(built.payload, built.sendable, results)
+        return [results[envelope.email] for envelope in envelopes]
+
+    def _build(self, batch: Batch) -> "_Built":
+        envelopes = list(batch.envelopes)
         _check_batch(envelopes)
         payload = Payload(batch, self._settings)
-        results: dict[str, DeliveryResult] = {}
-        sendable = []
+        built = _Built(payload)
         for envelope in envelopes:
             problem = payload.over_limit(envelope)
             if problem:
-                results[envelope.email] = DeliveryResult(envelope.email, Status.REFUSED, error=problem)
+                built.refused[envelope.email] = DeliveryResult(envelope.email, Status.REFUSED, error=problem)
             else:
-                sendable.append(envelope)
-        self._post_parts(payload, sendable, results)
-        return [results[envelope.email] for envelope in envelopes]
+                built.sendable.append(envelope)
+        return built
 
     def close(self) -> None:
         pass

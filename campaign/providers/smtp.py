@@ -57,6 +57,7 @@ class SmtpProvider:
     """Provider for any SMTP server (STARTTLS, implicit TLS or plain; optional login)."""
 
     info = INFO
+    concurrency = 1   # one connection ([smtp] connections is not implemented)
 
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
@@ -83,6 +84,9 @@ class SmtpProvider:
             if batch.on_result is not None:
                 batch.on_result(result)
         return results
+
+    def prepare(self, batch: Batch) -> None:
+        pass   # each message is built as it goes
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

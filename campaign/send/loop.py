@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Container, Sequence
 
 from ..audience import Recipient
 from ..config import Settings
@@ -30,7 +30,8 @@ from ..providers.base import Batch, DeliveryResult, Provider
 from ..render import RenderedIssue
 from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of
 from .record import Left, RunRecord, send_lock
-from .retry import Retries, RetryPolicy, deliver_with_retries, outcome_of
+from .retry import Answer, Retries, RetryPolicy, deliver_with_retries, outcome_of
+from .pipeline import LedgerDesk, Pipeline
 from .stop import StopRequested, StopSignal
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class _BatchLoop:
         """Send every batch; returns the run's (outcome, message)."""
         number, pause_after = self.issue.number, self.retries.policy.pause_after
         chunks = list(batches(todo, size))
+        if not self.provider.info.one_at_a_time and self.provider.concurrency > 1:
+            return _Concurrent(self).run(chunks)
         failed_in_a_row, last_error = 0, ""
         try:
             for index, chunk in enumerate(chunks, start=1):
@@ -210,6 +213,7 @@ class _BatchLoop:
                       sandbox=self.record.kind == "sandbox", on_sending=mark_sending if per_message else None,
                       on_result=record_answer)
         if not per_message:
+            self.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
             self.record.mark_in_flight(envelopes, batch_id)
         try:
             answer = deliver_with_retries(self.provider, batch, self.retries, on_wait=self._waiting(emails),
@@ -221,6 +225,10 @@ class _BatchLoop:
             self._record([Outcome(email, UNKNOWN, error=note) for email in emails
                           if email in handed_over and email not in answered])
             raise
+        return self.settle(answer, answered)
+
+    def settle(self, answer: Answer, answered: Container[str] = ()) -> tuple[int, str]:
+        """Record a batch's answer (what on_result did not already); raise its halt after recording."""
         unanswered = [outcome for outcome in answer.outcomes if outcome.email not in answered]
         if answer.halt is not None:   # a configuration fault: nothing of these went out, they stay pending
             self.record.record([replace(outcome, status=PENDING, error=f"not sent: {answer.halt}")
@@ -265,3 +273,77 @@ class _BatchLoop:
         kind = self.record.kind
         flags = " --provider outbox" if kind == "outbox" else " --sandbox" if kind == "sandbox" else ""
         return f"Resume with `campaign send --issue {self.issue.number}{flags}`."
+
+
+class _Concurrent:
+    """The batches of one run with up to `provider.concurrency` in flight (SendGrid); see pipeline.py.
+
+    Each batch is built, then written ahead and committed, on this thread before a
+    worker posts it; answers are recorded here as they come, in any order.
+    """
+
+    def __init__(self, loop: _BatchLoop):
+        self.loop = loop
+        self.failed_in_a_row, self.last_error, self.paused = 0, "", False
+        self.halt: ProviderConfigError | None = None
+        self.total = 0
+
+    def run(self, chunks: list[list[Recipient]]) -> tuple[str, str]:
+        loop, self.total = self.loop, len(chunks)
+        pipeline: Pipeline[Batch, Answer] = Pipeline(
+            loop.provider.concurrency, self.start, self.deliver, self.finish, self.keep_going, self.abandon)
+        try:
+            stopped_at = pipeline.run(chunks)
+        except KeyboardInterrupt:
+            return "interrupted", ("interrupted at once (second Ctrl-C or SIGTERM): the batches with the provider "
+                                   "are recorded as unknown. " + loop._resume_hint())
+        if self.halt is not None:
+            return "stopped", loop._stopped(self.halt)
+        if self.paused and stopped_at:
+            return "paused", (f"paused: {self.failed_in_a_row} batches in a row had nothing accepted "
+                              f"(last error: {self.last_error or 'see campaign status'}). "
+                              + loop._where(stopped_at, self.total))
+        if stopped_at:
+            return "interrupted", loop._where(stopped_at, self.total)
+        return "completed", ""
+
+    def keep_going(self) -> bool:
+        return not (self.loop.retries.stop.requested or self.halt is not None or self.paused)
+
+    def start(self, index: int, chunk: object) -> Batch | None:
+        loop = self.loop
+        recipients = loop._without_new_suppressions(chunk)   # type: ignore[arg-type]
+        if not recipients:
+            return None
+        envelopes = [envelope_for(recipient, loop.settings, loop.issue.number) for recipient in recipients]
+        batch = Batch(issue=loop.issue, envelopes=envelopes, batch_id=f"{loop.issue.number}-{loop.record.run_id}-{index}",
+                      lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
+                      sandbox=loop.record.kind == "sandbox")
+        loop.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
+        loop.record.mark_in_flight(envelopes, batch.batch_id)
+        return batch
+
+    def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
+        """In a worker thread: the provider call and its retries; ledger writes go through `desk`."""
+        loop, emails = self.loop, [envelope.email for envelope in batch.envelopes]
+        waiting = loop._waiting(emails)
+        return deliver_with_retries(
+            loop.provider, batch, loop.retries,
+            on_wait=lambda error, delay, attempt: desk.call(lambda: waiting(error, delay, attempt)),
+            before_retry=lambda: desk.call(lambda: loop.record.mark_in_flight(batch.envelopes, batch.batch_id)))
+
+    def finish(self, index: int, batch: Batch, answer: Answer) -> None:
+        try:
+            accepted, error = self.loop.settle(answer)
+        except ProviderConfigError as halt:   # recorded pending; the batches still in flight are recorded too
+            self.halt = halt
+            return
+        self.failed_in_a_row = 0 if accepted else self.failed_in_a_row + 1
+        self.last_error = error or self.last_error
+        self.paused = self.failed_in_a_row >= self.loop.retries.policy.pause_after
+
+    def abandon(self, batches: list[Batch]) -> None:
+        note = ("the send stopped while this batch was with the provider; it may or may not have been delivered; "
+                "resend only with --resend-unknown")
+        self.loop._record([Outcome(envelope.email, UNKNOWN, error=note)
+                           for batch in batches for envelope in batch.envelopes])

@@ -215,6 +215,11 @@ class SendGridServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
+        self.gather = 0                  # >1: mail/send answers wait for this many in flight, then go last first
+        self.in_flight = 0               # mail/send requests being answered now
+        self.max_in_flight = 0           # the most at once since the last clear()
+        self._arrivals = 0
+        self._gathering = threading.Condition(self._lock)
         if validate:
             self.validator, self.validation_skipped = load_validator()
         else:
@@ -287,6 +292,8 @@ class SendGridServer:
             self._faults.clear()
             self.refused_addresses.clear()
         self.max_body_bytes = None
+        with self._lock:
+            self.max_in_flight = self._arrivals = 0
 
     # --- answering (called from handler threads) --------------------------------
     def _next_fault(self) -> Fault | None:
@@ -299,6 +306,25 @@ class SendGridServer:
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
+
+    def _arrive(self) -> int:
+        """Count a mail/send request in; with `gather`, hold it until its group is complete (at most 10 s)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._arrivals += 1
+            arrival, group = self._arrivals, self.gather
+            if group > 1:
+                group_end = ((arrival - 1) // group + 1) * group
+                self._gathering.notify_all()
+                self._gathering.wait_for(lambda: self._arrivals >= group_end or self._stopping.is_set(), timeout=10)
+        if group > 1:   # the last to arrive answers first, 0.1 s apart
+            self._sleep(0.1 * (group - 1 - (arrival - 1) % group))
+        return arrival
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _new_message_id(self) -> str:
         return f"{uuid.uuid4().hex[:22]}-{next(self._ids)}"
@@ -371,6 +397,16 @@ def _handler_for(server: SendGridServer):
                                                                      server._authorized(request))
                 self._reply(status, answer, headers, request)
                 return
+            if request.path != MAIL_SEND:
+                self._respond(request)
+                return
+            server._arrive()
+            try:
+                self._respond(request)
+            finally:
+                server._leave()
+
+        def _respond(self, request: RecordedRequest):
             if server.delay:
                 server._sleep(server.delay)
             fault = server._next_fault() if request.path == MAIL_SEND else None

@@ -1,0 +1,144 @@
+"""`[sendgrid] concurrency` (issue 18): several batches in flight, the ledger's promises kept.
+
+Real SendGrid client, the local stand-in, real SQLite files. The stand-in's `gather`
+holds mail/send answers until that many requests are in flight at once, then answers
+the last one first: a send that never had four in flight could not finish its groups
+(each waits at most 10 s, then the count of what was in flight fails the test).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from campaign import ledger
+from campaign.errors import ProviderError
+from campaign.ledger import open_ledger
+from campaign.providers.sendgrid import SendGridProvider
+from campaign.send import RetryPolicy, SendOptions, send_issue
+from campaign.suppressions import add_suppression
+from send_support import make_settings, people, small_issue
+from servers.sendgrid_server import SendGridServer
+
+DRIVER = Path(__file__).with_name("send_support.py")
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
+
+def send(settings, connection, recipients, batch_size, **options):
+    return send_issue(connection, small_issue(), recipients, SendGridProvider(settings), settings,
+                      SendOptions(batch_size=batch_size, **options), policy=FAST, sleep=lambda seconds: None)
+
+
+def answer_number(message_id: str) -> int:
+    return int(message_id.rsplit("-", 1)[1])   # the stand-in numbers message ids as it answers
+
+
+def test_four_batches_in_flight_answered_out_of_order_are_each_recorded_against_their_own_request(tmp_path):
+    with SendGridServer() as server:                      # validates every body against SendGrid's schema
+        server.gather = 4
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        seen_in_flight: list[int] = []
+
+        def watch() -> None:   # when four requests are at the server, the ledger has them all in flight
+            deadline = time.monotonic() + 15
+            while server.in_flight < 4 and time.monotonic() < deadline:
+                time.sleep(0.002)
+            reader = open_ledger(settings.database)
+            seen_in_flight.append(ledger.counts(reader, 30, "real")["in_flight"])
+            reader.close()
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(40), batch_size=5)
+        watcher.join(timeout=20)
+        assert report.outcome == "completed" and report.counts["accepted"] == 40
+        assert server.max_in_flight == 4 and seen_in_flight == [20]
+        sends = server.mail_sends()
+        assert len(sends) == 8
+        assert [answer_number(r.message_id) for r in sends[:4]] == [4, 3, 2, 1]   # last in, first answered
+        by_email = {delivery.email: delivery for delivery in ledger.deliveries(connection, 30, "real")}
+        for request in sends:
+            assert {by_email[email].message_id for email in request.recipients} == {request.message_id}
+        assert Counter(server.delivered()) == Counter(r.email for r in people(40))
+        connection.close()
+
+
+def test_an_unsubscribe_during_a_concurrent_send_is_excluded_from_later_batches(tmp_path):
+    with SendGridServer(validate=False, delay=0.2) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        last = people(1, start=39)[0].email                  # in batch 8: not started before batch 1 answers
+
+        def unsubscribe() -> None:
+            deadline = time.monotonic() + 15
+            while not server.mail_sends() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            writer = open_ledger(settings.database)
+            add_suppression(writer, last, "unsubscribed", note="one-click, during the send")
+            writer.close()
+
+        unsubscriber = threading.Thread(target=unsubscribe)
+        unsubscriber.start()
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(40), batch_size=5)
+        unsubscriber.join(timeout=20)
+        assert report.outcome == "completed"
+        assert last not in server.delivered() and len(server.delivered()) == 39
+        assert ledger.status_by_email(connection, 30, "real")[last] == "skipped"
+        connection.close()
+
+
+def test_a_batch_that_cannot_be_built_stays_pending_and_the_batches_in_flight_are_recorded(tmp_path):
+    with SendGridServer(validate=False, delay=0.1) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        twice = people(5) + people(3, start=5) + people(1, start=5) + people(11, start=8)   # batch 2: a duplicate
+        connection = open_ledger(settings.database)
+        with pytest.raises(ProviderError, match="appears twice"):
+            send(settings, connection, twice, batch_size=5)
+        statuses = ledger.status_by_email(connection, 30, "real")
+        assert all(statuses[r.email] == "accepted" for r in people(5))           # batch 1 finished and recorded
+        assert all(statuses[r.email] == "pending" for r in people(14, start=5))  # nothing of batch 2 went
+        assert len(server.mail_sends()) == 1
+        connection.close()
+
+
+@pytest.mark.parametrize("point", range(3))
+def test_a_sigkill_with_batches_in_flight_leaves_at_most_concurrency_batches_unknown(tmp_path, point):
+    count, batch, concurrency = 4000, 250, 4
+    rng = random.Random(20261125 + point)
+    with SendGridServer(validate=False, delay=0.05) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=concurrency)
+        process = subprocess.Popen(
+            [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch),
+             "--concurrency", str(concurrency)],
+            env={**os.environ, "SENDGRID_API_URL": server.url, "SENDGRID_API_KEY": server.api_key},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while len(server.mail_sends()) < 3 + 3 * point and process.poll() is None:
+            assert time.monotonic() < deadline, "the send made no progress"
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.04))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=20)
+        time.sleep(0.1)                                       # the stand-in finishes what it holds
+        server.delay = 0.0
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(count), batch)
+        unknown = set(report.unknown)
+        assert report.outcome == "completed" and set(report.recovered) == unknown
+        assert len(unknown) <= concurrency * batch and len(unknown) % batch == 0
+        received = Counter(server.delivered())
+        assert all(received[r.email] == 1 for r in people(count) if r.email not in unknown)
+        assert all(received[email] <= 1 for email in unknown)
+        done = send(settings, connection, people(count), batch, resend_unknown=True)
+        assert done.counts["accepted"] == count and set(server.delivered()) == {r.email for r in people(count)}
+        connection.close()
