@@ -67,6 +67,7 @@ class Run:
     largest_request: int = 0         # most recipients in one request
     request_mb: float = 0.0          # bytes of all request bodies
     output: str = ""                 # the last lines the command printed
+    body_sizes: list[int] = field(default_factory=list)   # bytes of each request body (for the floor)
 
 
 @dataclass
@@ -78,6 +79,8 @@ class SendTimes:
     ledger_files: str = ""
     dry_run_mb: float = 0.0          # output/issue-30/dry-run on disk
     dry_run_files: int = 0
+    floor_seconds: float = 0.0       # a bare client posting the same-size bodies to the same stand-in
+    floor_concurrency: int = 0
 
 
 def write_recipients(path: Path, count: int) -> None:
@@ -145,6 +148,7 @@ def _count_requests(run: Run, server: SendGridServer) -> Run:
     run.delivered, run.distinct = len(delivered), len(set(delivered))
     run.largest_request = max((len(request.recipients) for request in sends), default=0)
     run.request_mb = sum(len(request.raw) for request in sends) / 1e6
+    run.body_sizes = [len(request.raw) for request in sends]
     server.clear()  # the recorded bodies are ~100 MB: let them go before the next run
     return run
 
@@ -153,7 +157,7 @@ def _size(paths: list[Path]) -> float:
     return sum(path.stat().st_size for path in paths if path.exists()) / 1e6
 
 
-def measure_send(count: int, delay: float) -> SendTimes:
+def measure_send(count: int, delay: float, *, dry_run: bool = True, concurrency: int = 4) -> SendTimes:
     times = SendTimes(recipients=count, delay=delay)
     with tempfile.TemporaryDirectory(prefix="campaign-bench-send-") as name, \
             SendGridServer(api_key=None, delay=delay, validate=False) as server:
@@ -167,11 +171,12 @@ def measure_send(count: int, delay: float) -> SendTimes:
                        COLUMNS="100", NO_COLOR="1")
         command = ["send", "--issue", "30", "--yes", "--force", "--config", str(folder / "campaign.toml")]
 
-        times.runs["dry-run"] = _count_requests(
-            run_campaign("dry-run", [*command, "--dry-run"], folder, environ), server)
-        dry_run = folder / "output" / "issue-30" / "dry-run"
-        files = [path for path in dry_run.rglob("*") if path.is_file()]
-        times.dry_run_mb, times.dry_run_files = _size(files), len(files)
+        if dry_run:
+            times.runs["dry-run"] = _count_requests(
+                run_campaign("dry-run", [*command, "--dry-run"], folder, environ), server)
+            dry_run_folder = folder / "output" / "issue-30" / "dry-run"
+            files = [path for path in dry_run_folder.rglob("*") if path.is_file()]
+            times.dry_run_mb, times.dry_run_files = _size(files), len(files)
 
         times.runs["send"] = _count_requests(run_campaign("send", command, folder, environ), server)
         database = folder / "campaign.db"
@@ -181,6 +186,13 @@ def measure_send(count: int, delay: float) -> SendTimes:
                                        for path in ledger_files if path.exists())
 
         times.runs["resume"] = _count_requests(run_campaign("resume", command, folder, environ), server)
+        # the same resume again: answered from output/.cache when nothing changed
+        times.runs["resume-cached"] = _count_requests(run_campaign("resume-cached", command, folder, environ),
+                                                      server)
+        from bench_scale import bare_client_seconds   # noqa: PLC0415
+
+        times.floor_concurrency = concurrency
+        times.floor_seconds = bare_client_seconds(server, times.runs["send"].body_sizes, concurrency)
     return times
 
 

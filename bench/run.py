@@ -35,6 +35,7 @@ from campaign.config import load_settings  # noqa: E402
 import bench_audience  # noqa: E402
 import bench_personalize  # noqa: E402
 import bench_render  # noqa: E402
+import bench_scale  # noqa: E402
 import bench_send  # noqa: E402
 
 ISSUE = 30
@@ -234,6 +235,57 @@ def send_rows(times: bench_send.SendTimes) -> list[Row]:
     return rows
 
 
+# Issue 18's targets, with the figures before it (measured from outside / the last RESULTS.md) beside them.
+BEFORE = {"send": "12.3 s, 7.6x the floor (RESULTS.md: 27.0 s)", "rss": "141 MB", "million": "111 s, 739 MB",
+          "resume": "0.9-2.8 s", "dry": "4.0 s (RESULTS.md: 10.4 s)", "help": "0.22-0.55 s"}
+
+
+def scale_rows(times: bench_send.SendTimes, million: bench_send.SendTimes | None,
+               kills: bench_scale.KillCounts | None, help_seconds: float) -> list[Row]:
+    """Issue 18: the send against the bare-client floor, the million, the cached resume, start-up, kills."""
+    n, send, cached = times.recipients, times.runs["send"], times.runs["resume-cached"]
+    ratio = send.seconds / times.floor_seconds if times.floor_seconds else float("inf")
+    rows = [
+        Row(f"floor: a bare client posting the same {send.requests} bodies, {times.floor_concurrency} at a time",
+            f"{times.floor_seconds:.2f} s"),
+        Row(f"issue 18: send {n:,} (wall; x floor; requests) [before: {BEFORE['send']}]",
+            f"{send.seconds:.1f} s; {ratio:.1f}x; {send.requests} requests", "< 5 s, <= 3x, exactly 100",
+            send.seconds < 5 and ratio <= 3 and send.requests == -(-n // 1000)),
+        Row(f"issue 18: send {n:,} peak RSS [before: {BEFORE['rss']}]", f"{send.peak_rss_mb:.0f} MB", "< 200 MB",
+            send.peak_rss_mb < 200),
+        Row(f"issue 18: resume with nothing to send, {n:,}, answered from the cache [before: {BEFORE['resume']}]",
+            f"{cached.seconds:.2f} s, {cached.requests} requests (first resume, which wrote the cache: "
+            f"{times.runs['resume'].seconds:.2f} s)", "< 0.5 s", cached.seconds < 0.5 and cached.requests == 0),
+        Row(f"issue 18: `campaign --help` (median of 5) [before: {BEFORE['help']}]", f"{help_seconds:.2f} s",
+            "< 0.2 s", help_seconds < 0.2),
+    ]
+    if "dry-run" in times.runs:
+        dry = times.runs["dry-run"]
+        rows.append(Row(f"issue 18: dry run {n:,} [before: {BEFORE['dry']}]", f"{dry.seconds:.1f} s", "< 3 s",
+                        dry.seconds < 3 and dry.exit_code == 0))
+    if million is not None:
+        big = million.runs["send"]
+        rows.append(Row(f"issue 18: send {million.recipients:,} (wall; requests; peak RSS) "
+                        f"[before: {BEFORE['million']}]",
+                        f"{big.seconds:.1f} s; {big.requests} requests ({big.distinct:,} distinct); "
+                        f"{big.peak_rss_mb:.0f} MB (exit {big.exit_code}); floor {million.floor_seconds:.1f} s",
+                        "< 60 s, exactly 1,000, < 500 MB",
+                        big.seconds < 60 and big.requests == -(-million.recipients // 1000)
+                        and big.peak_rss_mb < 500))
+    if kills is not None:
+        rows.append(Row(f"issue 18: {len(kills.kills)} SIGKILLs of a concurrent {kills.recipients:,} send "
+                        "(copies per address, not timed)",
+                        f"kills after {kills.kills} requests; in flight at each kill {kills.unknown_after_kill}; "
+                        f"most copies before --resend-unknown {kills.most_copies_before}; unknown "
+                        f"{kills.unknown_before_resend:,} (bound {kills.bound:,}); second copies "
+                        f"{kills.second_copies:,} ({kills.second_copies_outside_unknown} outside the unknown); "
+                        f"missing after {kills.missing_after}; exit codes {kills.exit_codes}",
+                        "1 copy; unknown <= bound; 0 missing",
+                        kills.most_copies_before == 1 and kills.unknown_before_resend <= kills.bound
+                        and kills.second_copies_outside_unknown == 0 and kills.missing_after == 0))
+    return rows
+
+
 # --- output -------------------------------------------------------------------------------------
 
 def print_table(rows: list[Row]) -> None:
@@ -260,6 +312,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; writes bench/out/RESULTS-quick.md")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="MINUTES",
                         help="wait up to MINUTES for no pytest and a 1-minute load < 1 before measuring")
+    parser.add_argument("--million", action="store_true", help="also send 1,000,000 recipients (minutes)")
+    parser.add_argument("--no-kills", action="store_true", help="skip the five SIGKILLs of a concurrent send")
     parser.add_argument("--output", type=Path, help="where to write the Markdown (default: see --quick)")
     options = parser.parse_args()
     sizes = QUICK if options.quick else FULL
@@ -284,9 +338,20 @@ def main() -> int:
     rows += audience_rows(sizes.audience_rows)
 
     print("send, dry run, resume ...", file=sys.stderr, flush=True)
-    rows += send_rows(bench_send.measure_send(sizes.send_recipients, sizes.server_delay))
+    send_times = bench_send.measure_send(sizes.send_recipients, sizes.server_delay)
+    rows += send_rows(send_times)
+    help_seconds = bench_send.startup_seconds(5)
+    million = None
+    if options.million:
+        print("send 1,000,000 ...", file=sys.stderr, flush=True)
+        million = bench_send.measure_send(1_000_000, sizes.server_delay, dry_run=False)
+    kills = None
+    if not options.no_kills:
+        print("five SIGKILLs ...", file=sys.stderr, flush=True)
+        kills = bench_scale.kill_five_times(sizes.send_recipients, sizes.server_delay)
+    rows += scale_rows(send_times, million, kills, help_seconds)
     rows += [Row("  paid by every send, dry run and resume: CLI start-up (`campaign --help`)",
-                 f"{bench_send.startup_seconds():.2f} s"),
+                 f"{help_seconds:.2f} s"),
              Row("  paid by every send, dry run and resume: preflight checks",
                  f"{bench_send.preflight_seconds(settings, rendered):.2f} s")]
 

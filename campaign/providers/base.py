@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-from ..personalize import Envelope
-from ..render import RenderedIssue
+if TYPE_CHECKING:   # annotations only: planning a send needs no renderer (issue 18: instant resume)
+    from ..personalize import Envelope
+    from ..render import RenderedIssue
+
 
 
 class Status(str, Enum):

@@ -15,12 +15,35 @@ workflow.py is imported by its full name (`campaign.send.workflow`), not from he
 it uses campaign.dry_run, which uses plan.py.
 """
 
-from .loop import Progress, SendReport, send_issue
-from .plan import SendOptions, SendPlan, batch_size_for, check_merge_fields, kind_of, plan_send
-from .record import RunRecord, send_lock
-from .retry import Answer, Retries, RetryPolicy, deliver_with_retries
-from .stop import StopSignal
-from .testsend import TEST_PREFIX, TestSendReport, sample_recipient, send_test, with_test_subject
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .loop import Progress, SendReport, send_issue
+    from .plan import SendOptions, SendPlan, batch_size_for, check_merge_fields, kind_of, plan_send
+    from .record import RunRecord, send_lock
+    from .retry import Answer, Retries, RetryPolicy, deliver_with_retries
+    from .stop import StopSignal
+    from .testsend import TEST_PREFIX, TestSendReport, sample_recipient, send_test, with_test_subject
+
+# Each name is imported from its module when first used: a resume with nothing to send (issue 18)
+# needs plan.py, not the send loop, the checks and the providers behind it.
+_HOMES = {
+    "Progress": "loop", "SendReport": "loop", "send_issue": "loop",
+    "SendOptions": "plan", "SendPlan": "plan", "batch_size_for": "plan", "check_merge_fields": "plan",
+    "kind_of": "plan", "plan_send": "plan", "RunRecord": "record", "send_lock": "record",
+    "Answer": "retry", "Retries": "retry", "RetryPolicy": "retry", "deliver_with_retries": "retry",
+    "StopSignal": "stop", "TEST_PREFIX": "testsend", "TestSendReport": "testsend", "sample_recipient": "testsend",
+    "send_test": "testsend", "with_test_subject": "testsend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+
 
 __all__ = [
     "Answer", "Progress", "Retries", "RetryPolicy", "RunRecord", "SendOptions",

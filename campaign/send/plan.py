@@ -7,7 +7,7 @@ Nothing here changes anything: `plan_send` reads the ledger's statuses and count
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .. import ledger
 from ..audience import Recipient
@@ -15,7 +15,9 @@ from ..errors import ContentError, UsageError
 from ..ledger import ACCEPTED, FAILED, PENDING, REFUSED, REJECTED, SKIPPED, UNKNOWN
 from ..merge import BUILTIN_FIELDS
 from ..providers.base import ProviderInfo
-from ..render import RenderedIssue
+
+if TYPE_CHECKING:   # annotations only: planning a send needs no renderer (issue 18: instant resume)
+    from ..render import RenderedIssue
 
 
 @dataclass(frozen=True)

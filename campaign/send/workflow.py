@@ -14,29 +14,32 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import ledger
 from ..audience import Audience, find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
-from ..checks.gate import GateDecision, gate_decision
 from ..config import Settings
 from ..content import load_issue, require_issue
-from ..dry_run import DryRunReport, dry_run
 from ..errors import UsageError
 from ..providers import make_provider, outbox_mailbox, provider_info
-from ..render import RenderedIssue, render_issue
 from ..suppressions import suppressed_emails_at
-from .loop import Progress, SendReport, send_issue
 from .plan import SendOptions, SendPlan, kind_of, plan_send
 from .resume_cache import (AudienceSummary, NothingToSend, cached_nothing_to_send, remember_nothing_to_send,
                            resume_key)
 from .stop import StopSignal
-from .testsend import TestSendReport, send_test
 
-ProgressBar = Callable[[int], AbstractContextManager[Callable[[Progress], None]]]
+if TYPE_CHECKING:   # the render, the checks and the send loop are imported when used: a resume with
+    # nothing to send (answered from output/.cache, issue 18) needs none of them
+    from ..checks.gate import GateDecision
+    from ..dry_run import DryRunReport
+    from ..render import RenderedIssue
+    from .loop import Progress, SendReport
+    from .testsend import TestSendReport
+
+ProgressBar = Callable[[int], AbstractContextManager[Callable[["Progress"], None]]]
 
 
-def _no_bar(total: int) -> AbstractContextManager[Callable[[Progress], None]]:
+def _no_bar(total: int) -> AbstractContextManager[Callable[["Progress"], None]]:
     return nullcontext(lambda progress: None)
 
 
@@ -82,6 +85,9 @@ class Preflight:
 
     def __init__(self, settings: Settings, issue: int, background: ThreadPoolExecutor, hooks: SendHooks, *,
                  force: bool, rehearsal: bool):
+        from ..checks.gate import gate_decision  # noqa: PLC0415  (lazy: see the imports above)
+        from ..render import render_issue  # noqa: PLC0415
+
         self.hooks = hooks
         self.rendered = render_issue(settings, issue)
         self._decision: Future[GateDecision] = background.submit(
@@ -144,6 +150,8 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
 def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Connection, rendered: RenderedIssue,
              audience: Audience, plan: SendPlan, decision: GateDecision, hooks: SendHooks) -> SendResult:
     """Open the provider, run the send loop with a progress bar, always close the provider."""
+    from .loop import send_issue  # noqa: PLC0415  (lazy: see the imports above)
+
     outbox = outbox_mailbox(settings, request.issue)
     if request.options.restart and plan.kind == "outbox":
         outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
@@ -171,6 +179,8 @@ def run_dry_run(settings: Settings, request: SendRequest, hooks: SendHooks = Sen
         checked.decision()
     # It answers for a real send: rehearsals (outbox, --sandbox) keep rows of their own that a real send ignores.
     statuses = ledger.statuses_read_only(settings.database, request.issue, ledger.REAL)
+    from ..dry_run import dry_run  # noqa: PLC0415  (lazy: see the imports above)
+
     return dry_run(settings, checked.rendered, audience, statuses, request.options)
 
 
@@ -190,6 +200,8 @@ def run_test_send(settings: Settings, request: SendRequest, addresses: Sequence[
     as_recipient = find_recipient(settings, as_email) if as_email else None
     provider = make_provider(request.provider, settings,
                              outbox_path=outbox_mailbox(settings, request.issue, test=True))
+    from .testsend import send_test  # noqa: PLC0415  (lazy: see the imports above)
+
     stop = hooks.stop or StopSignal()
     try:
         with stop.on_interrupt():
