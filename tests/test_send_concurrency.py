@@ -142,3 +142,31 @@ def test_a_sigkill_with_batches_in_flight_leaves_at_most_concurrency_batches_unk
         done = send(settings, connection, people(count), batch, resend_unknown=True)
         assert done.counts["accepted"] == count and set(server.delivered()) == {r.email for r in people(count)}
         connection.close()
+
+
+def test_a_ledger_deleted_during_a_concurrent_send_stops_it_after_recording_the_batches_in_flight(tmp_path):
+    with SendGridServer(validate=False, delay=0.3) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        database = settings.database
+
+        def delete_when_posted() -> None:
+            deadline = time.monotonic() + 15
+            while not server.mail_sends() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            for suffix in ("", "-wal", "-shm"):
+                database.with_name(database.name + suffix).unlink(missing_ok=True)
+
+        meddler = threading.Thread(target=delete_when_posted)
+        meddler.start()
+        connection = open_ledger(database)
+        report = send(settings, connection, people(40), batch_size=5)
+        meddler.join(timeout=20)
+        connection.close()
+        assert report.outcome == "stopped" and "was deleted" in report.message
+        sent = Counter(server.delivered())
+        assert 1 <= len(server.mail_sends()) <= 8 and max(sent.values()) == 1
+        rescued, = [path for path in tmp_path.iterdir() if path.name.startswith("campaign.db.rescued")]
+        kept = open_ledger(rescued)
+        statuses = ledger.status_by_email(kept, 30, "real")
+        kept.close()
+        assert {email for email, status in statuses.items() if status == "accepted"} == set(sent)

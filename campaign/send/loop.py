@@ -286,6 +286,7 @@ class _Concurrent:
         self.loop = loop
         self.failed_in_a_row, self.last_error, self.paused = 0, "", False
         self.halt: ProviderConfigError | None = None
+        self.replaced = False              # the ledger file was deleted or replaced: stop, then rescue
         self.total = 0
 
     def run(self, chunks: list[list[Recipient]]) -> tuple[str, str]:
@@ -297,6 +298,8 @@ class _Concurrent:
         except KeyboardInterrupt:
             return "interrupted", ("interrupted at once (second Ctrl-C or SIGTERM): the batches with the provider "
                                    "are recorded as unknown. " + loop._resume_hint())
+        if self.replaced:   # the batches in flight are recorded first, so the rescued copy holds them
+            return "stopped", loop.record.ledger_gone()
         if self.halt is not None:
             return "stopped", loop._stopped(self.halt)
         if self.paused and stopped_at:
@@ -308,7 +311,9 @@ class _Concurrent:
         return "completed", ""
 
     def keep_going(self) -> bool:
-        return not (self.loop.retries.stop.requested or self.halt is not None or self.paused)
+        ledger_file = self.loop.record.ledger_file
+        self.replaced = self.replaced or bool(ledger_file and ledger_file.change())
+        return not (self.loop.retries.stop.requested or self.halt is not None or self.paused or self.replaced)
 
     def start(self, index: int, chunk: object) -> Batch | None:
         loop = self.loop
