@@ -83,7 +83,7 @@ def staged_render(settings: Settings, number: int) -> tuple[RenderedIssue, dict[
 
     started = clock()
     environment = layout_environment(settings.layouts_dir, images_base)
-    context = {"issue": issue, "sender": settings.sender, "theme": read_theme(settings.layouts_dir)}
+    context = {"issue": issue, "sender": settings.sender, "theme": read_theme(settings.layouts_dir), "web": False}
     sections = [render_section(environment, section, context) for section in issue.sections]
     mjml = render_layout(environment, BASE_LAYOUT, {**context, "sections": [Markup(s) for s in sections]},
                          issue.folder)
