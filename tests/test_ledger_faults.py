@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import shutil
 import sqlite3
+import threading
 import subprocess
 import sys
 from pathlib import Path
@@ -153,4 +154,24 @@ def test_a_suppression_dated_in_the_future_is_refused(tmp_path):
                                     "c@example.org,unsubscribed,2020-01-01\n", encoding="utf-8")
     result = import_suppressions(connection, tmp_path / "s.csv")
     assert [(problem.line, "in the future" in problem.reason) for problem in result.problems] == [(2, True)]
+
+
+def test_a_fresh_ledger_opens_while_another_connection_is_committing_its_first_write(tmp_path):
+    # The race the ten-process test meets only sometimes, made certain: we hold a shared lock
+    # and want the exclusive one for WAL while the other side, holding the reserved lock,
+    # waits for ours to commit. SQLite answers "database is locked" at once, without its busy
+    # timeout, so open_ledger must wait the other writer out itself.
+    path = tmp_path / "campaign.db"
+    other = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("PRAGMA user_version = 7")
+    committer = threading.Timer(0.3, other.execute, args=("COMMIT",))
+    committer.start()
+    try:
+        connection = open_ledger(path)
+    finally:
+        committer.join()
+        other.close()
+    assert applied_migrations(connection) == [name for name, _ in MIGRATIONS]
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
