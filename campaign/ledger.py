@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +267,7 @@ def open_ledger(path: Path) -> sqlite3.Connection:
         connection = sqlite3.connect(path, timeout=30, isolation_level=None)
         connection.row_factory = sqlite3.Row
         _refuse_foreign(connection, path)
-        connection.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(connection)
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
         _migrate(connection, path)
@@ -276,6 +277,26 @@ def open_ledger(path: Path) -> sqlite3.Connection:
                               "writable (SQLite writes -wal and -shm files beside it)") from None
         raise LedgerError(f"{path}: cannot open the ledger ({error}); is it a campaign database?") from None
     return connection
+
+
+def _switch_to_wal(connection: sqlite3.Connection, patience: float = 30.0) -> None:
+    """WAL mode, waiting out other processes that are switching the same fresh file at the same moment.
+
+    Two connections that both hold a shared lock and both ask for the exclusive one
+    the switch needs would deadlock, so SQLite answers one of them "database is
+    locked" at once, without its busy timeout. That is the only case retried here.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def _refuse_read_only(path: Path) -> None:
