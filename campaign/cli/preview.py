@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 import typer
 
-from ..checks import ERROR, run_checks
 from ..config import Settings
 from ..errors import UsageError
 from .app import command
@@ -61,6 +60,8 @@ def preview(
 
 def _show_check_errors(settings: Settings, issue: int) -> None:
     """The preflight errors, shown and gone on from, as a preview promises (the warnings: `campaign check`)."""
+    from ..checks import ERROR, run_checks  # noqa: PLC0415  (lazy, like every command's library: a quick --help)
+
     errors = [finding for finding in run_checks(settings, issue, deliverability=False) if finding.severity == ERROR]
     for finding in errors:
         note(f"  {finding.line()}")

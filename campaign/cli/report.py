@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..report import issue_report, report_table, write_report_csv
-from ..report_page import write_report_page
 from .app import command
 from .options import ConfigOption, IssueOption, settings_from
 from .output import note, say
@@ -24,6 +22,8 @@ def report_command(
     config: ConfigOption = None,
 ) -> None:
     """How an issue did, per list and in total: the ledger's deliveries and SendGrid's events."""
+    from ..report import issue_report, report_table, write_report_csv  # noqa: PLC0415  (lazy: a quick --help)
+    from ..report_page import write_report_page  # noqa: PLC0415
     settings = settings_from(config)
     tracking = settings.sendgrid.track_opens or settings.sendgrid.track_clicks
     report = issue_report(settings.database, issue, settings.list_names(), tracking)
