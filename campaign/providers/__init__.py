@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, TypeVar
 
 from ..config import PROVIDERS, Settings
 from ..errors import UsageError
+from . import info
 from .base import Batch, DeliveryResult, Provider, ProviderInfo, Status
 
 __all__ = [
@@ -27,13 +28,7 @@ T = TypeVar("T")
 def provider_info(name: str) -> ProviderInfo:
     """What a provider is (batch limit, rehearsal or not) without connecting or needing credentials."""
     _check_name(name)
-    if name == "sendgrid":
-        from .sendgrid import INFO
-    elif name == "smtp":
-        from .smtp import INFO
-    else:
-        from .outbox import INFO
-    return INFO
+    return {"sendgrid": info.SENDGRID, "smtp": info.SMTP}.get(name, info.OUTBOX)
 
 
 def outbox_mailbox(settings: Settings, issue: int, *, test: bool = False) -> Path:

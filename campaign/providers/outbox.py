@@ -14,9 +14,10 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ProviderError
 from ..mime import UnusableAddress, build_message
-from .base import Batch, DeliveryResult, ProviderInfo, Status
+from . import info
+from .base import Batch, DeliveryResult, Status
 
-INFO = ProviderInfo(name="outbox", max_batch_size=1000, rehearsal=True)
+INFO = info.OUTBOX
 
 
 class OutboxProvider:

@@ -47,10 +47,11 @@ from sendgrid import SendGridAPIClient
 from ..config import SendGridSettings, Settings
 from ..errors import ProviderAuthError, ProviderError, TransientProviderError
 from ..personalize import Envelope
-from .base import Batch, DeliveryResult, ProviderInfo, Status
+from . import info
+from .base import Batch, DeliveryResult, Status
 from .sendgrid_payload import Payload, build_payload  # noqa: F401 (build_payload re-exported)
 
-INFO = ProviderInfo(name="sendgrid", max_batch_size=1000)
+INFO = info.SENDGRID
 HTTP_LOGGER = "python_http_client.client"
 BEARER = re.compile(r"(Bearer\s+)[^\s'\"}]+")
 PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")

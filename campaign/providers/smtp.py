@@ -34,10 +34,11 @@ from ..dkim_signing import signer_from
 from ..errors import ProviderConfigError
 from ..mime import POLICY, UnusableAddress, build_message
 from ..personalize import Envelope, bounce_token
-from .base import Batch, DeliveryResult, ProviderInfo, Status
+from . import info
+from .base import Batch, DeliveryResult, Status
 from .smtp_connection import Connection, describe, open_connection, refuse_password_in_clear, text
 
-INFO = ProviderInfo(name="smtp", max_batch_size=100, one_at_a_time=True)
+INFO = info.SMTP
 MESSAGE_ATTEMPTS = 5            # tries per message (421, 45x, a drop before the message went out)
 BACKOFF = 1.0                   # seconds: the first 45x wait's ceiling, doubled each time
 MAX_BACKOFF = 60.0
