@@ -75,7 +75,7 @@ def test_recipients_check_of_a_clean_file_exits_0(project):
     write_recipients(project, HEADER + "ana@example.org,Ana,Org,City,Peru,members\n")
     result = run(project, "recipients", "check")
     assert result.exit_code == 0, result.output
-    assert "1 rows: 1 valid (1 unique addresses), 0 with errors, 0 warnings" in result.stdout
+    assert "1 row: 1 valid (1 unique address), 0 with errors, 0 warnings" in result.stdout
 
 
 def test_recipients_check_of_the_project_example_file_is_clean():
@@ -189,7 +189,7 @@ def test_suppress_import_then_list_shows_every_suppression(project):
                       encoding="utf-8")
     imported = run(project, "suppress", "import", str(source))
     assert imported.exit_code == 1
-    assert "imported 2 suppressions, 0 already suppressed, 1 rows not imported" in imported.stdout
+    assert "imported 2 suppressions, 0 already suppressed, 1 row not imported" in imported.stdout
     assert f"{source}:3: not-an-address:" in imported.stderr
     listed = run(project, "suppress", "list")
     assert listed.exit_code == 0

@@ -35,3 +35,16 @@ def test_preview_open_without_a_browser_says_so(project, monkeypatch):  # noqa: 
     result = preview("--issue", "30", "--open")
     assert result.exit_code == 0, result.output
     assert "no browser" in result.output and "index.html" in result.output
+
+
+def test_counts_of_one_are_singular(tmp_path):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    (tmp_path / "campaign.toml").write_text('recipients = "r.csv"\n[lists.members]\ndescription = "m"\n',
+                                            encoding="utf-8")
+    (tmp_path / "r.csv").write_text("email,lists\nana@example.org,members\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["recipients", "check", "--config", str(tmp_path / "campaign.toml")])
+    assert result.exit_code == 0, result.output
+    assert "1 row: 1 valid (1 unique address), 0 with errors, 0 warnings" in result.output

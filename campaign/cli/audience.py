@@ -12,7 +12,7 @@ from ..ledger import open_ledger
 from ..suppressions import REASONS, suppressed_emails_at
 from .app import app, command
 from .options import ConfigOption, ListOption, RecipientsOption, settings_from
-from .output import note, say
+from .output import count, note, say
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
 suppress_app = typer.Typer(help="Manage the suppression list: people who never get mail.", no_args_is_help=True)
@@ -38,7 +38,7 @@ def lists_command(config: ConfigOption = None, recipients: RecipientsOption = No
         say(f"{mailing_list.name:<16} {len(audience.recipients):>10,} "
             f"{len(audience.excluded('suppressed')):>10,}  {mailing_list.description}")
     if recipient_file.problems:
-        note(f"{len(recipient_file.problems):,} rows of {recipient_file.path} cannot be used; "
+        note(f"{count(len(recipient_file.problems), 'row')} of {recipient_file.path} cannot be used; "
              "see `campaign recipients check`")
 
 
@@ -62,12 +62,12 @@ def audience_command(
     say(f"{title} {', '.join(selected)}: {len(audience.recipients):,} recipients "
         f"({', '.join(f'{name} {audience.count_on(name):,}' for name in selected)})")
     if audience.exclusions:
-        say(f"{len(audience.exclusions):,} rows of {recipient_file.path} left out:")
+        say(f"{count(len(audience.exclusions), 'row')} of {recipient_file.path} left out:")
         for exclusion in audience.exclusions:
             say(f"  line {exclusion.line}: {exclusion.email or '(empty)'}: {exclusion.reason}")
     if csv_path is not None:
         written = write_manifest(audience, csv_path)
-        note(f"wrote {written:,} rows to {csv_path}")
+        note(f"wrote {count(written, 'row')} to {csv_path}")
 
 
 @command("check", on=recipients_app)
@@ -87,9 +87,9 @@ def recipients_check(
     for problem, severity in findings:
         email = f" {problem.email}:" if problem.email else ""
         say(f"{name}:{problem.line}: {severity}:{email} {problem.reason}")
-    say(f"{recipient_file.row_count:,} rows: {len(recipient_file.rows):,} valid "
-        f"({recipient_file.unique_count():,} unique addresses), "
-        f"{len(recipient_file.problems):,} with errors, {len(recipient_file.warnings):,} warnings")
+    say(f"{count(recipient_file.row_count, 'row')}: {len(recipient_file.rows):,} valid "
+        f"({count(recipient_file.unique_count(), 'unique address', 'unique addresses')}), "
+        f"{len(recipient_file.problems):,} with errors, {count(len(recipient_file.warnings), 'warning')}")
     if recipient_file.problems:
         raise typer.Exit(1)
 
@@ -152,7 +152,7 @@ def suppress_import(
     for problem in result.problems:
         note(f"{file}:{problem.line}: {problem.email or '(empty)'}: {problem.reason}")
     say(f"imported {result.added:,} suppressions, {result.already:,} already suppressed, "
-        f"{len(result.problems):,} rows not imported")
+        f"{count(len(result.problems), 'row')} not imported")
     if result.problems:
         raise typer.Exit(1)
 

@@ -16,3 +16,8 @@ def say(text: str) -> None:
 def note(text: str) -> None:
     """Diagnostics on stderr, printed as is."""
     err.print(text, markup=False, emoji=False)
+
+
+def count(number: int, word: str, plural: str = "") -> str:
+    """`1 row`, `2 rows`, `1,000 rows`."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
