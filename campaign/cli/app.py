@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: flags without "<bool>", ranges without "<int range>"
 )
 
 Command = TypeVar("Command", bound=Callable[..., Any])

@@ -21,7 +21,7 @@ app.add_typer(suppress_app, name="suppress")
 
 CsvOption = Annotated[
     Optional[Path],
-    typer.Option("--csv", help="Also write the result to this CSV file (spreadsheet-safe).", dir_okay=False),
+    typer.Option("--csv", metavar="FILE", help="Also write the result to this CSV file (spreadsheet-safe).", dir_okay=False),
 ]
 
 
@@ -47,7 +47,7 @@ def audience_command(
     config: ConfigOption = None,
     recipients: RecipientsOption = None,
     list_names: ListOption = None,
-    issue: Annotated[Optional[int], typer.Option("--issue", "-i", help="Issue number, e.g. 30.", min=1)] = None,
+    issue: Annotated[Optional[int], typer.Option("--issue", "-i", metavar="N", help="Issue number, e.g. 30.", min=1)] = None,
     csv_path: CsvOption = None,
 ) -> None:
     """Print who a send reaches: the final count and every row left out, with its reason."""
@@ -72,7 +72,7 @@ def audience_command(
 
 @command("check", on=recipients_app)
 def recipients_check(
-    file: Annotated[Optional[Path], typer.Argument(help="Recipients CSV (default: the one in campaign.toml).",
+    file: Annotated[Optional[Path], typer.Argument(metavar="FILE", help="Recipients CSV (default: the one in campaign.toml).",
                                                    dir_okay=False)] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -96,10 +96,10 @@ def recipients_check(
 
 @command("add", on=suppress_app)
 def suppress_add(
-    email: Annotated[str, typer.Argument(help="The address to suppress.")],
-    reason: Annotated[str, typer.Option("--reason", help=f"One of: {', '.join(REASONS)}.")] = "manual",
-    date: Annotated[Optional[str], typer.Option("--date", help="When (YYYY-MM-DD; default today).")] = None,
-    note: Annotated[str, typer.Option("--note", help="Free text kept with the suppression.")] = "",
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address to suppress.")],
+    reason: Annotated[str, typer.Option("--reason", metavar="REASON", help=f"One of: {', '.join(REASONS)}.")] = "manual",
+    date: Annotated[Optional[str], typer.Option("--date", metavar="DATE", help="When (YYYY-MM-DD; default today).")] = None,
+    note: Annotated[str, typer.Option("--note", metavar="TEXT", help="Free text kept with the suppression.")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Suppress one address: it never gets another issue, whatever the recipients file says."""
@@ -116,7 +116,7 @@ def suppress_add(
 
 @command("remove", on=suppress_app)
 def suppress_remove(
-    email: Annotated[str, typer.Argument(help="The address to mail again.")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address to mail again.")],
     consent: Annotated[bool, typer.Option(
         "--consent", help="They asked to be mailed again (needed after an unsubscribe or a complaint).")] = False,
     config: ConfigOption = None,
@@ -134,11 +134,11 @@ def suppress_remove(
 
 @command("import", on=suppress_app)
 def suppress_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns email, reason and optionally date, note; or "
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV with columns email, reason and optionally date, note; or "
                                               "SendGrid's export (created,email,reason,status) with --reason.",
                                          dir_okay=False)],
     reason: Annotated[Optional[str], typer.Option(
-        "--reason", help=f"The reason of every row ({', '.join(REASONS)}); needed for SendGrid's export.")] = None,
+        "--reason", metavar="REASON", help=f"The reason of every row ({', '.join(REASONS)}); needed for SendGrid's export.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Import suppressions from a CSV; rows that cannot be read are reported by line (exit 1)."""
@@ -159,7 +159,7 @@ def suppress_import(
 
 @command("import-mbox", on=suppress_app)
 def suppress_import_mbox(
-    file: Annotated[Path, typer.Argument(help="An mbox file exported from the unsubscribe inbox.", dir_okay=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An mbox file exported from the unsubscribe inbox.", dir_okay=False)],
     config: ConfigOption = None,
 ) -> None:
     """Record an unsubscribe for each message whose subject token or From address is a known recipient."""
@@ -181,7 +181,7 @@ def suppress_import_mbox(
 
 @command("import-bounces", on=suppress_app)
 def suppress_import_bounces(
-    file: Annotated[Path, typer.Argument(help="An mbox file exported from the bounce mailbox.", dir_okay=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An mbox file exported from the bounce mailbox.", dir_okay=False)],
     config: ConfigOption = None,
 ) -> None:
     """Suppress hard bounces (as bounced, with the server's diagnostic); soft bounces are left alone."""

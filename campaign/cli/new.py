@@ -17,7 +17,7 @@ from .output import say
 def new(
     issue: IssueOption,
     source: Annotated[Optional[int], typer.Option(
-        "--from", min=1, help="Issue to take the structure from (default: the latest one before --issue).")] = None,
+        "--from", metavar="N", min=1, help="Issue to take the structure from (default: the latest one before --issue).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Start a new issue: the sections of an earlier one, with a TODO marker in every field to write."""

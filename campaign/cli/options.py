@@ -12,21 +12,21 @@ if TYPE_CHECKING:
 
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", help="campaign.toml to use (default: ./campaign.toml, else built-in defaults).",
+    typer.Option("--config", metavar="FILE", help="campaign.toml to use (default: ./campaign.toml, else built-in defaults).",
                  dir_okay=False),
 ]
-IssueOption = Annotated[int, typer.Option("--issue", "-i", help="Issue number, e.g. 30.", min=1)]
+IssueOption = Annotated[int, typer.Option("--issue", "-i", metavar="N", help="Issue number, e.g. 30.", min=1)]
 ListOption = Annotated[
     Optional[list[str]],
-    typer.Option("--list", "-l", help="Mailing list to include (repeatable; default: every list)."),
+    typer.Option("--list", "-l", metavar="NAME", help="Mailing list to include (repeatable; default: every list)."),
 ]
 RecipientsOption = Annotated[
     Optional[Path],
-    typer.Option("--recipients", help="Recipients CSV (default: the one named in campaign.toml).", dir_okay=False),
+    typer.Option("--recipients", metavar="FILE", help="Recipients CSV (default: the one named in campaign.toml).", dir_okay=False),
 ]
 AsOption = Annotated[
     Optional[str],
-    typer.Option("--as", help="Personalise as this recipient (an email address from the recipients file)."),
+    typer.Option("--as", metavar="EMAIL", help="Personalise as this recipient (an email address from the recipients file)."),
 ]
 
 

@@ -32,7 +32,7 @@ def preview(
     serve: Annotated[bool, typer.Option(
         "--serve", help="Serve a live preview on 127.0.0.1 that updates as you edit the issue (Ctrl-C stops).")] = False,
     port: Annotated[int, typer.Option(
-        "--port", min=0, max=65535, help="Port for --serve (0: any free port).")] = DEFAULT_PORT,
+        "--port", metavar="PORT", min=0, max=65535, help="Port for --serve (0: any free port).")] = DEFAULT_PORT,
     config: ConfigOption = None,
 ) -> None:
     """Render an issue to output/issue-N/index.html and index.txt (sample values, or --as a recipient)."""

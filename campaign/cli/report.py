@@ -15,9 +15,9 @@ from .output import note, say
 @command("report")
 def report_command(
     issue: IssueOption,
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the table to this CSV file "
+    csv: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE", help="Also write the table to this CSV file "
                                                               "(spreadsheet-safe).", dir_okay=False)] = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page with "
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page with "
                                                                 "charts (no script, no network).", dir_okay=False)] = None,
     config: ConfigOption = None,
 ) -> None:

@@ -35,14 +35,14 @@ EXIT_INTERRUPTED = 130   # Ctrl-C (128 + SIGINT)
 EXIT_TERMINATED = 143    # SIGTERM: systemd, cron, kill (128 + SIGTERM)
 
 ProviderOption = Annotated[Optional[str], typer.Option(
-    "--provider", help="sendgrid, smtp or outbox (default: campaign.toml's, else outbox).")]
+    "--provider", metavar="NAME", help="sendgrid, smtp or outbox (default: campaign.toml's, else outbox).")]
 BatchSizeOption = Annotated[Optional[int], typer.Option(
-    "--batch-size", min=1, help="Recipients per provider call (default and maximum: the provider's limit).")]
+    "--batch-size", metavar="N", min=1, help="Recipients per provider call (default and maximum: the provider's limit).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Send without asking (needed without a terminal).")]
 DryRunOption = Annotated[bool, typer.Option(
     "--dry-run", help="Personalise every message, send none: write output/issue-N/dry-run/.")]
 TestToOption = Annotated[Optional[list[str]], typer.Option(
-    "--test-to", help="Send a [TEST] copy only to this address (repeatable); no list member gets anything.")]
+    "--test-to", metavar="EMAIL", help="Send a [TEST] copy only to this address (repeatable); no list member gets anything.")]
 ResendUnknownOption = Annotated[bool, typer.Option(
     "--resend-unknown", help="Also send to recipients whose delivery is unknown (may mail them twice).")]
 RetryFailedOption = Annotated[bool, typer.Option("--retry-failed", help="Send only to recipients that failed.")]
@@ -251,7 +251,7 @@ def _print_left(report: SendReport) -> None:
 def status(
     issue: IssueOption,
     csv_path: Annotated[Optional[Path], typer.Option(
-        "--csv", dir_okay=False, help="Also write one row per recipient to this CSV file (spreadsheet-safe).")] = None,
+        "--csv", metavar="FILE", dir_okay=False, help="Also write one row per recipient to this CSV file (spreadsheet-safe).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Show an issue's send: counts by status, list and provider; failures and unknowns with reasons; runs."""

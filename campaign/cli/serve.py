@@ -13,9 +13,9 @@ from .output import note, say
 
 @command("serve")
 def serve_command(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default: put a TLS "
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on (loopback by default: put a TLS "
                                                      "reverse proxy in front).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on (0: any free port).",
                                       min=0, max=65535)] = 8000,
     config: ConfigOption = None,
 ) -> None:
