@@ -153,6 +153,18 @@ def test_the_size_measured_before_sending_is_the_size_sent(sendgrid_settings):
     assert payload.size(recipients) == len(json.dumps(payload.body(recipients)).encode("utf-8"))
 
 
+def test_the_body_joined_from_pieces_is_the_body_json_dumps_writes(sendgrid_settings, sendgrid_server,
+                                                                   sendgrid_provider):
+    recipients = envelopes(7) + [envelope("ana@example.org", "Ana Muñoz & Co <x@y>\r\nBcc: z@y")]
+    payload = Payload(batch(recipients), sendgrid_settings)
+    sent = payload.body_json(recipients)
+    assert sent == json.dumps(payload.body(recipients)) and len(sent.encode("utf-8")) == payload.size(recipients)
+    assert sent.isascii()
+    sendgrid_provider.send(batch(recipients))
+    (request,) = sendgrid_server.mail_sends()
+    assert json.loads(request.raw) == payload.body(recipients)
+
+
 def test_a_recipient_over_a_sendgrid_limit_is_refused_by_line_and_the_rest_go_out(sendgrid_server, sendgrid_provider):
     recipients = envelopes(5)
     long_city = replace(recipients[2], fields={**recipients[2].fields, "city": "x" * MAX_SUBSTITUTIONS_BYTES},

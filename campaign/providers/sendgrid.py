@@ -56,6 +56,7 @@ HTTP_LOGGER = "python_http_client.client"
 BEARER = re.compile(r"(Bearer\s+)[^\s'\"}]+")
 PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 NOT_PROCESSED = (429, 503)            # SendGrid documents these as "nothing was processed"
+JSON_BODY = {"Content-Type": "application/json; charset=utf-8"}
 
 
 @dataclass
@@ -140,7 +141,10 @@ class SendGridProvider:
 
     def _post(self, payload: Payload, part: list[Envelope]) -> "_Answer":
         try:
-            response = self._client.send(payload.body(part))
+            # the body is joined from personalizations serialised once: a str with a JSON media type that is
+            # not exactly "application/json" goes out as its UTF-8 bytes, not through json.dumps again
+            response = self._client.client.mail.send.post(request_body=payload.body_json(part),
+                                                          request_headers=JSON_BODY)
         except HTTPError as error:
             return self._answer_error(error, part)
         except urllib.error.URLError as error:

@@ -55,22 +55,22 @@ class Payload:
             _tag_fills(issue.subject, lambda p: _suffixed(p, "s"), escape_header),
         )
         self.common = _common(batch, settings)
-        self._common_bytes = _json_size(self.common)
-        self._personalizations: dict[str, dict] = {}
-        self._sizes: dict[str, int] = {}      # each personalization's JSON size, measured once
+        self._common_json = json.dumps(self.common)
+        self._common_bytes = len(self._common_json)
+        self._json: dict[str, str] = {}       # each personalization as JSON, serialised once
 
     def personalization(self, envelope: Envelope) -> dict:
-        key = envelope.email
-        if key not in self._personalizations:
-            self._personalizations[key] = _personalization(envelope, self._tag_sets, self._links,
-                                                           self._issue_number)
-        return self._personalizations[key]
+        return _personalization(envelope, self._tag_sets, self._links, self._issue_number)
+
+    def _json_of(self, envelope: Envelope) -> str:
+        """The personalization as json.dumps writes it (7-bit: its length is its size in bytes)."""
+        text = self._json.get(envelope.email)
+        if text is None:
+            text = self._json[envelope.email] = json.dumps(self.personalization(envelope))
+        return text
 
     def _size_of(self, envelope: Envelope) -> int:
-        size = self._sizes.get(envelope.email)
-        if size is None:
-            size = self._sizes[envelope.email] = _json_size(self.personalization(envelope))
-        return size
+        return len(self._json_of(envelope))
 
     def too_large(self, envelopes: list[Envelope]) -> bool:
         """Whether the body would be over SendGrid's 30 MB."""
@@ -78,6 +78,11 @@ class Payload:
 
     def body(self, envelopes: list[Envelope]) -> dict:
         return {"personalizations": [self.personalization(envelope) for envelope in envelopes], **self.common}
+
+    def body_json(self, envelopes: list[Envelope]) -> str:
+        """json.dumps(self.body(envelopes)), joined from the pieces serialised once (no second encoding)."""
+        personalizations = ", ".join([self._json_of(envelope) for envelope in envelopes])
+        return '{"personalizations": [' + personalizations + "], " + self._common_json[1:]
 
     def size(self, envelopes: list[Envelope]) -> int:
         """The body's size in bytes as the client sends it (json.dumps defaults), without building it."""
@@ -192,5 +197,5 @@ def _address(addr: str, name: str) -> dict:
 
 
 def _json_size(value: object) -> int:
-    return len(json.dumps(value).encode("utf-8"))
+    return len(json.dumps(value))   # ensure_ascii (the default): one character, one byte
 
