@@ -8,7 +8,6 @@ recipients file's columns) and fills a RenderedIssue with them (`personalize`).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -67,7 +66,7 @@ def recipient_token(email: str, secret: str) -> str:
     """
     if not secret:
         raise ConfigError(NO_SECRET)
-    digest = hmac.new(secret.encode("utf-8"), email.lower().encode("utf-8"), hashlib.sha256).digest()
+    digest = hmac.digest(secret.encode("utf-8"), email.lower().encode("utf-8"), "sha256")   # one-shot: no HMAC object
     return base64.urlsafe_b64encode(digest[:18]).decode("ascii")
 
 

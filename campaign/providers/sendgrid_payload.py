@@ -39,6 +39,8 @@ ARG_ISSUE, ARG_DELIVERY, ARG_LISTS = "campaign_issue", "campaign_delivery", "cam
 NAME_FORBIDDEN = re.compile(r"[;,\x00-\x1f\x7f]+")
 
 TagFills = dict[str, tuple[Placeholder, Callable[[str], str]]]
+# Per field and fallback: the placeholder, then each escape with the tags that take its result.
+FillGroups = tuple[tuple[Placeholder, tuple[tuple[Callable[[str], str], tuple[str, ...]], ...]], ...]
 
 
 class Payload:
@@ -49,18 +51,18 @@ class Payload:
         self._issue_number = batch.issue.number
         self._links = settings.links
         issue = batch.issue
-        self._tag_sets = (
+        self._fills = _fill_groups((
             _tag_fills(issue.html, lambda p: p.token, escape_html),
             _tag_fills(issue.text, lambda p: _suffixed(p, "t"), escape_text),
             _tag_fills(issue.subject, lambda p: _suffixed(p, "s"), escape_header),
-        )
+        ))
         self.common = _common(batch, settings)
         self._common_json = json.dumps(self.common)
         self._common_bytes = len(self._common_json)
         self._json: dict[str, str] = {}       # each personalization as JSON, serialised once
 
     def personalization(self, envelope: Envelope) -> dict:
-        return _personalization(envelope, self._tag_sets, self._links, self._issue_number)
+        return _personalization(envelope, self._fills, self._links, self._issue_number)
 
     def _json_of(self, envelope: Envelope) -> str:
         """The personalization as json.dumps writes it (7-bit: its length is its size in bytes)."""
@@ -159,16 +161,34 @@ def _tag_fills(template: MergeTemplate, tag_for: Callable[[Placeholder], str], e
     return {tag_for(p): (p, escape) for p in template.placeholders}
 
 
+def _fill_groups(tag_sets: tuple[TagFills, ...]) -> FillGroups:
+    """The tags grouped by field and fallback, then by escape: each value is looked up and escaped once."""
+    groups: dict[tuple[str, str], tuple[Placeholder, dict[Callable[[str], str], list[str]]]] = {}
+    for tags in tag_sets:
+        for tag, (placeholder, escape) in tags.items():
+            _, by_escape = groups.setdefault((placeholder.name, placeholder.fallback), (placeholder, {}))
+            by_escape.setdefault(escape, []).append(tag)
+    return tuple((placeholder, tuple((escape, tuple(tags)) for escape, tags in by_escape.items()))
+                 for placeholder, by_escape in groups.values())
+
+
+def _substitutions(fields, fills: FillGroups) -> dict[str, str]:
+    substitutions = {}
+    for placeholder, by_escape in fills:
+        value = placeholder.value_in(fields)
+        for escape, tags in by_escape:
+            escaped = escape(value)
+            for tag in tags:
+                substitutions[tag] = escaped
+    return substitutions
+
+
 def _suffixed(placeholder: Placeholder, suffix: str) -> str:
     return placeholder.token[:-2] + f":{suffix}]]"
 
 
-def _personalization(envelope: Envelope, tag_sets: tuple[TagFills, ...], links, issue_number: int) -> dict:
-    substitutions = {
-        tag: escape(placeholder.value_in(envelope.fields))
-        for tags in tag_sets
-        for tag, (placeholder, escape) in tags.items()
-    }
+def _personalization(envelope: Envelope, fills: FillGroups, links, issue_number: int) -> dict:
+    substitutions = _substitutions(envelope.fields, fills)
     personalization: dict = {"to": [_address(envelope.email, envelope.name)]}
     if substitutions:
         personalization["substitutions"] = substitutions
