@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -105,11 +106,8 @@ def suppress_add(
     """Suppress one address: it never gets another issue, whatever the recipients file says."""
     from ..suppressions import add_suppression
     settings = settings_from(config)
-    connection = open_ledger(settings.database)
-    try:
+    with closing(open_ledger(settings.database)) as connection:
         suppression, added = add_suppression(connection, email, reason.strip().lower(), date, note)
-    finally:
-        connection.close()
     state = "suppressed" if added else "already suppressed"
     say(f"{state}: {suppression.email} ({suppression.reason} on {suppression.date})")
 
@@ -124,11 +122,8 @@ def suppress_remove(
     """Lift a suppression, e.g. after a bounce was fixed or a person subscribed again."""
     from ..suppressions import remove_suppression
     settings = settings_from(config)
-    connection = open_ledger(settings.database)
-    try:
+    with closing(open_ledger(settings.database)) as connection:
         lifted = remove_suppression(connection, email, consent=consent)
-    finally:
-        connection.close()
     say(f"no longer suppressed: {lifted.email} (was {lifted.reason} on {lifted.date})")
 
 
@@ -144,11 +139,8 @@ def suppress_import(
     """Import suppressions from a CSV; rows that cannot be read are reported by line (exit 1)."""
     from ..suppressions import import_suppressions
     settings = settings_from(config)
-    connection = open_ledger(settings.database)
-    try:
+    with closing(open_ledger(settings.database)) as connection:
         result = import_suppressions(connection, file, reason.strip().lower() if reason else None)
-    finally:
-        connection.close()
     for problem in result.problems:
         note(f"{file}:{problem.line}: {problem.email or '(empty)'}: {problem.reason}")
     say(f"imported {result.added:,} suppressions, {result.already:,} already suppressed, "
@@ -165,11 +157,8 @@ def suppress_import_mbox(
     """Record an unsubscribe for each message whose subject token or From address is a known recipient."""
     from ..unsubscribe_inbox import import_unsubscribe_mbox
     settings = settings_from(config)
-    connection = open_ledger(settings.database)
-    try:
+    with closing(open_ledger(settings.database)) as connection:
         result = import_unsubscribe_mbox(connection, file, settings.token_secret)
-    finally:
-        connection.close()
     for item in result.unmatched:
         note(f"{file}: message {item.number}: from {item.sender or '(no From)'}, "
              f"subject {item.subject!r}: not matched: {item.reason}")
@@ -187,11 +176,8 @@ def suppress_import_bounces(
     """Suppress hard bounces (as bounced, with the server's diagnostic); soft bounces are left alone."""
     from ..bounces import import_bounces
     settings = settings_from(config)
-    connection = open_ledger(settings.database)
-    try:
+    with closing(open_ledger(settings.database)) as connection:
         result = import_bounces(connection, file)
-    finally:
-        connection.close()
     for address, diagnostic in result.suppressed:
         say(f"bounced: {address} ({diagnostic})")
     for address, diagnostic in result.soft:
@@ -209,11 +195,8 @@ def suppress_sync(config: ConfigOption = None) -> None:
     unsubscribe_group) into the suppressions; only what is new since the last sync is asked for."""
     from ..suppression_sync import sync_suppressions
     settings = settings_from(config)
-    connection = open_ledger(settings.database)
-    try:
+    with closing(open_ledger(settings.database)) as connection:
         result = sync_suppressions(connection, settings)
-    finally:
-        connection.close()
     say(f"{'SendGrid list':<16} {'read':>7} {'new':>7} {'known':>7} {'unusable':>9}")
     for kind in result.kinds:
         say(f"{kind.kind:<16} {kind.read:>7,} {kind.new:>7,} {kind.known:>7,} {kind.unusable:>9,}")
@@ -228,11 +211,8 @@ def suppress_list(config: ConfigOption = None) -> None:
     settings = settings_from(config)
     suppressions = []
     if settings.database.exists():
-        connection = open_ledger(settings.database)
-        try:
+        with closing(open_ledger(settings.database)) as connection:
             suppressions = list_suppressions(connection)
-        finally:
-            connection.close()
     for suppression in suppressions:
         remark = f"  ({suppression.source})" if suppression.source else ""
         remark += f"  {suppression.note}" if suppression.note else ""
