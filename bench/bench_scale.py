@@ -17,7 +17,6 @@ Run by hand:  .venv/bin/python bench/bench_scale.py [RECIPIENTS] [DELAY]   (defa
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers.sendgrid_server import SendGridServer  # noqa: E402
 
-from bench_send import CAMPAIGN, CONFIG, write_recipients  # noqa: E402
+from bench_send import CAMPAIGN, bench_project  # noqa: E402
 
 
 def _body(size: int) -> bytes:
@@ -112,12 +111,8 @@ def kill_five_times(count: int, delay: float, seed: int = 18, kills: int = 5) ->
     with tempfile.TemporaryDirectory(prefix="campaign-bench-kill-") as name, \
             SendGridServer(api_key=None, delay=delay, validate=False) as server:
         folder = Path(name)
-        (folder / "campaign.toml").write_text(CONFIG.format(root=ROOT), encoding="utf-8")
-        write_recipients(folder / "recipients.csv", count)
-        environ = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("CAMPAIGN_", "SENDGRID_", "SMTP_"))}
-        environ.update(CAMPAIGN_PROVIDER="sendgrid", SENDGRID_API_URL=server.url, SENDGRID_API_KEY="SG.bench",
-                       CAMPAIGN_TOKEN_SECRET="bench-secret", NO_COLOR="1", PATH=str(Path(sys.executable).parent))
+        environ = bench_project(folder, count, server.url)
+        environ.update(PATH=str(Path(sys.executable).parent))
         command = [str(CAMPAIGN), "send", "--issue", "30", "--yes", "--force",
                    "--config", str(folder / "campaign.toml")]
         batches = -(-count // result.batch)

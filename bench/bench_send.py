@@ -157,18 +157,24 @@ def _size(paths: list[Path]) -> float:
     return sum(path.stat().st_size for path in paths if path.exists()) / 1e6
 
 
+def bench_project(folder: Path, count: int, api_url: str) -> dict[str, str]:
+    """A project in `folder` with `count` recipients, sending to the stand-in at `api_url`; returns its environment."""
+    (folder / "campaign.toml").write_text(CONFIG.format(root=ROOT), encoding="utf-8")
+    write_recipients(folder / "recipients.csv", count)
+    environ = {key: value for key, value in os.environ.items()
+               if not key.startswith(("CAMPAIGN_", "SENDGRID_", "SMTP_"))}
+    environ.update(CAMPAIGN_PROVIDER="sendgrid", SENDGRID_API_URL=api_url, SENDGRID_API_KEY="SG.bench-dummy-key",
+                   CAMPAIGN_TOKEN_SECRET="bench-secret", NO_COLOR="1")
+    return environ
+
+
 def measure_send(count: int, delay: float, *, dry_run: bool = True, concurrency: int = 4) -> SendTimes:
     times = SendTimes(recipients=count, delay=delay)
     with tempfile.TemporaryDirectory(prefix="campaign-bench-send-") as name, \
             SendGridServer(api_key=None, delay=delay, validate=False) as server:
         folder = Path(name)
-        (folder / "campaign.toml").write_text(CONFIG.format(root=ROOT), encoding="utf-8")
-        write_recipients(folder / "recipients.csv", count)
-        environ = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("CAMPAIGN_", "SENDGRID_", "SMTP_"))}
-        environ.update(CAMPAIGN_PROVIDER="sendgrid", SENDGRID_API_URL=server.url,
-                       SENDGRID_API_KEY="SG.bench-dummy-key", CAMPAIGN_TOKEN_SECRET="bench-secret",
-                       COLUMNS="100", NO_COLOR="1")
+        environ = bench_project(folder, count, server.url)
+        environ.update(COLUMNS="100")
         command = ["send", "--issue", "30", "--yes", "--force", "--config", str(folder / "campaign.toml")]
 
         if dry_run:
