@@ -170,3 +170,19 @@ def test_a_ledger_deleted_during_a_concurrent_send_stops_it_after_recording_the_
         statuses = ledger.status_by_email(kept, 30, "real")
         kept.close()
         assert {email for email, status in statuses.items() if status == "accepted"} == set(sent)
+
+
+def test_a_concurrent_send_gives_every_row_a_delivery_id_and_sends_it_in_custom_args(tmp_path):
+    # The webhook matches SendGrid's events to ledger rows by this id; the concurrent path
+    # (SendGrid's default) must carry it like the one-batch-at-a-time path does.
+    with SendGridServer(validate=False) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(20), batch_size=5)
+        assert report.outcome == "completed"
+        sent = {personalization["to"][0]["email"]: personalization["custom_args"].get("campaign_delivery", "")
+                for request in server.mail_sends() for personalization in request.body["personalizations"]}
+        stored = {delivery.email: delivery.delivery_id for delivery in ledger.deliveries(connection, 30, "real")}
+        connection.close()
+    assert len(sent) == 20 and all(sent.values()), sent
+    assert sent == stored
