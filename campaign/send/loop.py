@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from dataclasses import dataclass, replace
-from typing import Callable, Container, Sequence
+from typing import Any, Callable, Container, Sequence
 
 from ..audience import Recipient
 from ..config import Settings
@@ -190,10 +190,8 @@ class _BatchLoop:
         carries a fresh delivery id, stored with the write-ahead; a retry after a
         transient error (which certainly did not go out) keeps it.
         """
-        envelopes = [replace(envelope, delivery_id=new_delivery_id()) for envelope in envelopes]
-        emails = [envelope.email for envelope in envelopes]
         per_message = self.provider.info.one_at_a_time
-        handed_over: set[str] = set() if per_message else set(emails)   # may have gone out
+        handed_over: set[str] = set() if per_message else {e.email for e in envelopes}   # may have gone out
         answered: set[str] = set()                                        # already recorded
 
         def mark_sending(envelope: Envelope) -> None:
@@ -208,10 +206,9 @@ class _BatchLoop:
             if result.bounced:
                 self.record.suppress_bounced(result.email, result.error)
 
-        batch = Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id,
-                      lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
-                      sandbox=self.record.kind == "sandbox", on_sending=mark_sending if per_message else None,
-                      on_result=record_answer)
+        batch = self.batch(envelopes, batch_id, on_sending=mark_sending if per_message else None,
+                           on_result=record_answer)
+        envelopes, emails = batch.envelopes, [envelope.email for envelope in batch.envelopes]
         if not per_message:
             self.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
             self.record.mark_in_flight(envelopes, batch_id)
@@ -226,6 +223,13 @@ class _BatchLoop:
                           if email in handed_over and email not in answered])
             raise
         return self.settle(answer, answered)
+
+    def batch(self, envelopes: Sequence[Envelope], batch_id: str, **callbacks: Any) -> Batch:
+        """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""
+        envelopes = [replace(envelope, delivery_id=new_delivery_id()) for envelope in envelopes]
+        return Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id,
+                     lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
+                     sandbox=self.record.kind == "sandbox", **callbacks)
 
     def settle(self, answer: Answer, answered: Container[str] = ()) -> tuple[int, str]:
         """Record a batch's answer (what on_result did not already); raise its halt after recording."""
@@ -321,11 +325,9 @@ class _Concurrent:
         if not recipients:
             return None
         envelopes = [envelope_for(recipient, loop.settings, loop.issue.number) for recipient in recipients]
-        batch = Batch(issue=loop.issue, envelopes=envelopes, batch_id=f"{loop.issue.number}-{loop.record.run_id}-{index}",
-                      lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
-                      sandbox=loop.record.kind == "sandbox")
+        batch = loop.batch(envelopes, f"{loop.issue.number}-{loop.record.run_id}-{index}")
         loop.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
-        loop.record.mark_in_flight(envelopes, batch.batch_id)
+        loop.record.mark_in_flight(batch.envelopes, batch.batch_id)
         return batch
 
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
