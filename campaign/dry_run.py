@@ -11,20 +11,24 @@ handful of files: 100,000 recipients make one larger CSV, not 100,000 files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
+from typing import Sequence
 
-from .audience import Audience
-from .errors import CampaignError, ContentError
+from .audience import Audience, Recipient
+from .errors import CampaignError, OutputError
 from .files import make_folder
 from .mime import UnusableAddress, build_message
-from .merge import escape_html
-from .personalize import envelope_for, personalize
+from .merge import BUILTIN_FIELDS, CONTROL_CHARACTERS, escape_html
+from .personalize import envelope_for
 from .render import RenderedIssue
 from .send.plan import SendOptions, check_merge_fields
-from .spreadsheet import write_csv
+from .spreadsheet import csv_bytes
 
 MANIFEST_COLUMNS = ("line", "email", "name", "lists", "action", "reason")
 SAMPLES = 3
+# The built-in fields made from the recipient's token (personalize.merge_values): the same length for everyone
+LINK_FIELDS = BUILTIN_FIELDS - {"email", "name"}
 
 REASONS = {
     "accepted": "already accepted: never sent twice",
@@ -49,57 +53,125 @@ class DryRunReport:
     largest_html: int                 # bytes of the largest personalised HTML (Gmail clips ~102 KB)
 
 
+@dataclass(frozen=True)
+class PreparedDryRun:
+    """Everything a dry run writes, made in memory: the send workflow prepares it while the checks run."""
+
+    issue: int
+    manifest: bytes                   # the manifest.csv file (spreadsheet.csv_bytes)
+    samples: tuple[bytes, ...]        # complete messages, as .eml
+    would_send: int
+    skipped: int
+    excluded: int
+    largest_html: int
+
+
 def dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[str, str],
             options: SendOptions = SendOptions(), *, samples: int = SAMPLES) -> DryRunReport:
-    """Personalise every message of a send, send none; write the manifest and a few .eml samples.
+    """Check every recipient's merge values as a send would, send none; write the manifest and a few .eml samples.
 
     `statuses` is the ledger's {email: status} for the send's kind (ledger.statuses_read_only).
     """
+    return write_dry_run(settings, prepare_dry_run(settings, issue, audience, statuses, options, samples=samples))
+
+
+def prepare_dry_run(settings, issue: RenderedIssue, audience: Audience, statuses: dict[str, str],
+                    options: SendOptions = SendOptions(), *, samples: int = SAMPLES) -> PreparedDryRun:
+    """The manifest, the samples and the counts of a dry run, nothing written yet.
+
+    Filling a message fails only on a merge field the recipient has no value for, and
+    check_merge_fields finds those for everyone first, naming their line. The rest of a
+    fill cannot fail and its result was thrown away, so not every message is built:
+    the samples are, and the largest HTML is measured exactly (largest_html).
+    """
     check_merge_fields(issue, audience.recipients)
-    directory = settings.issue_build_dir(issue.number) / "dry-run"
-    make_folder(directory)
-    for old in directory.glob("sample-*.eml"):
-        old.unlink()
     eligible = set(options.eligible())
-    rows: list[tuple[int, list[str]]] = []
-    written: list[Path] = []
-    spare: list = []                  # envelopes of people skipped: samples when too few would be sent
-    would_send = skipped = largest = 0
+    rows: list[tuple[int, str, str, str, str, str]] = []
+    sent: list[Recipient] = []        # the first few would-send people: the samples
+    spare: list[Recipient] = []       # people skipped: samples when too few would be sent
     for recipient in audience.recipients:
-        envelope = envelope_for(recipient, settings, issue.number)
-        try:
-            personalize(issue, envelope)  # every message built as a real send would: a broken field fails here
-        except ContentError as error:
-            raise ContentError(f"{recipient.email} (recipients line {recipient.line}): {error}") from None
-        largest = max(largest, issue.html.filled_size(envelope.fields, escape_html))  # == len(html.encode())
         status = statuses.get(recipient.email, "pending")
         lists = ";".join(recipient.lists)
         if status in eligible:
-            would_send += 1
-            rows.append((recipient.line, [recipient.email, recipient.name, lists, "send", ""]))
-            if len(written) < samples:
-                written.append(_write_sample(directory / f"sample-{len(written) + 1}.eml", issue, envelope,
-                                             settings))
+            if len(sent) < samples:
+                sent.append(recipient)
+            rows.append((recipient.line, recipient.email, recipient.name, lists, "send", ""))
         else:
-            skipped += 1
             if len(spare) < samples:
-                spare.append(envelope)
-            rows.append((recipient.line, [recipient.email, recipient.name, lists, "skip", REASONS[status]]))
-    for envelope in spare[:samples - len(written)]:  # the samples are always written
-        written.append(_write_sample(directory / f"sample-{len(written) + 1}.eml", issue, envelope, settings))
+                spare.append(recipient)
+            rows.append((recipient.line, recipient.email, recipient.name, lists, "skip", REASONS[status]))
+    would_send = sum(1 for row in rows if row[4] == "send")
     for exclusion in audience.exclusions:
-        rows.append((exclusion.line, [exclusion.email, exclusion.name, "", "excluded", exclusion.reason]))
-    rows.sort(key=lambda row: row[0])
+        rows.append((exclusion.line, exclusion.email, exclusion.name, "", "excluded", exclusion.reason))
+    rows.sort(key=itemgetter(0))
+    messages = tuple(_sample(issue, envelope_for(recipient, settings, issue.number), settings)
+                     for recipient in (sent + spare)[:samples])   # the samples are always written
+    return PreparedDryRun(issue=issue.number, manifest=csv_bytes(MANIFEST_COLUMNS, rows), samples=messages,
+                          would_send=would_send, skipped=len(audience.recipients) - would_send,
+                          excluded=len(audience.exclusions),
+                          largest_html=largest_html(settings, issue, audience.recipients))
+
+
+def write_dry_run(settings, prepared: PreparedDryRun) -> DryRunReport:
+    """Write output/issue-N/dry-run/: manifest.csv and sample-1.eml... (older samples removed)."""
+    directory = settings.issue_build_dir(prepared.issue) / "dry-run"
+    make_folder(directory)
+    for old in directory.glob("sample-*.eml"):
+        old.unlink()
+    written = [directory / f"sample-{index}.eml" for index in range(1, len(prepared.samples) + 1)]
     manifest = directory / "manifest.csv"
-    write_csv(manifest, MANIFEST_COLUMNS, ([str(line), *cells] for line, cells in rows), what="manifest")
-    return DryRunReport(directory=directory, manifest=manifest, samples=tuple(written), would_send=would_send,
-                        skipped=skipped, excluded=len(audience.exclusions), largest_html=largest)
+    for path, data in [*zip(written, prepared.samples), (manifest, prepared.manifest)]:
+        try:
+            path.write_bytes(data)
+        except OSError as problem:
+            raise OutputError(f"{path}: cannot write the dry run's file ({problem.strerror})") from None
+    return DryRunReport(directory=directory, manifest=manifest, samples=tuple(written),
+                        would_send=prepared.would_send, skipped=prepared.skipped, excluded=prepared.excluded,
+                        largest_html=prepared.largest_html)
 
 
-def _write_sample(path: Path, issue: RenderedIssue, envelope, settings) -> Path:
+def largest_html(settings, issue: RenderedIssue, recipients: Sequence[Recipient]) -> int:
+    """The UTF-8 size of the largest personalised HTML, as len(personalize(...).html.encode()) would say.
+
+    What differs between two people's HTML is their escaped values. The link fields
+    (token, unsubscribe and view URLs) differ only by the token, which has the same
+    length and needs no escaping for everyone (recipient_token: 24 URL-safe base64
+    characters), so people are ranked by their other values alone and the first of the
+    largest is filled exactly, through the same envelope a send builds.
+    """
+    if not recipients:
+        return 0
+    # (field, fallback, escaped length of each distinct value: columns repeat a lot, names and addresses do not)
+    varying: list[tuple[str, str, dict[str, int]]] = [
+        (placeholder.name, placeholder.fallback, {}) for placeholder in issue.html.placeholders
+        if placeholder.name not in LINK_FIELDS]
+    best, largest = recipients[0], -1
+    for recipient in recipients:
+        size = 0
+        for name, fallback, sizes in varying:
+            if name == "email":
+                size += len(escape_html(recipient.email or fallback))
+            elif name == "name":
+                size += len(escape_html(recipient.name or fallback))
+            else:
+                value = recipient.fields[name]   # there for everyone: check_merge_fields
+                known = sizes.get(value)
+                if known is None:
+                    known = sizes[value] = len(escape_html(_as_merged(value) or fallback))
+                size += known
+        if size > largest:
+            best, largest = recipient, size
+    return issue.html.filled_size(envelope_for(best, settings, issue.number).fields, escape_html)
+
+
+def _as_merged(value: str) -> str:
+    """A column's value as personalize.merge_values gives it (control characters as spaces)."""
+    return value if value.isprintable() else CONTROL_CHARACTERS.sub(" ", value)
+
+
+def _sample(issue: RenderedIssue, envelope, settings) -> bytes:
     try:
         message = build_message(issue, envelope, sender=settings.sender, links=settings.links)
     except UnusableAddress as error:
         raise CampaignError(f"{envelope.email}: {error}") from None
-    path.write_bytes(message.as_bytes())
-    return path
+    return message.as_bytes()

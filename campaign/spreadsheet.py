@@ -90,14 +90,34 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
 
     A file that cannot be written raises `error` naming the file and `what` it is.
     """
-    written = 0
+    with _writing(path, what, error) as stream:
+        return _write_rows(stream, header, rows)
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """The bytes write_csv writes for `header` and `rows` (BOM included), for a file written later."""
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="utf-8-sig", newline="")
+    _write_rows(stream, header, rows)
+    stream.flush()
+    return buffer.getvalue()
+
+
+@contextmanager
+def _writing(path: Path, what: str, error: type[CampaignError]) -> Iterator[TextIO]:
+    """A CSV file open for writing (UTF-8 with a BOM, so Excel reads the accents); OSError becomes `error`."""
     try:
         with Path(path).open("w", encoding="utf-8-sig", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(["" if cell is None else spreadsheet_safe(str(cell)) for cell in row])
-                written += 1
+            yield stream
     except OSError as problem:
         raise error(f"{path}: cannot write the {what} ({problem.strerror})") from None
+
+
+def _write_rows(stream: TextIO, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    writer = csv.writer(stream)
+    writer.writerow(header)
+    written = 0
+    for row in rows:
+        writer.writerow(["" if cell is None else spreadsheet_safe(str(cell)) for cell in row])
+        written += 1
     return written

@@ -20,7 +20,7 @@ from .. import ledger
 from ..audience import Audience, find_recipient, load_recipients, normalise_email, resolve_lists, select_audience
 from ..config import Settings
 from ..content import load_issue, require_issue
-from ..errors import UsageError
+from ..errors import CampaignError, UsageError
 from ..providers import make_provider, outbox_mailbox, provider_info
 from ..suppressions import suppressed_emails_at
 from .plan import SendOptions, SendPlan, kind_of, plan_send
@@ -171,17 +171,22 @@ def _resume_key(settings: Settings, connection: sqlite3.Connection, request: Sen
 
 
 def run_dry_run(settings: Settings, request: SendRequest, hooks: SendHooks = SendHooks()) -> DryRunReport:
-    """Everything a send does but sending and recording: personalise all, write the manifest and samples."""
+    """Everything a send does but sending and recording: check every recipient, write the manifest and samples."""
+    from ..dry_run import prepare_dry_run, write_dry_run  # noqa: PLC0415  (lazy: see the imports above)
+
     with ThreadPoolExecutor(max_workers=1) as background:
         checked = Preflight(settings, request.issue, background, hooks, force=request.options.force,
                             rehearsal=True)
         audience = load_audience(settings, request.lists)   # the checks run meanwhile
+        # It answers for a real send: rehearsals (outbox, --sandbox) keep rows of their own that a real send ignores.
+        statuses = ledger.statuses_read_only(settings.database, request.issue, ledger.REAL)
+        try:   # still meanwhile (SpamAssassin takes a second or two); written once the checks are shown
+            prepared = prepare_dry_run(settings, checked.rendered, audience, statuses, request.options)
+        except CampaignError:
+            checked.decision()   # the findings first, as ever: they may say why a merge field fails
+            raise
         checked.decision()
-    # It answers for a real send: rehearsals (outbox, --sandbox) keep rows of their own that a real send ignores.
-    statuses = ledger.statuses_read_only(settings.database, request.issue, ledger.REAL)
-    from ..dry_run import dry_run  # noqa: PLC0415  (lazy: see the imports above)
-
-    return dry_run(settings, checked.rendered, audience, statuses, request.options)
+    return write_dry_run(settings, prepared)
 
 
 def run_test_send(settings: Settings, request: SendRequest, addresses: Sequence[str], as_email: str | None = None,
