@@ -20,8 +20,8 @@ import pytest
 from campaign.audience import Audience, Recipient, load_recipients, select_audience
 from campaign.dry_run import dry_run
 from campaign.errors import ContentError
-from campaign.merge import MergeTemplate
-from campaign.personalize import envelope_for, personalize
+from campaign.merge import MergeTemplate, escape_html
+from campaign.personalize import envelope_for, personalize, recipient_token
 from campaign.render import RenderedIssue
 from campaign.send.plan import SendOptions
 from send_support import make_settings
@@ -143,3 +143,13 @@ def test_the_samples_are_complete_messages_of_the_first_people_sent(settings, tm
     assert "Dear Ana &amp; &lt;b&gt;Bob&lt;/b&gt; (ana@example.org), City of Lima" in html
     assert messages[0]["Subject"] == "News for Ana & <b>Bob</b> in Lima"
     assert "Dear Ana & <b>Bob</b> of Peru" in messages[0].get_body(("plain",)).get_content()
+
+
+def test_every_token_has_the_same_length_and_needs_no_escaping():
+    """What largest_html stands on: the link fields differ between people only by a token like this."""
+    generator = random.Random(7)
+    for _ in range(2000):
+        address = "".join(generator.choices("abcXYZ09.+-_ñ", k=generator.randrange(1, 30))) + "@example.org"
+        secret = "".join(generator.choices("abc123-_ !ü", k=generator.randrange(1, 40)))
+        token = recipient_token(address, secret)
+        assert len(token) == 24 and escape_html(token) == token and token.isascii()
