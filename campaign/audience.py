@@ -15,6 +15,7 @@ Two steps, each a plain function over plain values:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gc
 import re
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from .config import Settings
 from .csv_shape import delimiter_of, records
 from .errors import RecipientsError, UsageError
 from .merge import CONTROL_CHARACTERS, bracketed_field
+from .row_fields import NAME, FieldShape, RowFields, ValuePool
 from .spreadsheet import RowProblem, clean_text, header_row, lines_after, reading_csv, write_csv
 
 REQUIRED_COLUMNS = ("email", "lists")
@@ -43,20 +45,13 @@ class Recipient:
     lists: tuple[str, ...]           # every selected list this person is on, in config order
     fields: Mapping[str, str] = field(default_factory=dict)  # every column but email and lists, cleaned
     line: int = 0                    # line in the recipients file (first occurrence)
+    # Loaded rows hold their fields as a RowFields (campaign/row_fields.py): read-only, values shared.
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientRow:
-    """One valid row as read: the address normalised, lists known, fields cleaned."""
-
-    line: int
-    email: str
-    lists: tuple[str, ...]           # in config order
-    fields: Mapping[str, str]        # every column but email and lists (name included)
-
-    @property
-    def name(self) -> str:
-        return self.fields.get("name", "")
+# One valid row as read (the address normalised, lists known in config order, fields cleaned) is a
+# Recipient on the lists the row names: select_audience hands the same object on when the selection
+# leaves those lists as they are, so a million rows are not held twice.
+RecipientRow = Recipient
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ class RecipientFile:
 
     path: Path
     columns: tuple[str, ...]         # normalised header names, in file order
-    rows: tuple[RecipientRow, ...]   # valid rows in file order, duplicates included
+    rows: tuple[Recipient, ...]      # valid rows in file order, duplicates included, each with its own lists
     problems: tuple[RowProblem, ...]  # rows that cannot be used (errors)
     warnings: tuple[RowProblem, ...]  # rows used, but cleaned or merged
     row_count: int                   # data rows read (blank lines not counted)
@@ -217,15 +212,17 @@ class _RowChecker:
         self.width = len(columns)
         self.email_index = columns.index("email")
         self.lists_index = columns.index("lists")
-        self.field_columns = [(index, column) for index, column in enumerate(columns)
+        self.field_columns = [(index, column, None if column == NAME else ValuePool())
+                              for index, column in enumerate(columns)
                               if column and index not in (self.email_index, self.lists_index)]
+        self.shape = FieldShape(tuple(column for _, column, _ in self.field_columns))
+        self.same_values = ValuePool()   # rows with the same values but the name share one tuple
         self.list_names = list_names
         self.list_by_folded = {name.casefold(): name for name in list_names}
         self.list_order = {name: position for position, name in enumerate(list_names)}
         self.list_cache: dict[str, tuple[str, ...] | str] = {}
-        self.shared_values: dict[str, str] = {}   # one string object per distinct value (cities, countries...)
         self.first_line: dict[str, int] = {}
-        self.rows: list[RecipientRow] = []
+        self.rows: list[Recipient] = []
         self.problems: list[RowProblem] = []
         self.warnings: list[RowProblem] = []
         self.row_count = 0
@@ -249,8 +246,7 @@ class _RowChecker:
         if isinstance(lists, str):
             self.problem(line, written, lists)
             return
-        fields = self.fields(line, written, cells)
-        bracketed = bracketed_field(fields)
+        name, fields, bracketed = self.fields(line, written, cells)
         if bracketed:
             self.problem(line, email, f"{bracketed}: holds '[[' or ']]' ({fields[bracketed][:40]!r}), which would "
                                       "be read as a merge placeholder; remove the brackets")
@@ -258,7 +254,7 @@ class _RowChecker:
         first = self.first_line.setdefault(email, line)
         if first != line:
             self.warnings.append(RowProblem(line, written, f"duplicate of line {first} (one copy is sent)"))
-        self.rows.append(RecipientRow(line, email, lists, fields))
+        self.rows.append(Recipient(email, name, lists, fields, line))
 
     def problem(self, line: int, email: str, reason: str) -> None:
         self.problems.append(RowProblem(line, email, reason))
@@ -291,23 +287,24 @@ class _RowChecker:
         found = {self.list_by_folded[name.casefold()] for name in names}
         return tuple(sorted(found, key=self.list_order.__getitem__))
 
-    def fields(self, line: int, written: str, cells: list[str]) -> dict[str, str]:
-        fields = {}
-        shared = self.shared_values
-        for index, column in self.field_columns:
+    def fields(self, line: int, written: str, cells: list[str]) -> tuple[str, RowFields, str]:
+        """The row's name, its fields, and the first field holding '[[' or ']]' ("" if none)."""
+        name, others = "", []
+        for index, column, pool in self.field_columns:
             raw = cells[index]
-            # Names are mostly unique; other columns (city, country, organisation...) repeat a lot,
-            # so each distinct value is cleaned once and its one string object shared between rows.
-            value = shared.get(raw) if column != "name" else None
-            if value is None:
-                value = clean_text(raw)
-                if column != "name":
-                    shared[raw] = value
+            if pool is None:   # names are mostly unique: cleaned and kept as they are
+                name = clean_text(raw)
+            else:   # other columns (city, country, organisation...) repeat: one string per distinct cell
+                value = pool.get(raw)
+                others.append(pool.share(raw, clean_text(raw)) if value is None else value)
             if not raw.isprintable() and CONTROL_CHARACTERS.search(raw):
                 self.warnings.append(RowProblem(
                     line, written, f"{column}: line breaks or control characters removed"))
-            fields[column] = value
-        return fields
+        values = tuple(others)
+        fields = RowFields(self.shape, name, self.same_values.get(values) or self.same_values.share(values, values))
+        joined = "\x00".join(values)   # the quick test first: a full scan only when brackets are there
+        suspect = "[[" in joined or "]]" in joined or "[[" in name or "]]" in name
+        return name, fields, bracketed_field(fields) if suspect else ""
 
 
 def select_audience(
@@ -329,7 +326,7 @@ def _select(recipient_file: RecipientFile, selected: tuple[str, ...],
             suppressions: Mapping[str, tuple[str, str]]) -> Audience:
     exclusions = [Exclusion(problem.email, problem.line, problem.reason, "invalid")
                   for problem in recipient_file.problems]
-    first_rows: dict[str, RecipientRow] = {}
+    first_rows: dict[str, Recipient] = {}
     lists_of: dict[str, set[str]] = {}    # only for people listed more than once
     for row in recipient_file.rows:
         first = first_rows.setdefault(row.email, row)
@@ -353,8 +350,8 @@ def _select(recipient_file: RecipientFile, selected: tuple[str, ...],
             exclusions.append(Exclusion(email, first.line, f"suppressed: {reason} on {date}", "suppressed",
                                         first.fields, on))
         else:
-            recipients.append(Recipient(email=email, name=first.name, lists=on, fields=first.fields,
-                                        line=first.line))
+            # the row itself when the selection keeps its lists (the usual case): no second object per person
+            recipients.append(first if on == first.lists else dataclasses.replace(first, lists=on))
     exclusions.sort(key=lambda exclusion: exclusion.line)
     columns = tuple(column for column in recipient_file.columns if column and column not in REQUIRED_COLUMNS)
     return Audience(lists=selected, recipients=tuple(recipients), exclusions=tuple(exclusions), columns=columns)
@@ -390,5 +387,5 @@ def find_recipient(settings: Settings, email: str) -> Recipient:
         raise UsageError(f"--as {email!r} is not a valid address: {error}") from None
     for row in load_recipients(settings.recipients, settings).rows:
         if row.email == wanted:
-            return Recipient(email=row.email, name=row.name, lists=row.lists, fields=row.fields, line=row.line)
+            return row
     raise UsageError(f"{email} is not a valid row of {settings.recipients}; check the address or --recipients")
