@@ -19,7 +19,7 @@ PACKAGE = ROOT / "campaign"
 STAGES: list[tuple[str, ...]] = [
     # the ground everything stands on: errors, settings, small engines with no idea of an issue
     ("__init__", "errors", "config", "config_schema", "token_secret", "files", "addresses", "page", "prose",
-     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam", "mbox"),
+     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam", "mbox", "row_fields"),
     ("content", "scaffold"),                            # content/issue-N/ -> Issue; `campaign new` writes a new one
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger_schema", "ledger", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
