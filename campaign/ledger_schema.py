@@ -18,6 +18,10 @@ from typing import Iterator, Sequence
 from .errors import LedgerError
 from .files import make_folder
 
+# Why an address is suppressed: the CHECK of the suppressions table (0001) allows these and no other.
+# Here, in the schema, so the CLI can name them in its help without importing the ledger's queries.
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "manual")
+
 # Named migrations, applied in order, each exactly once. Append; never edit a released one.
 MIGRATIONS: list[tuple[str, str]] = [
     (

@@ -22,9 +22,10 @@ from email_validator import EmailNotValidError
 from .addresses import normalise_email
 from .errors import RecipientsError, UsageError
 from .ledger import open_ledger, transaction
+from .ledger_schema import SUPPRESSION_REASONS
 from .spreadsheet import RowProblem, clean_text, reading_csv
 
-REASONS = ("unsubscribed", "bounced", "complained", "manual")
+REASONS = SUPPRESSION_REASONS
 UNSUBSCRIBE_SOURCES = ("one-click", "web", "mailto")
 PROVIDER_SOURCES = ("sendgrid-event", "sendgrid-sync")  # SendGrid's Event Webhook; `suppress sync`
 CONSENT_NEEDED = ("unsubscribed", "complained")   # the person said no: only they can say yes again

@@ -10,6 +10,8 @@ where it sits before it imports anything.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +120,25 @@ def test_the_checker_sees_a_lazy_import_and_a_relative_one():
     assert "campaign.merge" in GRAPH["campaign.render"]
     assert "campaign.checks.spam" in GRAPH["campaign.checks.report"]   # `from . import spam`
     assert "campaign.spam" in GRAPH["campaign.checks.spam"]            # `from ..spam import ...`
+
+
+HELP_IMPORTS = """
+import sys
+from campaign.cli import main
+sys.argv = ["campaign", "--help"]
+try:
+    main()
+except SystemExit:
+    pass
+print(" ".join(sorted(name for name in sys.modules if name.startswith(("campaign", "email_validator", "yaml")))))
+"""
+
+
+def test_help_imports_the_command_line_and_none_of_the_library():
+    """`campaign --help` is paid before every command is learnt: it loads no settings, ledger, content or
+    address checks (issue 18: start-up). Each command imports the library it calls in its body."""
+    result = subprocess.run([sys.executable, "-c", HELP_IMPORTS], capture_output=True, text=True, check=True,
+                            cwd=ROOT)
+    imported = set(result.stdout.splitlines()[-1].split())
+    light = {"campaign", "campaign.errors", "campaign.ledger_schema", "campaign.files"}   # the reasons' vocabulary
+    assert imported - light == {name for name in imported if name.startswith("campaign.cli")}, sorted(imported)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..content import require_issue
-from ..ledger import open_ledger
-from ..suppressions import REASONS, suppressed_emails_at
+from ..ledger_schema import SUPPRESSION_REASONS as REASONS
 from .app import app, command
 from .options import ConfigOption, ListOption, RecipientsOption, settings_from
 from .output import count, note, say
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+# The library each command calls is imported in its body, so `campaign --help` imports none of it (issue 18).
 
 recipients_app = typer.Typer(help="Check the recipients file.", no_args_is_help=True)
 suppress_app = typer.Typer(help="Manage the suppression list: people who never get mail.", no_args_is_help=True)
@@ -29,7 +33,8 @@ CsvOption = Annotated[
 @command("lists")
 def lists_command(config: ConfigOption = None, recipients: RecipientsOption = None) -> None:
     """Print each mailing list with how many people a send to it reaches."""
-    from ..audience import load_recipients, select_audience
+    from ..audience import load_recipients, select_audience  # noqa: PLC0415  (lazy: a quick --help)
+    from ..suppressions import suppressed_emails_at  # noqa: PLC0415
     settings = settings_from(config, recipients)
     recipient_file = load_recipients(settings.recipients, settings)
     suppressions = suppressed_emails_at(settings.database)
@@ -52,7 +57,9 @@ def audience_command(
     csv_path: CsvOption = None,
 ) -> None:
     """Print who a send reaches: the final count and every row left out, with its reason."""
-    from ..audience import load_recipients, resolve_lists, select_audience, write_manifest
+    from ..audience import load_recipients, resolve_lists, select_audience, write_manifest  # noqa: PLC0415
+    from ..content import require_issue  # noqa: PLC0415
+    from ..suppressions import suppressed_emails_at  # noqa: PLC0415
     settings = settings_from(config, recipients)
     if issue is not None:
         require_issue(settings.content_dir, issue)
@@ -106,7 +113,7 @@ def suppress_add(
     """Suppress one address: it never gets another issue, whatever the recipients file says."""
     from ..suppressions import add_suppression
     settings = settings_from(config)
-    with closing(open_ledger(settings.database)) as connection:
+    with _ledger(settings) as connection:
         suppression, added = add_suppression(connection, email, reason.strip().lower(), date, note)
     state = "suppressed" if added else "already suppressed"
     say(f"{state}: {suppression.email} ({suppression.reason} on {suppression.date})")
@@ -122,7 +129,7 @@ def suppress_remove(
     """Lift a suppression, e.g. after a bounce was fixed or a person subscribed again."""
     from ..suppressions import remove_suppression
     settings = settings_from(config)
-    with closing(open_ledger(settings.database)) as connection:
+    with _ledger(settings) as connection:
         lifted = remove_suppression(connection, email, consent=consent)
     say(f"no longer suppressed: {lifted.email} (was {lifted.reason} on {lifted.date})")
 
@@ -139,7 +146,7 @@ def suppress_import(
     """Import suppressions from a CSV; rows that cannot be read are reported by line (exit 1)."""
     from ..suppressions import import_suppressions
     settings = settings_from(config)
-    with closing(open_ledger(settings.database)) as connection:
+    with _ledger(settings) as connection:
         result = import_suppressions(connection, file, reason.strip().lower() if reason else None)
     for problem in result.problems:
         note(f"{file}:{problem.line}: {problem.email or '(empty)'}: {problem.reason}")
@@ -157,7 +164,7 @@ def suppress_import_mbox(
     """Record an unsubscribe for each message whose subject token or From address is a known recipient."""
     from ..unsubscribe_inbox import import_unsubscribe_mbox
     settings = settings_from(config)
-    with closing(open_ledger(settings.database)) as connection:
+    with _ledger(settings) as connection:
         result = import_unsubscribe_mbox(connection, file, settings.token_secret)
     for item in result.unmatched:
         note(f"{file}: message {item.number}: from {item.sender or '(no From)'}, "
@@ -176,7 +183,7 @@ def suppress_import_bounces(
     """Suppress hard bounces (as bounced, with the server's diagnostic); soft bounces are left alone."""
     from ..bounces import import_bounces
     settings = settings_from(config)
-    with closing(open_ledger(settings.database)) as connection:
+    with _ledger(settings) as connection:
         result = import_bounces(connection, file)
     for address, diagnostic in result.suppressed:
         say(f"bounced: {address} ({diagnostic})")
@@ -195,7 +202,7 @@ def suppress_sync(config: ConfigOption = None) -> None:
     unsubscribe_group) into the suppressions; only what is new since the last sync is asked for."""
     from ..suppression_sync import sync_suppressions
     settings = settings_from(config)
-    with closing(open_ledger(settings.database)) as connection:
+    with _ledger(settings) as connection:
         result = sync_suppressions(connection, settings)
     say(f"{'SendGrid list':<16} {'read':>7} {'new':>7} {'known':>7} {'unusable':>9}")
     for kind in result.kinds:
@@ -211,10 +218,17 @@ def suppress_list(config: ConfigOption = None) -> None:
     settings = settings_from(config)
     suppressions = []
     if settings.database.exists():
-        with closing(open_ledger(settings.database)) as connection:
+        with _ledger(settings) as connection:
             suppressions = list_suppressions(connection)
     for suppression in suppressions:
         remark = f"  ({suppression.source})" if suppression.source else ""
         remark += f"  {suppression.note}" if suppression.note else ""
         say(f"{suppression.date}  {suppression.reason:<12}  {suppression.email}{remark}")
     note(f"{len(suppressions):,} suppressed addresses")
+
+
+def _ledger(settings: Settings) -> closing[sqlite3.Connection]:
+    """The ledger, opened for one command and always closed."""
+    from ..ledger import open_ledger  # noqa: PLC0415  (lazy: a quick --help)
+
+    return closing(open_ledger(settings.database))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlencode
 
 import typer
 
-from ..config import Settings
 from ..errors import UsageError
 from .app import command
 from .options import AsOption, ConfigOption, IssueOption, RecipientsOption, settings_from
 from .output import note, out, say
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 DEFAULT_PORT = 8030
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
 
-from .. import ledger
 from ..errors import UsageError
 from .app import command
 from .options import AsOption, ConfigOption, IssueOption, ListOption, RecipientsOption, settings_from
@@ -210,10 +209,12 @@ def _progress_bar(total: int) -> Iterator[Callable[[Progress], None]]:
 
 
 def _print_report(report: SendReport, outbox: Path | None, database: Path, rerun: str) -> None:
+    from ..ledger import STATUSES  # noqa: PLC0415  (lazy: `campaign --help` imports no ledger)
+
     counts = report.counts
     say(f"Issue {report.issue} via {report.provider}: {report.outcome}. This run: {report.attempted:,} tried, "
         f"{report.accepted:,} accepted.")
-    say("  ledger: " + ", ".join(f"{counts[status]:,} {status}" for status in ledger.STATUSES if counts[status])
+    say("  ledger: " + ", ".join(f"{counts[status]:,} {status}" for status in STATUSES if counts[status])
         + ("" if report.kind == "real" else f"  ({report.kind} rehearsal)"))
     if report.recovered:
         say(f"  {len(report.recovered):,} deliveries left in flight by an earlier run are now unknown.")
@@ -271,15 +272,17 @@ def status(
 
 
 def _print_status(issue: int, found: KindStatus) -> None:
+    from ..ledger import STATUSES  # noqa: PLC0415  (lazy: `campaign --help` imports no ledger)
+
     title = {"real": "deliveries", "outbox": "outbox rehearsal (nobody mailed)",
              "sandbox": "SendGrid sandbox rehearsal (nobody mailed)"}[found.kind]
     counts = found.counts
     say(f"Issue {issue}, {title}: {sum(counts.values()):,} recipients")
-    say("  by status:   " + (", ".join(f"{status} {counts[status]:,}" for status in ledger.STATUSES
+    say("  by status:   " + (", ".join(f"{status} {counts[status]:,}" for status in STATUSES
                                        if counts[status]) or "none"))
     for label, tables in (("by list:     ", found.by_list), ("by provider: ", found.by_provider)):
         for key, table in sorted(tables.items()):
-            say(f"  {label}{key}: " + ", ".join(f"{s} {table[s]:,}" for s in ledger.STATUSES if table.get(s)))
+            say(f"  {label}{key}: " + ", ".join(f"{s} {table[s]:,}" for s in STATUSES if table.get(s)))
             label = " " * len(label)
     for run in found.runs:
         ended = run.finished_at or "-"
