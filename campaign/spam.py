@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +53,57 @@ def spamassassin() -> str | None:
 
 
 def score_message(message: bytes) -> SpamReport:
-    program = spamassassin()
-    if program is None:
-        raise SpamCheckError(f"SpamAssassin is not installed; {INSTALL_HINT}")
-    with tempfile.TemporaryDirectory(prefix="campaign-spam-") as home:
-        prefs = Path(home) / "user_prefs"
+    with SpamRun(message) as run:
+        return run.report()
+
+
+class SpamRun:
+    """SpamAssassin scoring one message in a process of its own: started at once, its report read later.
+
+    It takes a second or two, most of it compiling its rules; a caller does other work meanwhile
+    (the preflight checks do the rest of theirs). The message is read from a file, so the process
+    never waits for us to feed it. Closing stops the process if still running and removes its files.
+    """
+
+    def __init__(self, message: bytes):
+        program = spamassassin()
+        if program is None:
+            raise SpamCheckError(f"SpamAssassin is not installed; {INSTALL_HINT}")
+        self._home = tempfile.TemporaryDirectory(prefix="campaign-spam-")
+        home = Path(self._home.name)
+        prefs = home / "user_prefs"
         prefs.write_text("", encoding="utf-8")
+        (home / "message.eml").write_bytes(message)
+        self._deadline = time.monotonic() + TIMEOUT
         try:
-            result = subprocess.run([program, "-t", "-L", "-p", str(prefs)], input=message,
-                                    capture_output=True, timeout=TIMEOUT,
-                                    env={"HOME": home, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            with (home / "message.eml").open("rb") as stdin:
+                self._process = subprocess.Popen(
+                    [program, "-t", "-L", "-p", str(prefs)], stdin=stdin, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, env={"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        except OSError as error:
+            self._home.cleanup()
+            raise SpamCheckError(f"cannot run SpamAssassin ({program}): {error.strerror}") from None
+
+    def report(self) -> SpamReport:
+        """Wait for the score (at most TIMEOUT seconds from the start)."""
+        try:
+            output, _ = self._process.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise SpamCheckError(f"SpamAssassin took over {TIMEOUT:.0f} s; is it configured to use "
                                  "the network?") from None
-    return parse_report(result.stdout.decode("utf-8", "replace"))
+        return parse_report(output.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.communicate()
+        self._home.cleanup()
+
+    def __enter__(self) -> SpamRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def parse_report(output: str) -> SpamReport:

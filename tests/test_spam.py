@@ -82,3 +82,14 @@ def test_report_parsing_reads_score_and_wrapped_rule_descriptions():
     assert report.score == 0.7 and report.required == 5.0
     assert [(rule.name, rule.points) for rule in report.rules] == [("NO_RELAYS", -0.0), ("HTML_FONT_LOW_CONTRAST", 0.7)]
     assert report.rules[1].description == "BODY: HTML font color similar or identical to background"
+
+
+@needs_spamassassin
+def test_a_scoring_left_unread_is_stopped_and_leaves_no_files():
+    """The checks start SpamAssassin first and read it last: when a check fails in between, closing the
+    run stops the process and removes its message and preferences."""
+    run = spam.SpamRun(b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n")
+    home = Path(run._home.name)
+    assert (home / "message.eml").exists()
+    run.close()
+    assert run._process.returncode is not None and not home.exists()

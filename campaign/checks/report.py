@@ -8,7 +8,9 @@ size, compliance, signing, content, todo, css, contrast, spam). gate.py turns th
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+
 from ..config import Settings
 from ..page import read_page
 from ..personalize import personalize
@@ -49,35 +51,35 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
                 deliverability: bool = True) -> CheckReport:
     """Render (once) and check issue `number`; `rendered` reuses a render made by the caller."""
     rendered = rendered or render_issue(settings, number)
-    issue = rendered.content()
-    known = known_fields(settings)
-    longest = personalize(rendered, long_envelope(settings, number, known)).html
-    page = read_page(rendered.html.source)
-    findings = [
-        *check_content_links(issue),
-        *check_layout_links(page, issue),
-        *check_content_images(issue),
-        *check_layout_images(page),
-        *check_size(longest, page, issue),
-        *check_compliance(rendered, page, settings),
-        *placeholder_settings(settings),
-        *check_signing(settings),
-        *check_fields(rendered, known),
-        *check_repeated_paragraphs(issue),
-        *check_event_dates(issue),
-        *check_empty_sections(issue),
-        *check_todo_markers(issue),
-        *check_css(page),
-        *check_contrast(rendered.html.source, read_theme(settings.layouts_dir)),
-    ]
-    spam_report = None
+    # SpamAssassin takes a second or two in a process of its own: started first, it runs while the rest checks
+    with spam.start_scoring(settings, rendered) if deliverability else nullcontext() as scoring:
+        issue = rendered.content()
+        known = known_fields(settings)
+        longest = personalize(rendered, long_envelope(settings, number, known)).html
+        page = read_page(rendered.html.source)
+        findings = [
+            *check_content_links(issue),
+            *check_layout_links(page, issue),
+            *check_content_images(issue),
+            *check_layout_images(page),
+            *check_size(longest, page, issue),
+            *check_compliance(rendered, page, settings),
+            *placeholder_settings(settings),
+            *check_signing(settings),
+            *check_fields(rendered, known),
+            *check_repeated_paragraphs(issue),
+            *check_event_dates(issue),
+            *check_empty_sections(issue),
+            *check_todo_markers(issue),
+            *check_css(page),
+            *check_contrast(rendered.html.source, read_theme(settings.layouts_dir)),
+        ]
+        spam_report = scoring.report() if scoring else None
     notes: tuple[str, ...] = ()
-    if deliverability:
-        spam_report = spam.score_issue(settings, rendered)
-        if spam_report is None:
-            notes = (f"SpamAssassin is not installed, so no spam score: {spam.INSTALL_HINT}",)
-        else:
-            findings += spam.findings_for(spam_report)
+    if spam_report is not None:
+        findings += spam.findings_for(spam_report)
+    elif deliverability:
+        notes = (f"SpamAssassin is not installed, so no spam score: {spam.INSTALL_HINT}",)
     order = {ERROR: 0, WARNING: 1}
     findings.sort(key=lambda finding: order[finding.severity])
     return CheckReport(findings=tuple(findings), html_bytes=len(longest.encode("utf-8")),

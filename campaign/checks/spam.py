@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from ..config import Settings
 from ..mime import build_message
 from ..personalize import sample_envelope
 from ..render import RenderedIssue
-from ..spam import INSTALL_HINT, SpamReport, score_message, spamassassin
+from ..spam import INSTALL_HINT, SpamReport, SpamRun, spamassassin
 from .findings import ERROR, WARNING, Finding
 
-__all__ = ["INSTALL_HINT", "WARN_AT", "ERROR_AT", "score_issue", "findings_for"]
+__all__ = ["INSTALL_HINT", "WARN_AT", "ERROR_AT", "start_scoring", "findings_for"]
 
 WARN_AT = 1.0       # our own bar: a newsletter from a known sender should score under 1
 ERROR_AT = 5.0      # SpamAssassin's default "this is spam"
 
 
-def score_issue(settings: Settings, rendered: RenderedIssue) -> SpamReport | None:
-    """Score the issue as one sample recipient would get it; None when SpamAssassin is not installed."""
+def start_scoring(settings: Settings, rendered: RenderedIssue) -> AbstractContextManager[SpamRun | None]:
+    """SpamAssassin started on the issue as one sample recipient would get it (None when not installed):
+    `with start_scoring(...) as run:`, other work, then `run.report()`."""
     if spamassassin() is None:
-        return None
+        return nullcontext()
     message = build_message(rendered, sample_envelope(settings, rendered.number),
                             sender=settings.sender, links=settings.links)
-    return score_message(message.as_bytes())
+    return SpamRun(message.as_bytes())
 
 
 def findings_for(report: SpamReport) -> list[Finding]:
