@@ -194,6 +194,7 @@ def audience_rows(rows: int) -> list[Row]:
     (count, size_mb, load_s, select_s, peak_mb, kept_mb, with_audience_mb, recipients,
      problems) = bench_audience.measure(rows)
     per_address, per_address_book = email_check_seconds()
+    _, _, _, audience_mb, per_recipient, rss_mb, start_mb = bench_audience.measure_memory(rows)
     return [
         Row(f"audience: load + validate {count:,} rows ({size_mb:.1f} MB CSV)",
             f"{load_s:.2f} s load + {select_s:.2f} s select ({recipients:,} recipients, {problems:,} invalid rows)"),
@@ -203,6 +204,9 @@ def audience_rows(rows: int) -> list[Row]:
             f"{per_address_book * count:.2f} s for {count:,} rows)"),
         Row("audience: memory (tracemalloc)",
             f"peak {peak_mb:.0f} MB while loading; {kept_mb:.0f} MB kept, {with_audience_mb:.0f} MB with the audience"),
+        Row("  what a send keeps of the audience; peak RSS of load + select alone (fresh process)",
+            f"{per_recipient:.0f} bytes/recipient ({audience_mb:.0f} MB for {recipients:,}); {rss_mb:.0f} MB "
+            f"({start_mb:.0f} MB at start)"),
     ]
 
 
