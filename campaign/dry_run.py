@@ -15,7 +15,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Sequence
 
-from .audience import Audience, Recipient
+from .audience import Audience, Recipient, acyclic_bulk
 from .errors import CampaignError, OutputError
 from .files import make_folder
 from .mime import UnusableAddress, build_message
@@ -85,6 +85,20 @@ def prepare_dry_run(settings, issue: RenderedIssue, audience: Audience, statuses
     the samples are, and the largest HTML is measured exactly (largest_html).
     """
     check_merge_fields(issue, audience.recipients)
+    with acyclic_bulk():   # rows of strings per person: nothing for the cycle collector to find
+        rows, chosen, would_send = _manifest_rows(audience, statuses, options, samples)
+        manifest = csv_bytes(MANIFEST_COLUMNS, rows)
+        largest = largest_html(settings, issue, audience.recipients)
+    messages = tuple(_sample(issue, envelope_for(recipient, settings, issue.number), settings)
+                     for recipient in chosen)   # the samples are always written
+    return PreparedDryRun(issue=issue.number, manifest=manifest, samples=messages, would_send=would_send,
+                          skipped=len(audience.recipients) - would_send, excluded=len(audience.exclusions),
+                          largest_html=largest)
+
+
+def _manifest_rows(audience: Audience, statuses: dict[str, str], options: SendOptions,
+                   samples: int) -> tuple[list[tuple[int, str, str, str, str, str]], list[Recipient], int]:
+    """The manifest's rows in file order, the people whose messages are the samples, and how many would get one."""
     eligible = set(options.eligible())
     rows: list[tuple[int, str, str, str, str, str]] = []
     sent: list[Recipient] = []        # the first few would-send people: the samples
@@ -104,12 +118,7 @@ def prepare_dry_run(settings, issue: RenderedIssue, audience: Audience, statuses
     for exclusion in audience.exclusions:
         rows.append((exclusion.line, exclusion.email, exclusion.name, "", "excluded", exclusion.reason))
     rows.sort(key=itemgetter(0))
-    messages = tuple(_sample(issue, envelope_for(recipient, settings, issue.number), settings)
-                     for recipient in (sent + spare)[:samples])   # the samples are always written
-    return PreparedDryRun(issue=issue.number, manifest=csv_bytes(MANIFEST_COLUMNS, rows), samples=messages,
-                          would_send=would_send, skipped=len(audience.recipients) - would_send,
-                          excluded=len(audience.exclusions),
-                          largest_html=largest_html(settings, issue, audience.recipients))
+    return rows, (sent + spare)[:samples], would_send
 
 
 def write_dry_run(settings, prepared: PreparedDryRun) -> DryRunReport:

@@ -5,7 +5,6 @@ SendGrid signs for the account's authenticated domain; the outbox sends nothing.
 from __future__ import annotations
 
 from ..config import Settings
-from ..dkim_signing import signer_from
 from ..errors import ConfigError
 from .findings import CONFIG, ERROR, WARNING, Finding
 
@@ -14,6 +13,8 @@ def check_signing(settings: Settings) -> list[Finding]:
     smtp = settings.smtp
     if settings.provider != "smtp":
         return []
+    from ..dkim_signing import signer_from  # noqa: PLC0415  (dkimpy and dnspython, ~40 ms: for SMTP only)
+
     try:
         signer = signer_from(smtp, settings.root)
     except ConfigError as error:
