@@ -13,6 +13,7 @@ from typing import Sequence
 from ..config import Settings
 from ..errors import ChecksFailed
 from ..render import RenderedIssue
+from ..spam import SpamRun
 from .findings import ERROR, Finding
 from .report import check_issue
 
@@ -58,9 +59,9 @@ def decide(findings: Sequence[Finding], number: int, *, force: bool, rehearsal: 
 
 
 def gate_decision(settings: Settings, number: int, *, force: bool, rehearsal: bool,
-                  rendered: RenderedIssue | None = None) -> GateDecision:
-    """Check issue `number` (reusing `rendered`) and decide; raises nothing."""
-    findings = check_issue(settings, number, rendered=rendered).findings
+                  rendered: RenderedIssue | None = None, spam_run: SpamRun | None = None) -> GateDecision:
+    """Check issue `number` (reusing `rendered`, and `spam_run` started on it) and decide; raises nothing."""
+    findings = check_issue(settings, number, rendered=rendered, spam_run=spam_run).findings
     return decide(findings, number, force=force, rehearsal=rehearsal)
 
 

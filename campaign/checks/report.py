@@ -15,7 +15,7 @@ from ..config import Settings
 from ..page import read_page
 from ..personalize import personalize
 from ..render import RenderedIssue, read_theme, render_issue
-from ..spam import SpamReport
+from ..spam import SpamReport, SpamRun
 from . import spam
 from .compliance import check_compliance, placeholder_settings
 from .signing import check_signing
@@ -48,11 +48,16 @@ def run_checks(settings: Settings, number: int, *, deliverability: bool = True) 
 
 
 def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | None = None,
-                deliverability: bool = True) -> CheckReport:
-    """Render (once) and check issue `number`; `rendered` reuses a render made by the caller."""
+                deliverability: bool = True, spam_run: SpamRun | None = None) -> CheckReport:
+    """Render (once) and check issue `number`; `rendered` reuses a render made by the caller.
+
+    SpamAssassin takes a second or two in a process of its own: started first (or by the caller,
+    `spam_run`, on `rendered`), it runs while the rest is checked.
+    """
     rendered = rendered or render_issue(settings, number)
-    # SpamAssassin takes a second or two in a process of its own: started first, it runs while the rest checks
-    with spam.start_scoring(settings, rendered) if deliverability else nullcontext() as scoring:
+    if spam_run is None and deliverability:
+        spam_run = spam.start_scoring(settings, rendered)
+    with spam_run or nullcontext():
         issue = rendered.content()
         known = known_fields(settings)
         longest = personalize(rendered, long_envelope(settings, number, known)).html
@@ -74,7 +79,7 @@ def check_issue(settings: Settings, number: int, *, rendered: RenderedIssue | No
             *check_css(page),
             *check_contrast(rendered.html.source, read_theme(settings.layouts_dir)),
         ]
-        spam_report = scoring.report() if scoring else None
+        spam_report = spam_run.report() if spam_run else None
     notes: tuple[str, ...] = ()
     if spam_report is not None:
         findings += spam.findings_for(spam_report)

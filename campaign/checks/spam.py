@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-
 from ..config import Settings
 from ..mime import build_message
 from ..personalize import sample_envelope
@@ -17,11 +15,13 @@ WARN_AT = 1.0       # our own bar: a newsletter from a known sender should score
 ERROR_AT = 5.0      # SpamAssassin's default "this is spam"
 
 
-def start_scoring(settings: Settings, rendered: RenderedIssue) -> AbstractContextManager[SpamRun | None]:
-    """SpamAssassin started on the issue as one sample recipient would get it (None when not installed):
-    `with start_scoring(...) as run:`, other work, then `run.report()`."""
+def start_scoring(settings: Settings, rendered: RenderedIssue) -> SpamRun | None:
+    """SpamAssassin started on the issue as one sample recipient would get it; None when not installed.
+
+    Other work goes on meanwhile; `run.report()` waits for the score, closing the run ends it.
+    """
     if spamassassin() is None:
-        return nullcontext()
+        return None
     message = build_message(rendered, sample_envelope(settings, rendered.number),
                             sender=settings.sender, links=settings.links)
     return SpamRun(message.as_bytes())

@@ -86,12 +86,17 @@ class Preflight:
     def __init__(self, settings: Settings, issue: int, background: ThreadPoolExecutor, hooks: SendHooks, *,
                  force: bool, rehearsal: bool):
         from ..checks.gate import gate_decision  # noqa: PLC0415  (lazy: see the imports above)
+        from ..checks.spam import start_scoring  # noqa: PLC0415
         from ..render import render_issue  # noqa: PLC0415
 
         self.hooks = hooks
         self.rendered = render_issue(settings, issue)
+        # SpamAssassin, the longest check, starts here: from the background thread its start waited
+        # on the interpreter, busy loading the audience (tens of GIL hand-overs, up to 0.4 s)
+        spam_run = start_scoring(settings, self.rendered)
         self._decision: Future[GateDecision] = background.submit(
-            gate_decision, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered)
+            gate_decision, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered,
+            spam_run=spam_run)
 
     def decision(self) -> GateDecision:
         """Wait for the checks and show them; raises ChecksFailed when the send is refused."""
