@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import re
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -115,16 +116,35 @@ def list_unsubscribe(unsubscribe_url: str, links: WebLinks, token: str = "") -> 
     query, the mailto in its subject (`unsubscribe TOKEN`), which
     `campaign suppress import-mbox` reads back from the unsubscribe inbox.
     """
-    return " ".join(list_unsubscribe_targets(unsubscribe_url, links, token))
+    return ListUnsubscribe(links).header(unsubscribe_url, token)
 
 
 def list_unsubscribe_targets(unsubscribe_url: str, links: WebLinks, token: str = "") -> list[str]:
     """`<https://...>,` and `<mailto:...>`: the pieces of List-Unsubscribe, one per folded line."""
-    targets = []
-    if unsubscribe_url:
-        targets.append(f"<{escape_header(unsubscribe_url)}>")
-    if links.unsubscribe_mailto:
+    return ListUnsubscribe(links).targets(unsubscribe_url, token)
+
+
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]*")   # a recipient_token: nothing to clean or percent-encode
+
+
+class ListUnsubscribe:
+    """List-Unsubscribe for many recipients of one send: the mailto's constant part is cleaned once."""
+
+    __slots__ = ("_mailto",)
+
+    def __init__(self, links: WebLinks):
         mailto = links.unsubscribe_mailto.removeprefix("mailto:")
-        subject = f"unsubscribe%20{quote(escape_header(token), safe='')}" if token else "unsubscribe"
-        targets.append(f"<mailto:{escape_header(mailto)}?subject={subject}>")
-    return [target + "," for target in targets[:-1]] + targets[-1:]
+        self._mailto = f"<mailto:{escape_header(mailto)}?subject=unsubscribe" if links.unsubscribe_mailto else ""
+
+    def targets(self, unsubscribe_url: str, token: str = "") -> list[str]:
+        targets = []
+        if unsubscribe_url:
+            targets.append(f"<{escape_header(unsubscribe_url)}>")
+        if self._mailto:
+            if token and not _PLAIN_TOKEN.fullmatch(token):
+                token = quote(escape_header(token), safe="")
+            targets.append(f"{self._mailto}%20{token}>" if token else f"{self._mailto}>")
+        return [target + "," for target in targets[:-1]] + targets[-1:]
+
+    def header(self, unsubscribe_url: str, token: str = "") -> str:
+        return " ".join(self.targets(unsubscribe_url, token))

@@ -197,3 +197,21 @@ def test_each_send_attempt_stores_its_delivery_id_and_the_id_finds_its_row(conne
     assert b is not None and (b.email, b.attempts) == ("b@example.org", 2)
     assert ledger.delivery_by_id(connection, first["b@example.org"]) is None   # superseded by the resend
     assert ledger.delivery_by_id(connection, "") is None
+
+
+def test_a_batch_of_delivery_ids_are_distinct_opaque_and_as_long_as_single_ones():
+    first, second = ledger.new_delivery_ids(1000), ledger.new_delivery_ids(1000)
+    assert len(set(first) | set(second)) == 2000
+    assert all(len(value) == len(ledger.new_delivery_id()) == 20 and int(value, 16) >= 0 for value in first)
+
+
+def test_freezing_in_chunks_keeps_file_order_names_lists_and_every_token(connection):
+    people = [(f"p{number:05d}@example.org", f'Name "{number}" ñ', ("members", "embassies")[: number % 2 + 1])
+              for number in range(ledger.FREEZE_CHUNK + 7)]
+    run = ledger.start_run(connection, 30, "real", "sendgrid", "", False, "")
+    added = ledger.freeze_audience(connection, 30, "real", people, run, token_of=lambda email: f"tok-{email}")
+    assert added == len(people)
+    rows = connection.execute("SELECT email, name, lists FROM deliveries ORDER BY rowid").fetchall()
+    assert [tuple(row) for row in rows] == [(email, name, " ".join(lists)) for email, name, lists in people]
+    assert ledger.address_for_token(connection, f"tok-{people[-1][0]}") == people[-1][0]
+    assert ledger.freeze_audience(connection, 30, "real", people, run) == 0

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring_ascii as quoted   # the encoder json.dumps uses for each str
 from typing import Callable
 
 from ..config import SendGridSettings, Settings
 from ..merge import MergeTemplate, Placeholder, escape_header, escape_html, escape_text
-from ..mime import ONE_CLICK, feedback_id, list_id, list_unsubscribe
+from ..mime import ONE_CLICK, ListUnsubscribe, feedback_id, list_id
 from ..personalize import Envelope
 from .base import Batch
 
@@ -49,7 +50,7 @@ class Payload:
     def __init__(self, batch: Batch, settings: Settings):
         self.batch = batch
         self._issue_number = batch.issue.number
-        self._links = settings.links
+        self._unsubscribe_of = ListUnsubscribe(settings.links)
         issue = batch.issue
         self._fills = _fill_groups((
             _tag_fills(issue.html, lambda p: p.token, escape_html),
@@ -59,16 +60,17 @@ class Payload:
         self.common = _common(batch, settings)
         self._common_json = json.dumps(self.common)
         self._common_bytes = len(self._common_json)
+        self._writer = PersonalizationJson(self._fills, self._unsubscribe_of, self._issue_number)
         self._json: dict[str, str] = {}       # each personalization as JSON, serialised once
 
     def personalization(self, envelope: Envelope) -> dict:
-        return _personalization(envelope, self._fills, self._links, self._issue_number)
+        return _personalization(envelope, self._fills, self._unsubscribe_of, self._issue_number)
 
     def _json_of(self, envelope: Envelope) -> str:
         """The personalization as json.dumps writes it (7-bit: its length is its size in bytes)."""
         text = self._json.get(envelope.email)
         if text is None:
-            text = self._json[envelope.email] = json.dumps(self.personalization(envelope))
+            text = self._json[envelope.email] = self._writer.write(envelope)
         return text
 
     def _size_of(self, envelope: Envelope) -> int:
@@ -187,12 +189,14 @@ def _suffixed(placeholder: Placeholder, suffix: str) -> str:
     return placeholder.token[:-2] + f":{suffix}]]"
 
 
-def _personalization(envelope: Envelope, fills: FillGroups, links, issue_number: int) -> dict:
+def _personalization(envelope: Envelope, fills: FillGroups, unsubscribe_of: ListUnsubscribe,
+                     issue_number: int) -> dict:
+    """One recipient's personalization as a dict: the reference that PersonalizationJson writes faster."""
     substitutions = _substitutions(envelope.fields, fills)
     personalization: dict = {"to": [_address(envelope.email, envelope.name)]}
     if substitutions:
         personalization["substitutions"] = substitutions
-    unsubscribe = list_unsubscribe(envelope.unsubscribe_url, links, envelope.token)
+    unsubscribe = unsubscribe_of.header(envelope.unsubscribe_url, envelope.token)
     headers = {}
     if unsubscribe:
         headers["List-Unsubscribe"] = unsubscribe
@@ -212,8 +216,68 @@ def _custom_args(envelope: Envelope, issue_number: int) -> dict[str, str]:
 
 def _address(addr: str, name: str) -> dict:
     """SendGrid's {email, name}: names may not contain ';' or ','."""
-    cleaned = " ".join(NAME_FORBIDDEN.sub(" ", name or "").split())
+    cleaned = _display_name(name)
     return {"email": addr, "name": cleaned} if cleaned else {"email": addr}
+
+
+def _display_name(name: str) -> str:
+    return " ".join(NAME_FORBIDDEN.sub(" ", name or "").split())
+
+
+class PersonalizationJson:
+    """`json.dumps(personalization)` written straight from an envelope, a hundred thousand times a send.
+
+    The same JSON, byte for byte (tests compare the two), without building the dicts and
+    walking them again: the keys and the constant parts are encoded once per batch, and each
+    recipient's strings go through the C encoder json.dumps itself uses.
+    """
+
+    def __init__(self, fills: FillGroups, unsubscribe_of: ListUnsubscribe, issue_number: int):
+        self._fills = tuple((placeholder, tuple((escape, tuple(quoted(tag) + ": " for tag in tags))
+                                                for escape, tags in by_escape))
+                            for placeholder, by_escape in fills)
+        self._unsubscribe_of = unsubscribe_of
+        self._issue = quoted(ARG_ISSUE) + ": " + quoted(str(issue_number))
+
+    def write(self, envelope: Envelope) -> str:
+        parts = ['{"to": [{"email": ', quoted(envelope.email)]
+        name = _display_name(envelope.name)
+        if name:
+            parts += [', "name": ', quoted(name)]
+        parts.append("}]")
+        substitutions = self._substitutions(envelope.fields)
+        if substitutions:
+            parts += [', "substitutions": {', ", ".join(substitutions), "}"]
+        parts += self._headers(envelope)
+        parts += [', "custom_args": {', self._custom_args(envelope), "}}"]
+        return "".join(parts)
+
+    def _substitutions(self, fields) -> list[str]:
+        members = []
+        for placeholder, by_escape in self._fills:
+            value = placeholder.value_in(fields)
+            for escape, keys in by_escape:
+                encoded = quoted(escape(value))
+                members += [key + encoded for key in keys]
+        return members
+
+    def _headers(self, envelope: Envelope) -> list[str]:
+        unsubscribe = self._unsubscribe_of.header(envelope.unsubscribe_url, envelope.token)
+        members = []
+        if unsubscribe:
+            members.append('"List-Unsubscribe": ' + quoted(unsubscribe))
+        if envelope.unsubscribe_url:
+            members.append('"List-Unsubscribe-Post": ' + quoted(ONE_CLICK))
+        return [', "headers": {', ", ".join(members), "}"] if members else []
+
+    def _custom_args(self, envelope: Envelope) -> str:
+        members = [self._issue]
+        if envelope.delivery_id:
+            members.append(quoted(ARG_DELIVERY) + ": " + quoted(envelope.delivery_id))
+        lists = ",".join(envelope.lists)
+        if lists:
+            members.append(quoted(ARG_LISTS) + ": " + quoted(lists))
+        return ", ".join(members)
 
 
 def _json_size(value: object) -> int:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ledger
+from ..errors import LedgerError
 from ..ledger import SendRun
+from ..spreadsheet import write_csv
 
 # Shown for a row whose status says more than its (empty) last error.
 NO_REASON = {"in_flight": "with the provider right now, or left there by a send that was killed: delivery unknown "
@@ -43,7 +45,7 @@ def issue_status(database: Path, issue: int, csv_path: Path | None = None) -> Is
     connection = ledger.open_ledger(database)
     try:
         kinds = tuple(_kind_status(connection, issue, kind) for kind in ledger.kinds_recorded(connection, issue))
-        rows = ledger.export_csv(connection, issue, csv_path) if csv_path else None
+        rows = export_csv(connection, issue, csv_path) if csv_path else None
     finally:
         connection.close()
     return IssueStatus(issue, database, exists=True, kinds=kinds, csv_rows=rows)
@@ -62,3 +64,15 @@ def _kind_status(connection: sqlite3.Connection, issue: int, kind: str) -> KindS
     return KindStatus(kind=kind, counts=ledger.counts(connection, issue, kind),
                       by_list=ledger.counts_by(connection, issue, kind, "list"),
                       by_provider=by_provider, runs=runs, problems=problems)
+
+
+EXPORT_COLUMNS = ("issue", "kind", "email", "name", "lists", "status", "provider", "message_id", "delivery_id",
+                  "batch_id", "attempts", "last_error", "created_at", "updated_at", "accepted_at")
+
+
+def export_csv(connection: sqlite3.Connection, issue: int, path: Path) -> int:
+    """One spreadsheet-safe row per recipient and kind of the issue; returns the rows written."""
+    rows = connection.execute(
+        f"SELECT {', '.join(EXPORT_COLUMNS)} FROM deliveries WHERE issue = ? "
+        "ORDER BY CASE kind WHEN 'real' THEN 0 ELSE 1 END, kind, rowid", (issue,))
+    return write_csv(path, EXPORT_COLUMNS, rows, what="export", error=LedgerError)
