@@ -98,7 +98,9 @@ def merge_values(
 ) -> dict[str, str]:
     """Every merge field a layout may use for one recipient: the CSV columns plus links."""
     token = recipient_token(email, token_secret)
-    values = {key: CONTROL_CHARACTERS.sub(" ", value) for key, value in columns.items()}
+    values = dict(columns)
+    if CONTROL_CHARACTERS.search("".join(values.values())):   # one scan for the whole row, as a rule clean
+        values = {key: CONTROL_CHARACTERS.sub(" ", value) for key, value in values.items()}
     values.update(
         email=email,
         name=name,
@@ -118,14 +120,14 @@ SAMPLE_RECIPIENT = {
 }
 
 
-def envelope_for(recipient, settings, issue_number: int) -> Envelope:
-    """The envelope of one audience Recipient for one issue."""
+def envelope_for(recipient, settings, issue_number: int, delivery_id: str = "") -> Envelope:
+    """The envelope of one audience Recipient for one issue (`delivery_id`: its ledger row's attempt)."""
     values = merge_values(
         recipient.email, recipient.name, recipient.fields,
         issue_number=issue_number, links=settings.links, token_secret=settings.token_secret,
     )
     return Envelope(email=recipient.email, name=recipient.name, fields=values, lists=recipient.lists,
-                    line=recipient.line)
+                    line=recipient.line, delivery_id=delivery_id)
 
 
 def sample_envelope(settings, issue_number: int, columns: Mapping[str, str] | None = None) -> Envelope:

@@ -23,7 +23,7 @@ from ..audience import Recipient
 from ..config import Settings
 from ..checks.gate import GateDecision
 from ..errors import ProviderConfigError, TransientProviderError
-from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome, new_delivery_id
+from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome, new_delivery_ids
 from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers import batches
 from ..providers.base import Batch, DeliveryResult, Provider
@@ -164,9 +164,8 @@ class _BatchLoop:
                 chunk = self._without_new_suppressions(chunk)
                 if not chunk:
                     continue
-                envelopes = [envelope_for(recipient, self.settings, number) for recipient in chunk]
                 try:
-                    accepted, error = self.send_batch(envelopes, f"{number}-{self.record.run_id}-{index}")
+                    accepted, error = self.send_batch(chunk, f"{number}-{self.record.run_id}-{index}")
                 except StopRequested:   # asked between two messages of a batch (SMTP)
                     return "interrupted", self._where(index, len(chunks), during=True)
                 failed_in_a_row = 0 if accepted else failed_in_a_row + 1
@@ -182,7 +181,7 @@ class _BatchLoop:
                                    "is recorded as unknown. " + self._resume_hint())
         return "completed", ""
 
-    def send_batch(self, envelopes: Sequence[Envelope], batch_id: str) -> tuple[int, str]:
+    def send_batch(self, recipients: Sequence[Recipient], batch_id: str) -> tuple[int, str]:
         """Write ahead, call the provider (with retries), record; returns (accepted count, last error).
 
         The write-ahead follows the provider's own step: the whole batch for SendGrid
@@ -191,7 +190,7 @@ class _BatchLoop:
         transient error (which certainly did not go out) keeps it.
         """
         per_message = self.provider.info.one_at_a_time
-        handed_over: set[str] = set() if per_message else {e.email for e in envelopes}   # may have gone out
+        handed_over: set[str] = set() if per_message else {r.email for r in recipients}   # may have gone out
         answered: set[str] = set()                                        # already recorded
 
         def mark_sending(envelope: Envelope) -> None:
@@ -206,7 +205,7 @@ class _BatchLoop:
             if result.bounced:
                 self.record.suppress_bounced(result.email, result.error)
 
-        batch = self.batch(envelopes, batch_id, on_sending=mark_sending if per_message else None,
+        batch = self.batch(recipients, batch_id, on_sending=mark_sending if per_message else None,
                            on_result=record_answer)
         envelopes, emails = batch.envelopes, [envelope.email for envelope in batch.envelopes]
         if not per_message:
@@ -224,9 +223,11 @@ class _BatchLoop:
             raise
         return self.settle(answer, answered)
 
-    def batch(self, envelopes: Sequence[Envelope], batch_id: str, **callbacks: Any) -> Batch:
+    def batch(self, recipients: Sequence[Recipient], batch_id: str, **callbacks: Any) -> Batch:
         """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""
-        envelopes = [replace(envelope, delivery_id=new_delivery_id()) for envelope in envelopes]
+        settings, number = self.settings, self.issue.number
+        envelopes = [envelope_for(recipient, settings, number, delivery_id) for recipient, delivery_id
+                     in zip(recipients, new_delivery_ids(len(recipients)))]
         return Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id,
                      lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
                      sandbox=self.record.kind == "sandbox", **callbacks)
@@ -324,8 +325,7 @@ class _Concurrent:
         recipients = loop._without_new_suppressions(chunk)   # type: ignore[arg-type]
         if not recipients:
             return None
-        envelopes = [envelope_for(recipient, loop.settings, loop.issue.number) for recipient in recipients]
-        batch = loop.batch(envelopes, f"{loop.issue.number}-{loop.record.run_id}-{index}")
+        batch = loop.batch(recipients, f"{loop.issue.number}-{loop.record.run_id}-{index}")
         loop.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
         loop.record.mark_in_flight(batch.envelopes, batch.batch_id)
         return batch
