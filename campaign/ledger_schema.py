@@ -264,7 +264,9 @@ def open_database(path: Path, migrations: Sequence[tuple[str, str]]) -> sqlite3.
     try:
         make_folder(path.parent, setting="database")
         _refuse_read_only(path)
-        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # A concurrent send shares the connection between its threads, one write at a time
+        # (send/pipeline.py's LedgerDesk), so Python's same-thread check is lifted.
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         connection.row_factory = sqlite3.Row
         _refuse_foreign(connection, path, migrations[0][0])
         _switch_to_wal(connection)

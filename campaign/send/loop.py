@@ -283,8 +283,9 @@ class _BatchLoop:
 class _Concurrent:
     """The batches of one run with up to `provider.concurrency` in flight (SendGrid); see pipeline.py.
 
-    Each batch is built, then written ahead and committed, on this thread before a
-    worker posts it; answers are recorded here as they come, in any order.
+    Each batch is built on this thread; a worker writes it ahead (committed), posts it and
+    records the answer, all through the one LedgerDesk, so this thread builds the next batch
+    meanwhile. What an answer means for the send (a pause, a halt) is decided here, in order.
     """
 
     def __init__(self, loop: _BatchLoop):
@@ -293,13 +294,14 @@ class _Concurrent:
         self.halt: ProviderConfigError | None = None
         self.replaced = False              # the ledger file was deleted or replaced: stop, then rescue
         self.total = 0
+        self.with_provider: set[str] = set()   # batch ids written ahead and not yet recorded (desk's lock)
+        self.pipeline: Pipeline[Batch, Answer] = Pipeline(
+            loop.provider.concurrency, self.start, self.deliver, self.finish, self.keep_going, self.abandon)
 
     def run(self, chunks: list[list[Recipient]]) -> tuple[str, str]:
         loop, self.total = self.loop, len(chunks)
-        pipeline: Pipeline[Batch, Answer] = Pipeline(
-            loop.provider.concurrency, self.start, self.deliver, self.finish, self.keep_going, self.abandon)
         try:
-            stopped_at = pipeline.run(chunks)
+            stopped_at = self.pipeline.run(chunks)
         except KeyboardInterrupt:
             return "interrupted", ("interrupted at once (second Ctrl-C or SIGTERM): the batches with the provider "
                                    "are recorded as unknown. " + loop._resume_hint())
@@ -321,36 +323,49 @@ class _Concurrent:
         return not (self.loop.retries.stop.requested or self.halt is not None or self.paused or self.replaced)
 
     def start(self, index: int, chunk: object) -> Batch | None:
-        loop = self.loop
-        recipients = loop._without_new_suppressions(chunk)   # type: ignore[arg-type]
-        if not recipients:
+        """Build the batch on this thread: a build error leaves its recipients pending."""
+        loop, kept = self.loop, []
+        self.pipeline.desk.call(lambda: kept.extend(loop._without_new_suppressions(chunk)))   # type: ignore[arg-type]
+        if not kept:
             return None
-        batch = loop.batch(recipients, f"{loop.issue.number}-{loop.record.run_id}-{index}")
-        loop.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
-        loop.record.mark_in_flight(batch.envelopes, batch.batch_id)
+        batch = loop.batch(kept, f"{loop.issue.number}-{loop.record.run_id}-{index}")
+        loop.provider.prepare(batch)
         return batch
 
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
-        """In a worker thread: the provider call and its retries; ledger writes go through `desk`."""
+        """In a worker thread: write ahead, the provider call and its retries, record the answer."""
         loop, emails = self.loop, [envelope.email for envelope in batch.envelopes]
+        desk.call(lambda: self._write_ahead(batch))
         waiting = loop._waiting(emails)
-        return deliver_with_retries(
+        answer = deliver_with_retries(
             loop.provider, batch, loop.retries,
             on_wait=lambda error, delay, attempt: desk.call(lambda: waiting(error, delay, attempt)),
             before_retry=lambda: desk.call(lambda: loop.record.mark_in_flight(batch.envelopes, batch.batch_id)))
+        desk.call(lambda: self._record(batch, answer))
+        return answer
+
+    def _write_ahead(self, batch: Batch) -> None:
+        self.loop.record.mark_in_flight(batch.envelopes, batch.batch_id)
+        self.with_provider.add(batch.batch_id)
+
+    def _record(self, batch: Batch, answer: Answer) -> None:
+        self.with_provider.discard(batch.batch_id)
+        try:
+            self.loop.settle(answer)
+        except ProviderConfigError:   # recorded pending; `finish` stops the send
+            pass
 
     def finish(self, index: int, batch: Batch, answer: Answer) -> None:
-        try:
-            accepted, error = self.loop.settle(answer)
-        except ProviderConfigError as halt:   # recorded pending; the batches still in flight are recorded too
-            self.halt = halt
+        if answer.halt is not None:   # the batches still in flight are recorded by their workers
+            self.halt = answer.halt
             return
-        self.failed_in_a_row = 0 if accepted else self.failed_in_a_row + 1
-        self.last_error = error or self.last_error
+        self.failed_in_a_row = 0 if answer.accepted else self.failed_in_a_row + 1
+        self.last_error = answer.last_error or self.last_error
         self.paused = self.failed_in_a_row >= self.loop.retries.policy.pause_after
 
     def abandon(self, batches: list[Batch]) -> None:
+        """Under the desk's lock, after which no worker writes: what was written ahead may have gone out."""
         note = ("the send stopped while this batch was with the provider; it may or may not have been delivered; "
                 "resend only with --resend-unknown")
-        self.loop._record([Outcome(envelope.email, UNKNOWN, error=note)
-                           for batch in batches for envelope in batch.envelopes])
+        self.loop._record([Outcome(envelope.email, UNKNOWN, error=note) for batch in batches
+                           if batch.batch_id in self.with_provider for envelope in batch.envelopes])

@@ -1,16 +1,16 @@
-"""Batches in flight at once (SendGrid's `[sendgrid] concurrency`), with one ledger writer.
+"""Batches in flight at once (SendGrid's `[sendgrid] concurrency`), sharing one ledger connection.
 
-The thread that runs the send owns the ledger connection and does every ledger
-write: it builds each batch, writes it ahead (committed), hands it to a worker
-thread, and records each answer as it comes, in whatever order the answers
-arrive. A worker only calls the provider; the few ledger writes its retry loop
-makes (the "retrying" note before a wait, the write-ahead again before a retry)
-are handed to the owning thread through `LedgerDesk` and waited for, so they
-still happen before the retry's request, and never two at once.
+The thread that runs the send builds each batch (the provider's body included) and
+hands it to a worker thread. The worker writes the batch ahead (committed), calls the
+provider (with its retries), and records the answer. Every ledger write, whichever
+thread makes it, goes through `LedgerDesk`: one at a time, under one lock, and none
+once the send has stopped. SQLite lets go of Python's lock while it works, so on a
+machine with two cores the ledger's writes of one batch overlap the building of the
+next, instead of taking turns with it.
 
 At most `concurrency` batches are in flight: a crash (SIGKILL) leaves at most
 that many batches `in_flight` (unknown on the next run); Ctrl-C twice records
-them unknown at once.
+those written ahead unknown at once, and the rest stay pending.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Generic, Iterable, TypeVar
 
 T = TypeVar("T")          # what one batch is (the caller's Batch)
@@ -26,60 +26,38 @@ A = TypeVar("A")          # what the provider answered for it
 
 
 class DeskClosed(Exception):
-    """The send stopped: a worker's ledger write was not made (its batch is recorded unknown)."""
+    """The send stopped: a worker's ledger write was not made (its batch is recorded unknown, or was never
+    written ahead and so stays pending)."""
 
 
 class LedgerDesk:
-    """Runs ledger writes asked for by worker threads on the one thread that owns the connection."""
+    """The ledger connection's one door for every thread of a send: one write at a time, none after `close`."""
 
     def __init__(self) -> None:
-        self._events: queue.SimpleQueue[tuple[Callable[[], None] | None, Future]] = queue.SimpleQueue()
-        self._owner = threading.get_ident()
         self._lock = threading.Lock()
         self._closed = False
+        self._answered: queue.SimpleQueue[Future] = queue.SimpleQueue()
 
     def call(self, write: Callable[[], None]) -> None:
-        """Run `write` on the owning thread and wait for it (at once when called there)."""
-        if threading.get_ident() == self._owner:
-            write()
-            return
-        done: Future = Future()
+        """Run `write` now, on this thread, while no other thread writes; DeskClosed once the send stopped."""
         with self._lock:
             if self._closed:
                 raise DeskClosed("the send stopped before this ledger write")
-            self._events.put((write, done))
-        done.result()
+            write()
 
     def finished(self, future: Future) -> None:
         """A worker's batch is answered (a done-callback: any thread)."""
-        self._events.put((None, future))
+        self._answered.put(future)
 
     def next_answer(self) -> Future:
-        """Serve ledger writes until a batch is answered; returns that batch's future."""
-        while True:
-            write, future = self._events.get()
-            if write is None:
-                return future
-            try:
-                write()
-            except BaseException as error:   # the worker sees it; a KeyboardInterrupt also stops the send
-                future.set_exception(error if isinstance(error, Exception) else DeskClosed(str(error)))
-                if not isinstance(error, Exception):
-                    raise
-            else:
-                future.set_result(None)
+        """Wait until a batch is answered; returns that batch's future."""
+        return self._answered.get()
 
-    def close(self) -> None:
-        """No more writes: the ones waiting (and any asked later) fail with DeskClosed."""
+    def close(self, last: Callable[[], None] = lambda: None) -> None:
+        """No more writes by anyone; `last` is the final one, made while no worker can write."""
         with self._lock:
             self._closed = True
-            while True:
-                try:
-                    write, future = self._events.get_nowait()
-                except queue.Empty:
-                    return
-                if write is not None:
-                    future.set_exception(DeskClosed("the send stopped before this ledger write"))
+            last()
 
 
 @dataclass
@@ -87,28 +65,29 @@ class Pipeline(Generic[T, A]):
     """Up to `concurrency` batches in flight; `start` (write ahead) and `finish` (record) on this thread."""
 
     concurrency: int
-    start: Callable[[int, object], T | None]       # (index, chunk) -> a batch written ahead, None: nothing to send
-    deliver: Callable[[T, LedgerDesk], A]           # in a worker: the provider call, with its retries
-    finish: Callable[[int, T, A], None]             # record the answer
+    start: Callable[[int, object], T | None]       # (index, chunk) -> a batch built, None: nothing to send
+    deliver: Callable[[T, LedgerDesk], A]           # in a worker: write ahead, the provider call, record
+    finish: Callable[[int, T, A], None]             # on this thread: what the answer means for the send
     keep_going: Callable[[], bool]                  # checked before each new batch (stop, pause, a halt)
     abandon: Callable[[list[T]], None]              # the send dies with these in flight: record them unknown
+    desk: LedgerDesk = field(default_factory=LedgerDesk)   # every ledger write of the send goes through it
 
     def run(self, chunks: Iterable[object]) -> int:
         """Send every chunk while `keep_going`; returns the index of the first chunk not started (0: all).
 
-        An error building or writing ahead a batch (its recipients stay pending) first lets the
-        batches in flight finish and records them, then is raised. Anything that stops the send
-        at once (Ctrl-C twice, a worker's bug) records the batches still in flight as unknown.
+        An error building a batch (its recipients stay pending) first lets the batches in flight
+        finish and be recorded, then is raised. Anything that stops the send at once (Ctrl-C
+        twice, a worker's bug) hands the batches still in flight to `abandon`, under the desk's
+        lock, after which no worker writes.
         """
-        desk = LedgerDesk()
+        desk = self.desk
         in_flight: dict[Future, tuple[int, T]] = {}
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="campaign-batch")
         try:
             stopped_at = self._launch(chunks, desk, pool, in_flight)
         except BaseException:
-            desk.close()
             pool.shutdown(wait=False, cancel_futures=True)
-            self.abandon([batch for _, batch in in_flight.values()])
+            desk.close(lambda: self.abandon([batch for _, batch in in_flight.values()]))
             raise
         pool.shutdown(wait=True)
         return stopped_at
