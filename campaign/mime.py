@@ -137,14 +137,19 @@ class ListUnsubscribe:
         self._mailto = f"<mailto:{escape_header(mailto)}?subject=unsubscribe" if links.unsubscribe_mailto else ""
 
     def targets(self, unsubscribe_url: str, token: str = "") -> list[str]:
-        targets = []
-        if unsubscribe_url:
-            targets.append(f"<{escape_header(unsubscribe_url)}>")
+        targets = [f"<{escape_header(unsubscribe_url)}>"] if unsubscribe_url else []
         if self._mailto:
-            if token and not _PLAIN_TOKEN.fullmatch(token):
-                token = quote(escape_header(token), safe="")
-            targets.append(f"{self._mailto}%20{token}>" if token else f"{self._mailto}>")
+            targets.append(self._mailto_for(token))
         return [target + "," for target in targets[:-1]] + targets[-1:]
 
     def header(self, unsubscribe_url: str, token: str = "") -> str:
-        return " ".join(self.targets(unsubscribe_url, token))
+        """" ".join(self.targets(...)) without the lists: it is written once per recipient of a send."""
+        url = f"<{escape_header(unsubscribe_url)}>" if unsubscribe_url else ""
+        if not self._mailto:
+            return url
+        return f"{url}, {self._mailto_for(token)}" if url else self._mailto_for(token)
+
+    def _mailto_for(self, token: str) -> str:
+        if token and not _PLAIN_TOKEN.fullmatch(token):
+            token = quote(escape_header(token), safe="")
+        return f"{self._mailto}%20{token}>" if token else f"{self._mailto}>"

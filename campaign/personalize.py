@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hmac
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping
 
 from .errors import ConfigError
@@ -99,16 +100,32 @@ def merge_values(
     """Every merge field a layout may use for one recipient: the CSV columns plus links."""
     token = recipient_token(email, token_secret)
     values = dict(columns)
-    if CONTROL_CHARACTERS.search("".join(values.values())):   # one scan for the whole row, as a rule clean
+    joined = "".join(values.values())   # one check for the whole row, which is as a rule clean
+    if not joined.isprintable() and CONTROL_CHARACTERS.search(joined):
         values = {key: CONTROL_CHARACTERS.sub(" ", value) for key, value in values.items()}
     values.update(
         email=email,
         name=name,
         token=token,
-        unsubscribe_url=links.unsubscribe_url.format(issue=issue_number, token=token),
-        view_url=links.view_url.format(issue=issue_number, token=token),
+        unsubscribe_url=_link(links.unsubscribe_url, issue_number, token),
+        view_url=_link(links.view_url, issue_number, token),
     )
     return values
+
+
+def _link(template: str, issue_number: int, token: str) -> str:
+    """template.format(issue=issue_number, token=token), from pieces split once per send."""
+    before, after = _link_pieces(template, issue_number)
+    return template.format(issue=issue_number, token=token) if before is None else before + token + after
+
+
+@lru_cache(maxsize=16)
+def _link_pieces(template: str, issue_number: int) -> tuple[str | None, str]:
+    marked = template.format(issue=issue_number, token="\x00")
+    if marked.count("\x00") != 1:
+        return None, ""
+    before, after = marked.split("\x00")
+    return before, after
 
 
 SAMPLE_RECIPIENT = {

@@ -233,11 +233,15 @@ class PersonalizationJson:
     """
 
     def __init__(self, fills: FillGroups, unsubscribe_of: ListUnsubscribe, issue_number: int):
-        self._fills = tuple((placeholder, tuple((escape, tuple(quoted(tag) + ": " for tag in tags))
-                                                for escape, tags in by_escape))
+        # per field: its name, fallback and placeholder, then each escape (None: the value as it is)
+        # with the encoded keys that take its result
+        self._fills = tuple((placeholder.name, placeholder.fallback, placeholder,
+                             tuple((None if escape is escape_text else escape, tuple(quoted(tag) + ": " for tag in tags))
+                                   for escape, tags in by_escape))
                             for placeholder, by_escape in fills)
         self._unsubscribe_of = unsubscribe_of
         self._issue = quoted(ARG_ISSUE) + ": " + quoted(str(issue_number))
+        self._lists: dict[tuple[str, ...], str] = {}    # each distinct lists tuple, encoded once
 
     def write(self, envelope: Envelope) -> str:
         parts = ['{"to": [{"email": ', quoted(envelope.email)]
@@ -254,30 +258,33 @@ class PersonalizationJson:
 
     def _substitutions(self, fields) -> list[str]:
         members = []
-        for placeholder, by_escape in self._fills:
-            value = placeholder.value_in(fields)
+        for name, fallback, placeholder, by_escape in self._fills:
+            value = fields.get(name)
+            value = (value or fallback) if value is not None else placeholder.value_in(fields)
             for escape, keys in by_escape:
-                encoded = quoted(escape(value))
-                members += [key + encoded for key in keys]
+                encoded = quoted(value if escape is None else escape(value))
+                for key in keys:
+                    members.append(key + encoded)
         return members
 
     def _headers(self, envelope: Envelope) -> list[str]:
-        unsubscribe = self._unsubscribe_of.header(envelope.unsubscribe_url, envelope.token)
-        members = []
-        if unsubscribe:
-            members.append('"List-Unsubscribe": ' + quoted(unsubscribe))
-        if envelope.unsubscribe_url:
-            members.append('"List-Unsubscribe-Post": ' + quoted(ONE_CLICK))
-        return [', "headers": {', ", ".join(members), "}"] if members else []
+        url = envelope.unsubscribe_url
+        unsubscribe = self._unsubscribe_of.header(url, envelope.token)
+        if not unsubscribe:
+            return []
+        if not url:
+            return [', "headers": {"List-Unsubscribe": ', quoted(unsubscribe), "}"]
+        return [', "headers": {"List-Unsubscribe": ', quoted(unsubscribe), ', "List-Unsubscribe-Post": ',
+                quoted(ONE_CLICK), "}"]
 
     def _custom_args(self, envelope: Envelope) -> str:
-        members = [self._issue]
-        if envelope.delivery_id:
-            members.append(quoted(ARG_DELIVERY) + ": " + quoted(envelope.delivery_id))
-        lists = ",".join(envelope.lists)
-        if lists:
-            members.append(quoted(ARG_LISTS) + ": " + quoted(lists))
-        return ", ".join(members)
+        issue_and_id = (self._issue + ', "' + ARG_DELIVERY + '": ' + quoted(envelope.delivery_id)
+                        if envelope.delivery_id else self._issue)
+        lists = self._lists.get(envelope.lists)
+        if lists is None:
+            joined = ",".join(envelope.lists)
+            lists = self._lists[envelope.lists] = ', "' + ARG_LISTS + '": ' + quoted(joined) if joined else ""
+        return issue_and_id + lists
 
 
 def _json_size(value: object) -> int:
