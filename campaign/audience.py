@@ -9,13 +9,13 @@ Two steps, each a plain function over plain values:
   selected lists, one copy per address, minus suppressions, and says why every
   other row is left out.
 
-`Recipient` is the contract later stages (personalize, send, ledger) rely on.
+`Recipient` (campaign/recipient.py, imported from here as ever) is the contract later
+stages (personalize, send, ledger) rely on.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import gc
 import re
 from contextlib import contextmanager
@@ -30,22 +30,13 @@ from .config import Settings
 from .csv_shape import delimiter_of, records
 from .errors import RecipientsError, UsageError
 from .merge import CONTROL_CHARACTERS, bracketed_field
+from .recipient import Recipient
 from .row_fields import NAME, FieldShape, RowFields, ValuePool
 from .spreadsheet import RowProblem, clean_text, header_row, lines_after, reading_csv, write_csv
 
 REQUIRED_COLUMNS = ("email", "lists")
 LIST_SEPARATOR = re.compile(r"[;,]")
 HEADER_NAME = re.compile(r"[^a-z0-9_]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    email: str                       # validated and normalised (email-validator)
-    name: str
-    lists: tuple[str, ...]           # every selected list this person is on, in config order
-    fields: Mapping[str, str] = field(default_factory=dict)  # every column but email and lists, cleaned
-    line: int = 0                    # line in the recipients file (first occurrence)
-    # Loaded rows hold their fields as a RowFields (campaign/row_fields.py): read-only, values shared.
 
 
 # One valid row as read (the address normalised, lists known in config order, fields cleaned) is a
@@ -246,15 +237,14 @@ class _RowChecker:
         if isinstance(lists, str):
             self.problem(line, written, lists)
             return
-        name, fields, bracketed = self.fields(line, written, cells)
-        if bracketed:
-            self.problem(line, email, f"{bracketed}: holds '[[' or ']]' ({fields[bracketed][:40]!r}), which would "
-                                      "be read as a merge placeholder; remove the brackets")
+        name, others, brackets = self.fields(line, written, cells)
+        if brackets:
+            self.problem(line, email, brackets)
             return
         first = self.first_line.setdefault(email, line)
         if first != line:
             self.warnings.append(RowProblem(line, written, f"duplicate of line {first} (one copy is sent)"))
-        self.rows.append(Recipient(email, name, lists, fields, line))
+        self.rows.append(Recipient.of_row(email, name, lists, self.shape, others, line))
 
     def problem(self, line: int, email: str, reason: str) -> None:
         self.problems.append(RowProblem(line, email, reason))
@@ -287,8 +277,9 @@ class _RowChecker:
         found = {self.list_by_folded[name.casefold()] for name in names}
         return tuple(sorted(found, key=self.list_order.__getitem__))
 
-    def fields(self, line: int, written: str, cells: list[str]) -> tuple[str, RowFields, str]:
-        """The row's name, its fields, and the first field holding '[[' or ']]' ("" if none)."""
+    def fields(self, line: int, written: str, cells: list[str]) -> tuple[str, tuple[str, ...], str]:
+        """The row's name, its other values (a tuple shared by rows with the same ones), and the problem
+        when a value holds '[[' or ']]' ("" if none)."""
         name, others = "", []
         for index, column, pool in self.field_columns:
             raw = cells[index]
@@ -301,10 +292,14 @@ class _RowChecker:
                 self.warnings.append(RowProblem(
                     line, written, f"{column}: line breaks or control characters removed"))
         values = tuple(others)
-        fields = RowFields(self.shape, name, self.same_values.get(values) or self.same_values.share(values, values))
+        values = self.same_values.get(values) or self.same_values.share(values, values)
         joined = "\x00".join(values)   # the quick test first: a full scan only when brackets are there
-        suspect = "[[" in joined or "]]" in joined or "[[" in name or "]]" in name
-        return name, fields, bracketed_field(fields) if suspect else ""
+        if "[[" not in joined and "]]" not in joined and "[[" not in name and "]]" not in name:
+            return name, values, ""
+        fields = RowFields(self.shape, name, values)
+        bracketed = bracketed_field(fields)
+        return name, values, (f"{bracketed}: holds '[[' or ']]' ({fields[bracketed][:40]!r}), which would be read "
+                              "as a merge placeholder; remove the brackets")
 
 
 def select_audience(
@@ -351,7 +346,7 @@ def _select(recipient_file: RecipientFile, selected: tuple[str, ...],
                                         first.fields, on))
         else:
             # the row itself when the selection keeps its lists (the usual case): no second object per person
-            recipients.append(first if on == first.lists else dataclasses.replace(first, lists=on))
+            recipients.append(first if on == first.lists else first.on_lists(on))
     exclusions.sort(key=lambda exclusion: exclusion.line)
     columns = tuple(column for column in recipient_file.columns if column and column not in REQUIRED_COLUMNS)
     return Audience(lists=selected, recipients=tuple(recipients), exclusions=tuple(exclusions), columns=columns)
@@ -369,8 +364,9 @@ def write_manifest(audience: Audience, path: Path) -> int:
     columns = audience.columns
     entries: list[tuple[int, list[str]]] = []
     for recipient in audience.recipients:
+        fields = recipient.fields   # made on access for a file's row: once per person
         entries.append((recipient.line, [recipient.email, "included", "", ";".join(recipient.lists),
-                                         *(recipient.fields.get(column, "") for column in columns)]))
+                                         *(fields.get(column, "") for column in columns)]))
     for exclusion in audience.exclusions:
         entries.append((exclusion.line, [exclusion.email, "excluded", exclusion.reason, ";".join(exclusion.lists),
                                          *(exclusion.fields.get(column, "") for column in columns)]))

@@ -26,7 +26,7 @@ STAGES: list[tuple[str, ...]] = [
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger_schema", "link_tokens", "ledger", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
                                                         # what the provider said happened after
-    ("audience",),                                      # recipients CSV -> Audience (minus suppressions)
+    ("recipient", "audience"),                          # recipients CSV -> Audience (minus suppressions)
     ("personalize",),                                   # one recipient's values, filled into the issue
     ("mime", "dkim_signing"),                           # one complete message, and its DKIM signature
     ("providers",),                                     # outbox, SMTP, SendGrid behind one interface

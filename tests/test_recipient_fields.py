@@ -7,14 +7,17 @@ as the Mapping[str, str] a dict was.
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import io
+import pickle
 import random
 
 import pytest
 
 import campaign.row_fields
-from campaign.audience import load_recipients, resolve_lists, select_audience
+from campaign.audience import Recipient, load_recipients, resolve_lists, select_audience
 from campaign.config import load_settings
 from campaign.personalize import envelope_for
 
@@ -105,3 +108,20 @@ def test_merge_values_of_a_loaded_recipient_hold_its_columns(settings):
     envelope = envelope_for(select_audience(loaded, ("members",), {}).recipients[0], settings, 30)
     assert envelope.fields["city"] == "Lima" and envelope.fields["name"] == "Ana"
     assert envelope.fields["email"] == "ana@example.org" and envelope.fields["unsubscribe_url"]
+
+
+def test_a_loaded_recipient_is_still_a_frozen_dataclass_of_five_fields(settings):
+    loaded = load(settings, "email,name,city,lists\nana@example.org,Ana,Lima,members\n")
+    row = loaded.rows[0]
+    made = Recipient(email="ana@example.org", name="Ana", lists=("members",), fields={"name": "Ana", "city": "Lima"},
+                     line=2)
+    assert row == made and made == row
+    assert row != dataclasses.replace(made, fields={"name": "Ana", "city": "Lyon"})
+    assert [field.name for field in dataclasses.fields(row)] == ["email", "name", "lists", "fields", "line"]
+    assert repr(row) == repr(made) == ("Recipient(email='ana@example.org', name='Ana', lists=('members',), "
+                                       "fields={'name': 'Ana', 'city': 'Lima'}, line=2)")
+    moved = dataclasses.replace(row, email="bob@example.org", lists=())
+    assert (moved.email, moved.lists, dict(moved.fields), moved.line) == ("bob@example.org", (), dict(made.fields), 2)
+    assert copy.copy(row) == row == pickle.loads(pickle.dumps(row))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.email = "eve@example.org"  # type: ignore[misc]
