@@ -8,6 +8,7 @@ the dry run that built every message (update only with CAMPAIGN_UPDATE_GOLDEN=1)
 
 from __future__ import annotations
 
+import csv
 import email
 import email.policy
 import os
@@ -153,3 +154,14 @@ def test_every_token_has_the_same_length_and_needs_no_escaping():
         secret = "".join(generator.choices("abc123-_ !ü", k=generator.randrange(1, 40)))
         token = recipient_token(address, secret)
         assert len(token) == 24 and escape_html(token) == token and token.isascii()
+
+
+def test_with_resend_unknown_the_dry_run_sends_to_rows_a_dead_send_left_in_flight(settings, tmp_path):
+    """A send first turns rows left in flight into unknown (RunRecord.start), so --resend-unknown sends them:
+    the dry run says so too, as the plan's count (plan_send) does."""
+    report = dry_run(settings, rich_issue(), fixture_audience(settings, tmp_path), STATUSES,
+                     SendOptions(resend_unknown=True))
+    with report.manifest.open(encoding="utf-8-sig") as stream:
+        actions = {row[1]: row[4] for row in csv.reader(stream)}
+    assert actions["ida@example.org"] == "send" and actions["carla@example.org"] == "send"   # in_flight; unknown
+    assert report.would_send == 8
