@@ -18,6 +18,7 @@ from typing import Sequence
 from .audience import Audience, Recipient, acyclic_bulk
 from .errors import CampaignError, OutputError
 from .files import make_folder
+from .ledger import IN_FLIGHT, UNKNOWN
 from .mime import UnusableAddress, build_message
 from .merge import BUILTIN_FIELDS, CONTROL_CHARACTERS, escape_html
 from .personalize import envelope_for
@@ -100,6 +101,8 @@ def _manifest_rows(audience: Audience, statuses: dict[str, str], options: SendOp
                    samples: int) -> tuple[list[tuple[int, str, str, str, str, str]], list[Recipient], int]:
     """The manifest's rows in file order, the people whose messages are the samples, and how many would get one."""
     eligible = set(options.eligible())
+    if UNKNOWN in eligible:   # a send first turns rows a dead send left in flight into unknown (RunRecord.start)
+        eligible.add(IN_FLIGHT)
     rows: list[tuple[int, str, str, str, str, str]] = []
     sent: list[Recipient] = []        # the first few would-send people: the samples
     spare: list[Recipient] = []       # people skipped: samples when too few would be sent
