@@ -186,7 +186,7 @@ def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
         if token_of is not None and added:
             new = connection.execute("SELECT email FROM deliveries WHERE issue = ? AND kind = ? "
                                      "AND status = 'pending' AND run_id = ?", (issue, kind, run_id))
-            _remember_link_tokens(connection, [(email, token_of(email)) for (email,) in new])
+            _remember_link_tokens(connection, ((email, token_of(email)) for (email,) in new))
         return added
 
 
@@ -239,6 +239,13 @@ def has_deliveries(connection: sqlite3.Connection, issue: int, kind: str) -> boo
 def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, str]:
     rows = connection.execute("SELECT email, status FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
     return {email: status for email, status in rows}
+
+
+def emails_with_status(connection: sqlite3.Connection, issue: int, kind: str, statuses: Iterable[str]) -> set[str]:
+    wanted = list(statuses)
+    rows = connection.execute(f"SELECT email FROM deliveries WHERE issue = ? AND kind = ? "
+                              f"AND status IN ({', '.join('?' for _ in wanted)})", (issue, kind, *wanted))
+    return {email for (email,) in rows}
 
 
 # A batch's addresses as one JSON array parameter: one statement per batch, not one per address.

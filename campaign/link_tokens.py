@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from itertools import islice
 from typing import Callable, Iterable
 
 from .ledger_schema import transaction
@@ -20,9 +21,14 @@ def token_digest(token: str) -> bytes:
 
 
 def _remember_link_tokens(connection: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> None:
-    # in digest order: the index is filled page by page instead of at random places
-    connection.executemany("INSERT OR IGNORE INTO link_tokens (digest, email) VALUES (?, ?)",
-                           sorted((token_digest(token), email) for email, token in pairs))
+    # In digest order, so the index is filled page by page instead of at random places; by the
+    # hundred thousand, so a million recipients never make a million tuples at once.
+    pairs = iter(pairs)
+    while chunk := sorted((token_digest(token), email) for email, token in islice(pairs, TOKEN_CHUNK)):
+        connection.executemany("INSERT OR IGNORE INTO link_tokens (digest, email) VALUES (?, ?)", chunk)
+
+
+TOKEN_CHUNK = 100_000
 
 
 def address_for_token(connection: sqlite3.Connection, token: str) -> str | None:

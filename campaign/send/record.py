@@ -100,6 +100,22 @@ class RunStart:
     recovered: list[Delivery]      # left in flight by a dead run, now unknown
 
 
+def _eligible(connection: sqlite3.Connection, issue: int, kind: str, recipients: Sequence[Recipient],
+              eligible: set[str]) -> list[Recipient]:
+    """The recipients (all frozen in the ledger) whose row is in an eligible status, in file order.
+
+    Only the smaller side is read: on a first send nobody is excluded, on a late resume few are
+    left, so a million-row audience never needs a million-entry {email: status} of its own.
+    """
+    counts = ledger.counts(connection, issue, kind)
+    included = sum(number for status, number in counts.items() if status in eligible)
+    if included <= sum(counts.values()) - included:
+        wanted = ledger.emails_with_status(connection, issue, kind, eligible)
+        return [r for r in recipients if r.email in wanted]
+    excluded = ledger.emails_with_status(connection, issue, kind, set(counts) - eligible)
+    return [r for r in recipients if r.email not in excluded]
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run of one issue's send, as the ledger sees it."""
@@ -128,9 +144,7 @@ class RunRecord:
         recovered = ledger.recover_in_flight(connection, issue, kind)
         ledger.freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
                                run_id, token_of)
-        statuses = ledger.status_by_email(connection, issue, kind)
-        eligible = set(options.eligible())
-        todo = [r for r in recipients if statuses.get(r.email) in eligible]
+        todo = _eligible(connection, issue, kind, recipients, set(options.eligible()))
         return RunStart(cls(connection, issue, kind, provider, run_id, LedgerFile.of(connection)), todo, recovered)
 
     def ledger_gone(self) -> str:
