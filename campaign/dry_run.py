@@ -157,8 +157,10 @@ def largest_html(settings, issue: RenderedIssue, recipients: Sequence[Recipient]
     varying: list[tuple[str, str, dict[str, int]]] = [
         (placeholder.name, placeholder.fallback, {}) for placeholder in issue.html.placeholders
         if placeholder.name not in LINK_FIELDS]
+    columns = any(name not in ("email", "name") for name, _, _ in varying)
     best, largest = recipients[0], -1
     for recipient in recipients:
+        fields = recipient.fields if columns else {}   # a file's row makes its mapping when asked: once
         size = 0
         for name, fallback, sizes in varying:
             if name == "email":
@@ -166,7 +168,7 @@ def largest_html(settings, issue: RenderedIssue, recipients: Sequence[Recipient]
             elif name == "name":
                 size += len(escape_html(recipient.name or fallback))
             else:
-                value = recipient.fields[name]   # there for everyone: check_merge_fields
+                value = fields[name]   # there for everyone: check_merge_fields
                 known = sizes.get(value)
                 if known is None:
                     known = sizes[value] = len(escape_html(_as_merged(value) or fallback))
