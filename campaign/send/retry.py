@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..errors import ProviderConfigError, ProviderError, TransientProviderError
@@ -124,6 +124,6 @@ def outcomes_for(emails: Sequence[str], results: Sequence[DeliveryResult]) -> tu
         result = by_email.get(email.lower())
         if result is None:  # the provider did not say: never guess
             outcomes.append(Outcome(email, UNKNOWN, error="the provider gave no result for this address"))
-        else:
-            outcomes.append(replace(outcome_of(result), email=email))
+        else:   # made directly (no dataclass copy): a thousand per batch, in the worker that holds the GIL
+            outcomes.append(Outcome(email, result.status.value, result.message_id, result.error))
     return tuple(outcomes)
