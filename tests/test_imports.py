@@ -21,12 +21,12 @@ PACKAGE = ROOT / "campaign"
 STAGES: list[tuple[str, ...]] = [
     # the ground everything stands on: errors, settings, small engines with no idea of an issue
     ("__init__", "errors", "config", "config_schema", "token_secret", "files", "addresses", "page", "prose",
-     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam", "mbox", "row_fields"),
+     "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam", "mbox"),
     ("content", "scaffold"),                            # content/issue-N/ -> Issue; `campaign new` writes a new one
     ("render",),                                        # Issue -> RenderedIssue, once
     ("ledger_schema", "link_tokens", "ledger", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
                                                         # what the provider said happened after
-    ("recipient", "audience"),                          # recipients CSV -> Audience (minus suppressions)
+    ("row_fields", "recipient", "audience"),            # recipients CSV -> Audience (minus suppressions)
     ("personalize",),                                   # one recipient's values, filled into the issue
     ("mime", "dkim_signing"),                           # one complete message, and its DKIM signature
     ("providers",),                                     # outbox, SMTP, SendGrid behind one interface
