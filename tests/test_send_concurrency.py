@@ -25,6 +25,7 @@ from campaign.errors import ProviderError
 from campaign.ledger import open_ledger
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.send import RetryPolicy, SendOptions, send_issue
+from campaign.send.stop import StopSignal
 from campaign.suppressions import add_suppression
 from send_support import make_settings, people, small_issue
 from servers.sendgrid_server import SendGridServer
@@ -108,6 +109,29 @@ def test_a_batch_that_cannot_be_built_stays_pending_and_the_batches_in_flight_ar
         assert all(statuses[r.email] == "accepted" for r in people(5))           # batch 1 finished and recorded
         assert all(statuses[r.email] == "pending" for r in people(14, start=5))  # nothing of batch 2 went
         assert len(server.mail_sends()) == 1
+        connection.close()
+
+
+def test_a_stop_between_building_a_batch_and_writing_it_ahead_leaves_it_pending_and_the_run_interrupted(tmp_path):
+    """Ctrl-C once while a batch is being built: that batch is never written ahead nor posted."""
+    stop = StopSignal()
+
+    class StoppedWhileBuilding(SendGridProvider):
+        def prepare(self, batch):
+            super().prepare(batch)
+            if batch.batch_id.endswith("-3"):
+                stop.request()
+
+    with SendGridServer(validate=False, delay=0.2) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        report = send_issue(connection, small_issue(), people(20), StoppedWhileBuilding(settings), settings,
+                            SendOptions(batch_size=5), policy=FAST, sleep=lambda seconds: None, stop=stop)
+        statuses = ledger.status_by_email(connection, 30, "real")
+        assert report.outcome == "interrupted" and "before batch 3 of 4" in report.message
+        assert [statuses[r.email] for r in people(10)] == ["accepted"] * 10
+        assert [statuses[r.email] for r in people(10, start=10)] == ["pending"] * 10
+        assert len(server.mail_sends()) == 2
         connection.close()
 
 

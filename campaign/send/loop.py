@@ -295,6 +295,7 @@ class _Concurrent:
         self.replaced = False              # the ledger file was deleted or replaced: stop, then rescue
         self.total = 0
         self.with_provider: set[str] = set()   # batch ids written ahead and not yet recorded (desk's lock)
+        self.held_back = 0                     # the first batch built but not sent, the send having stopped
         self.pipeline: Pipeline[Batch, Answer] = Pipeline(
             loop.provider.concurrency, self.start, self.deliver, self.finish, self.keep_going, self.abandon)
 
@@ -313,8 +314,8 @@ class _Concurrent:
             return "paused", (f"paused: {self.failed_in_a_row} batches in a row had nothing accepted "
                               f"(last error: {self.last_error or 'see campaign status'}). "
                               + loop._where(stopped_at, self.total))
-        if stopped_at:
-            return "interrupted", loop._where(stopped_at, self.total)
+        if stopped_at or self.held_back:
+            return "interrupted", loop._where(min(at for at in (stopped_at, self.held_back) if at), self.total)
         return "completed", ""
 
     def keep_going(self) -> bool:
@@ -335,7 +336,10 @@ class _Concurrent:
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
         """In a worker thread: write ahead, the provider call and its retries, record the answer."""
         loop, emails = self.loop, [envelope.email for envelope in batch.envelopes]
-        desk.call(lambda: self._write_ahead(batch))
+        written: list[bool] = []
+        desk.call(lambda: written.append(self._write_ahead(batch)))
+        if not written[0]:
+            return Answer((), attempts=0)
         waiting = loop._waiting(emails)
         answer = deliver_with_retries(
             loop.provider, batch, loop.retries,
@@ -344,9 +348,13 @@ class _Concurrent:
         desk.call(lambda: self._record(batch, answer))
         return answer
 
-    def _write_ahead(self, batch: Batch) -> None:
+    def _write_ahead(self, batch: Batch) -> bool:
+        """Mark the batch in flight, unless the send was stopped since it was built (it stays pending)."""
+        if self.loop.retries.stop.requested or self.halt is not None:
+            return False
         self.loop.record.mark_in_flight(batch.envelopes, batch.batch_id)
         self.with_provider.add(batch.batch_id)
+        return True
 
     def _record(self, batch: Batch, answer: Answer) -> None:
         self.with_provider.discard(batch.batch_id)
@@ -356,6 +364,9 @@ class _Concurrent:
             pass
 
     def finish(self, index: int, batch: Batch, answer: Answer) -> None:
+        if not answer.attempts:   # stopped before it was written ahead: it stays pending, nothing to count
+            self.held_back = min(self.held_back or index, index)
+            return
         if answer.halt is not None:   # the batches still in flight are recorded by their workers
             self.halt = answer.halt
             return
