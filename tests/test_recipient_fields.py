@@ -125,3 +125,17 @@ def test_a_loaded_recipient_is_still_a_frozen_dataclass_of_five_fields(settings)
     assert copy.copy(row) == row == pickle.loads(pickle.dumps(row))
     with pytest.raises(dataclasses.FrozenInstanceError):
         row.email = "eve@example.org"  # type: ignore[misc]
+
+
+def test_a_person_listed_three_times_is_one_recipient_on_every_list_and_two_duplicates(settings):
+    """Duplicates are found while loading (select_audience builds no {address: row} of everyone)."""
+    loaded = load(settings, "email,name,lists\nana@example.org,Ana,members\nbob@example.org,Bob,members\n"
+                            "ANA@example.org,Ana 2,members\nAna@Example.org,Ana 3,embassies\n")
+    assert loaded.duplicate_of == {4: 2, 5: 2} and loaded.unique_count() == 2
+    audience = select_audience(loaded, resolve_lists(settings, None), {})
+    assert [(r.email, r.name, r.lists, r.line) for r in audience.recipients] == [
+        ("ana@example.org", "Ana", ("members", "embassies"), 2), ("bob@example.org", "Bob", ("members",), 3)]
+    assert [(e.line, e.kind, e.reason, e.name) for e in audience.exclusions] == [
+        (4, "duplicate", "duplicate of line 2", "Ana 2"), (5, "duplicate", "duplicate of line 2", "Ana 3")]
+    embassies = select_audience(loaded, ("embassies",), {})
+    assert [(r.email, r.lists) for r in embassies.recipients] == [("ana@example.org", ("embassies",))]
