@@ -335,15 +335,26 @@ def _first_migration_applied(connection: sqlite3.Connection, first_migration: st
 
 
 @contextmanager
-def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    connection.execute("BEGIN IMMEDIATE")
+def transaction(connection: sqlite3.Connection, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+
+    `synced=False`: this commit is not forced to disk (synchronous=NORMAL; a crash of the process
+    still loses nothing, a power cut may lose it). Only for a commit whose loss is safe; the next
+    synced commit forces it to disk with its own, since the WAL is written in order.
+    """
+    if not synced:
+        connection.execute("PRAGMA synchronous=NORMAL")
     try:
-        yield connection
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    finally:
+        if not synced:
+            connection.execute("PRAGMA synchronous=FULL")
 
 
 def applied_migrations(connection: sqlite3.Connection) -> list[str]:

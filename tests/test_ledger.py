@@ -215,3 +215,17 @@ def test_freezing_in_chunks_keeps_file_order_names_lists_and_every_token(connect
     assert [tuple(row) for row in rows] == [(email, name, " ".join(lists)) for email, name, lists in people]
     assert ledger.address_for_token(connection, f"tok-{people[-1][0]}") == people[-1][0]
     assert ledger.freeze_audience(connection, 30, "real", people, run) == 0
+
+
+def test_an_answer_is_committed_unforced_but_every_write_ahead_after_it_is_forced_to_disk(connection):
+    FULL = 2
+    run = freeze(connection, ["a@example.org", "b@example.org"])
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "sendgrid", "30-1-1", run,
+                          delivery_ids={"a@example.org": ledger.new_delivery_id()})
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1")])
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    with pytest.raises(sqlite3.DatabaseError):   # a failed unforced commit restores it too
+        ledger.record_outcomes(connection, 30, "real", [Outcome("b@example.org", "no-such-status")])
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    assert ledger.status_by_email(connection, 30, "real") == {"a@example.org": "accepted", "b@example.org": "pending"}
