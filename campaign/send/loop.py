@@ -296,13 +296,15 @@ class _Concurrent:
         self.total = 0
         self.with_provider: set[str] = set()   # batch ids written ahead and not yet recorded (desk's lock)
         self.held_back = 0                     # the first batch built but not sent, the send having stopped
+        self.reader: sqlite3.Connection | None = None   # reads suppressions beside the writers (WAL)
         self.pipeline: Pipeline[Batch, Answer] = Pipeline(
             loop.provider.concurrency, self.start, self.deliver, self.finish, self.keep_going, self.abandon)
 
     def run(self, chunks: list[list[Recipient]]) -> tuple[str, str]:
         loop, self.total = self.loop, len(chunks)
         try:
-            stopped_at = self.pipeline.run(chunks)
+            with loop.record.reader() as self.reader:
+                stopped_at = self.pipeline.run(chunks)
         except KeyboardInterrupt:
             return "interrupted", ("interrupted at once (second Ctrl-C or SIGTERM): the batches with the provider "
                                    "are recorded as unknown. " + loop._resume_hint())
@@ -324,14 +326,29 @@ class _Concurrent:
         return not (self.loop.retries.stop.requested or self.halt is not None or self.paused or self.replaced)
 
     def start(self, index: int, chunk: object) -> Batch | None:
-        """Build the batch on this thread: a build error leaves its recipients pending."""
-        loop, kept = self.loop, []
-        self.pipeline.desk.call(lambda: kept.extend(loop._without_new_suppressions(chunk)))   # type: ignore[arg-type]
+        """Build the batch on this thread: a build error leaves its recipients pending.
+
+        Suppressions are read through a second connection, so this thread never waits for a worker's
+        writes to read them; marking the few found skipped is a write, made through the desk.
+        """
+        loop, recipients = self.loop, list(chunk)   # type: ignore[call-overload]
+        emails, skipped = [r.email for r in recipients], {}
+        if self.reader is None:   # an in-memory ledger has no second connection: read through the desk
+            self.pipeline.desk.call(lambda: skipped.update(loop.record.suppressed_since(emails)))
+        else:
+            skipped = loop.record.suppressed_since(emails, self.reader)
+        if skipped:
+            self.pipeline.desk.call(lambda: self._skip(skipped))
+        kept = [recipient for recipient in recipients if recipient.email not in skipped]
         if not kept:
             return None
         batch = loop.batch(kept, f"{loop.issue.number}-{loop.record.run_id}-{index}")
         loop.provider.prepare(batch)
         return batch
+
+    def _skip(self, reasons: dict[str, str]) -> None:
+        self.loop.record.mark_skipped(reasons)
+        self.loop.tally.add([Outcome(email, SKIPPED, error=why) for email, why in reasons.items()])
 
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
         """In a worker thread: write ahead, the provider call and its retries, record the answer."""

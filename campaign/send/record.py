@@ -171,12 +171,33 @@ class RunRecord:
     def skip_suppressed(self, emails: Sequence[str]) -> dict[str, str]:
         """Suppressions are read again before each batch: whoever was suppressed since the send began
         (an unsubscribe on the web, `suppress add`, a webhook) is marked skipped; returns {email: why}."""
-        found = suppressed_among(self.connection, emails)
-        reasons = {email: f"suppressed during the send: {s.reason}{f' ({s.source})' if s.source else ''} "
-                          f"at {s.at}" for email, s in found.items()}
+        reasons = self.suppressed_since(emails)
         if reasons:
-            ledger.mark_skipped(self.connection, self.issue, self.kind, reasons)
+            self.mark_skipped(reasons)
         return reasons
+
+    def suppressed_since(self, emails: Sequence[str], reader: sqlite3.Connection | None = None) -> dict[str, str]:
+        """{email: why} of these addresses now suppressed, read through `reader` (default: the ledger's
+        own connection; a concurrent send reads through a second one, without waiting for its writers)."""
+        found = suppressed_among(reader or self.connection, emails)
+        return {email: f"suppressed during the send: {s.reason}{f' ({s.source})' if s.source else ''} "
+                       f"at {s.at}" for email, s in found.items()}
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection | None]:
+        """A second, read-only connection to the ledger file for this run (None: an in-memory ledger)."""
+        if self.ledger_file is None:
+            yield None
+            return
+        uri = f"{self.ledger_file.path.resolve().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def mark_skipped(self, reasons: dict[str, str]) -> None:
+        ledger.mark_skipped(self.connection, self.issue, self.kind, reasons)
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes)
