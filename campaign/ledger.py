@@ -11,16 +11,14 @@ import json
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .errors import LedgerError
 from .ledger_schema import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
 from .ledger_schema import applied_migrations as applied_migrations
 from .ledger_schema import open_database
 from .ledger_schema import transaction as transaction
-from .link_tokens import _remember_link_tokens
 from .link_tokens import address_for_token as address_for_token  # re-exported: readers, bounces, inbox
 from .link_tokens import index_link_tokens as index_link_tokens
 
@@ -163,34 +161,6 @@ def forget_rehearsal(connection: sqlite3.Connection, issue: int, kind: str) -> i
     return cursor.rowcount
 
 
-def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
-                    recipients: Iterable[tuple[str, str, tuple[str, ...]]], run_id: int,
-                    token_of: Callable[[str], str] | None = None) -> int:
-    """Add a pending row for every (email, name, lists) without one; existing rows are untouched.
-
-    `token_of(email)` gives the token in that person's links: each new row's is kept in the same
-    transaction (table link_tokens), so every message's unsubscribe link can be answered.
-    Done once per new row, in one transaction, rather than per batch: a resume pays nothing.
-    """
-    with transaction(connection, synced=False):   # lost in a power cut: the next run freezes them again
-        before = connection.total_changes
-        now = str(connection.execute(f"SELECT {_NOW}").fetchone()[0])   # SQLite's clock, read once
-        rows = iter(recipients)
-        for chunk in iter(lambda: list(islice(rows, FREEZE_CHUNK)), []):   # a statement per chunk, not per row
-            connection.execute(
-                "INSERT OR IGNORE INTO deliveries (issue, kind, email, name, lists, run_id, created_at, updated_at) "
-                "SELECT ?, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
-                "?, ?, ? FROM json_each(?)",
-                (issue, kind, run_id, now, now, json.dumps([[email, name, " ".join(lists)]
-                                                            for email, name, lists in chunk])))
-        added = connection.total_changes - before
-        if token_of is not None and added:
-            new = connection.execute("SELECT email FROM deliveries WHERE issue = ? AND kind = ? "
-                                     "AND status = 'pending' AND run_id = ?", (issue, kind, run_id))
-            _remember_link_tokens(connection, ((email, token_of(email)) for (email,) in new))
-        return added
-
-
 def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> list[Delivery]:
     """Rows a dead process left in_flight become unknown (never guessed either way); returns them."""
     with transaction(connection):
@@ -235,7 +205,6 @@ def emails_with_status(connection: sqlite3.Connection, issue: int, kind: str, st
     return {email for (email,) in rows}
 
 
-FREEZE_CHUNK = 10_000   # rows per statement when an audience is frozen
 # A batch's addresses as one JSON array parameter: one statement per batch, not one per address.
 _EMAILS = "(SELECT value FROM json_each(?))"
 
@@ -262,7 +231,7 @@ def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails
 
     `delivery_ids` ({email: id}) are the ids these messages carry (SendGrid custom_args): stored in
     the same transaction, so every event that can come back finds its row. (Link tokens are kept
-    earlier, when the audience is frozen: see `freeze_audience`.)
+    earlier, when the audience is frozen: see freeze.py.)
     """
     with transaction(connection):
         if not delivery_ids:

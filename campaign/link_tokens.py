@@ -9,7 +9,9 @@ the ledger keeps every new recipient's token when it freezes a send's audience.
 from __future__ import annotations
 
 import hashlib
+import queue
 import sqlite3
+import threading
 from itertools import islice
 from typing import Callable, Iterable
 
@@ -45,3 +47,56 @@ def index_link_tokens(connection: sqlite3.Connection, token_of: Callable[[str], 
         before = connection.total_changes
         _remember_link_tokens(connection, ((email, token_of(email)) for email in emails))
         return connection.total_changes - before
+
+
+class TokenDigests:
+    """The link tokens of many new addresses, made on a thread of their own while the caller's thread
+    writes the rows they belong to (SQLite lets go of the GIL while it writes, so both get a core).
+
+    Chunks are sorted by digest, as `_remember_link_tokens` stores them, and at most two wait at a
+    time, so a million addresses never make a million tuples at once.
+    """
+
+    def __init__(self, emails: Iterable[str], token_of: Callable[[str], str]):
+        self._chunks: queue.Queue = queue.Queue(maxsize=2)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._digest, args=(iter(emails), token_of),
+                                        name="campaign-link-tokens", daemon=True)
+        self._thread.start()
+        self._done = False
+
+    def _digest(self, emails: Iterable[str], token_of: Callable[[str], str]) -> None:
+        try:
+            while not self._stopped.is_set():
+                chunk = sorted((token_digest(token_of(email)), email) for email in islice(emails, TOKEN_CHUNK))
+                self._put(chunk or None)
+                if not chunk:
+                    return
+        except BaseException as error:   # handed to the writing thread, which raises it
+            self._put(error)
+
+    def _put(self, item: object) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def store(self, connection: sqlite3.Connection, *, wait: bool = False) -> None:
+        """Insert the chunks ready now (`wait`: all of them, waiting for the rest)."""
+        while not self._done:
+            try:
+                item = self._chunks.get(block=wait)
+            except queue.Empty:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                self._done = True
+                return
+            connection.executemany("INSERT OR IGNORE INTO link_tokens (digest, email) VALUES (?, ?)", item)
+
+    def stop(self) -> None:
+        """The caller gave up (its transaction failed): the thread ends without waiting to be read."""
+        self._stopped.set()

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from campaign.freeze import FREEZE_CHUNK, freeze_audience
 from campaign import ledger
 from campaign.errors import LedgerError
 from campaign.ledger import Outcome, applied_migrations, open_ledger
@@ -26,7 +27,7 @@ def connection(tmp_path):
 
 def freeze(connection, emails, kind="real"):
     run = ledger.start_run(connection, 30, kind, "sendgrid")
-    ledger.freeze_audience(connection, 30, kind, ((email, "N", ("members",)) for email in emails), run)
+    freeze_audience(connection, 30, kind, ((email, "N", ("members",)) for email in emails), run)
     return run
 
 
@@ -44,7 +45,7 @@ def test_freezing_twice_never_touches_existing_rows(connection):
     run = freeze(connection, ["a@example.org", "b@example.org"])
     ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "sendgrid", "30-1-1", run)
     ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1")])
-    assert ledger.freeze_audience(connection, 30, "real",
+    assert freeze_audience(connection, 30, "real",
                                   [("a@example.org", "N", ()), ("c@example.org", "C", ())], run) == 1
     assert ledger.status_by_email(connection, 30, "real") == {
         "a@example.org": "accepted", "b@example.org": "pending", "c@example.org": "pending"}
@@ -104,10 +105,11 @@ WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from campaign import ledger
+    from campaign.freeze import freeze_audience
     connection = ledger.open_ledger(Path(sys.argv[1]))
     emails = [f"p{n}@example.org" for n in range(2000)]
     run = ledger.start_run(connection, 30, "real", "sendgrid")
-    ledger.freeze_audience(connection, 30, "real", ((e, "N", ("members",)) for e in emails), run)
+    freeze_audience(connection, 30, "real", ((e, "N", ("members",)) for e in emails), run)
     print("ready", flush=True)
     batch = 0
     while True:
@@ -207,14 +209,14 @@ def test_a_batch_of_delivery_ids_are_distinct_opaque_and_as_long_as_single_ones(
 
 def test_freezing_in_chunks_keeps_file_order_names_lists_and_every_token(connection):
     people = [(f"p{number:05d}@example.org", f'Name "{number}" ñ', ("members", "embassies")[: number % 2 + 1])
-              for number in range(ledger.FREEZE_CHUNK + 7)]
+              for number in range(FREEZE_CHUNK + 7)]
     run = ledger.start_run(connection, 30, "real", "sendgrid", "", False, "")
-    added = ledger.freeze_audience(connection, 30, "real", people, run, token_of=lambda email: f"tok-{email}")
+    added = freeze_audience(connection, 30, "real", people, run, token_of=lambda email: f"tok-{email}")
     assert added == len(people)
     rows = connection.execute("SELECT email, name, lists FROM deliveries ORDER BY rowid").fetchall()
     assert [tuple(row) for row in rows] == [(email, name, " ".join(lists)) for email, name, lists in people]
     assert ledger.address_for_token(connection, f"tok-{people[-1][0]}") == people[-1][0]
-    assert ledger.freeze_audience(connection, 30, "real", people, run) == 0
+    assert freeze_audience(connection, 30, "real", people, run) == 0
 
 
 def test_an_answer_is_committed_unforced_but_every_write_ahead_after_it_is_forced_to_disk(connection):
@@ -229,3 +231,32 @@ def test_an_answer_is_committed_unforced_but_every_write_ahead_after_it_is_force
         ledger.record_outcomes(connection, 30, "real", [Outcome("b@example.org", "no-such-status")])
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == FULL
     assert ledger.status_by_email(connection, 30, "real") == {"a@example.org": "accepted", "b@example.org": "pending"}
+
+
+def test_a_first_freeze_makes_the_tokens_beside_the_rows_and_keeps_every_one(connection, monkeypatch):
+    import campaign.freeze
+    import campaign.link_tokens
+
+    monkeypatch.setattr(campaign.link_tokens, "TOKEN_CHUNK", 7)     # several chunks through the bounded queue
+    monkeypatch.setattr(campaign.freeze, "FREEZE_CHUNK", 10)
+    people = [(f"p{number:03d}@example.org", "N", ("members",)) for number in range(95)]
+    run = ledger.start_run(connection, 30, "real", "sendgrid", "", False, "")
+    added = freeze_audience(connection, 30, "real", people, run, token_of=lambda email: f"tok-{email}",
+                            emails=(email for email, _, _ in people))
+    assert added == 95
+    assert all(ledger.address_for_token(connection, f"tok-{email}") == email for email, _, _ in people)
+
+
+def test_a_token_that_cannot_be_made_rolls_the_whole_freeze_back(connection):
+    def token_of(email):
+        if email == "p050@example.org":
+            raise RuntimeError("no token")
+        return f"tok-{email}"
+
+    people = [(f"p{number:03d}@example.org", "N", ("members",)) for number in range(FREEZE_CHUNK + 100)]
+    run = ledger.start_run(connection, 30, "real", "sendgrid", "", False, "")
+    with pytest.raises(RuntimeError, match="no token"):
+        freeze_audience(connection, 30, "real", people, run, token_of=token_of,
+                        emails=(email for email, _, _ in people))
+    assert ledger.status_by_email(connection, 30, "real") == {}
+    assert ledger.address_for_token(connection, "tok-p000@example.org") is None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from campaign.freeze import freeze_audience
 from campaign import ledger
 from campaign.ledger import open_ledger
 from campaign.personalize import recipient_token
@@ -40,7 +41,7 @@ def project(tmp_path):
         'database = "campaign.db"\n[lists.members]\ndescription = "Member cities"\n', encoding="utf-8")
     connection = open_ledger(tmp_path / "campaign.db")
     run = ledger.start_run(connection, 30, "real", "sendgrid")
-    ledger.freeze_audience(connection, 30, "real", [("ana@example.org", "Ana", ("members",))], run,
+    freeze_audience(connection, 30, "real", [("ana@example.org", "Ana", ("members",))], run,
                            token_of=lambda email: recipient_token(email, SECRET))
     connection.close()
     return tmp_path

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from campaign.freeze import freeze_audience
 from campaign import ledger
 from campaign.cli import app
 from campaign.ledger import open_ledger
@@ -27,7 +28,7 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("CAMPAIGN_TOKEN_SECRET", SECRET)
     connection = open_ledger(tmp_path / "campaign.db")
     run = ledger.start_run(connection, 30, "outbox", "outbox")
-    ledger.freeze_audience(connection, 30, "outbox", ((email, "", ("members",)) for email in MAILED), run,
+    freeze_audience(connection, 30, "outbox", ((email, "", ("members",)) for email in MAILED), run,
                            token_of=lambda email: recipient_token(email, SECRET))
     connection.close()
     return tmp_path

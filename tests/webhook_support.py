@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from campaign.freeze import freeze_audience
 from campaign import ledger
 from campaign.ledger import ACCEPTED, UNKNOWN, Outcome, open_ledger
 
@@ -71,7 +72,7 @@ def record_send(database: Path, issue: int = 30, statuses: dict[str, str] = SENT
     connection = open_ledger(database)
     try:
         run_id = ledger.start_run(connection, issue, "real", "sendgrid")
-        ledger.freeze_audience(connection, issue, "real",
+        freeze_audience(connection, issue, "real",
                                [(email, "", LISTS.get(email, ("members",))) for email in statuses], run_id)
         ledger.mark_in_flight(connection, issue, "real", list(statuses), "sendgrid", "batch-1", run_id,
                               delivery_ids=delivery_ids)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .. import ledger
+from ..freeze import freeze_audience
 from ..audience import Recipient
 from ..errors import LedgerError
 from ..ledger import FAILED, REFUSED, REJECTED, UNKNOWN, Delivery, Outcome
@@ -142,8 +143,8 @@ class RunRecord:
         run_id = ledger.start_run(connection, issue, kind, provider, options.describe(), bool(forced_over),
                                   forced_over)
         recovered = ledger.recover_in_flight(connection, issue, kind)
-        ledger.freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
-                               run_id, token_of)
+        freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
+                               run_id, token_of, emails=(r.email for r in recipients))
         todo = _eligible(connection, issue, kind, recipients, set(options.eligible()))
         return RunStart(cls(connection, issue, kind, provider, run_id, LedgerFile.of(connection)), todo, recovered)
 
