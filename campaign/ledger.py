@@ -200,6 +200,8 @@ def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> di
 
 def emails_with_status(connection: sqlite3.Connection, issue: int, kind: str, statuses: Iterable[str]) -> set[str]:
     wanted = list(statuses)
+    if not wanted:
+        return set()
     rows = connection.execute(f"SELECT email FROM deliveries WHERE issue = ? AND kind = ? "
                               f"AND status IN ({', '.join('?' for _ in wanted)})", (issue, kind, *wanted))
     return {email for (email,) in rows}

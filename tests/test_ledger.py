@@ -260,3 +260,11 @@ def test_a_token_that_cannot_be_made_rolls_the_whole_freeze_back(connection):
                         emails=(email for email, _, _ in people))
     assert ledger.status_by_email(connection, 30, "real") == {}
     assert ledger.address_for_token(connection, "tok-p000@example.org") is None
+
+
+def test_the_addresses_in_some_statuses_are_read_and_none_asked_is_none_found(connection):
+    run = freeze(connection, ["a@example.org", "b@example.org"])
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1")])
+    assert run and ledger.emails_with_status(connection, 30, "real", ["accepted"]) == {"a@example.org"}
+    assert ledger.emails_with_status(connection, 30, "real", ["pending", "failed"]) == {"b@example.org"}
+    assert ledger.emails_with_status(connection, 30, "real", []) == set()
