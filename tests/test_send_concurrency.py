@@ -46,6 +46,7 @@ def answer_number(message_id: str) -> int:
 def test_four_batches_in_flight_answered_out_of_order_are_each_recorded_against_their_own_request(tmp_path):
     with SendGridServer() as server:                      # validates every body against SendGrid's schema
         server.gather = 4
+        server.delay = 0.5   # the last of a group answers at once but for this: time for `watch` to read
         settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
         seen_in_flight: list[int] = []
 
