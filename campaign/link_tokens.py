@@ -23,14 +23,22 @@ def token_digest(token: str) -> bytes:
 
 
 def _remember_link_tokens(connection: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> None:
-    # In digest order, so the index is filled page by page instead of at random places; by the
-    # hundred thousand, so a million recipients never make a million tuples at once.
-    pairs = iter(pairs)
-    while chunk := sorted((token_digest(token), email) for email, token in islice(pairs, TOKEN_CHUNK)):
-        connection.executemany("INSERT OR IGNORE INTO link_tokens (digest, email) VALUES (?, ?)", chunk)
+    _stage(connection, ((token_digest(token), email) for email, token in pairs))
+    _store_staged(connection)
 
 
-TOKEN_CHUNK = 100_000
+def _stage(connection: sqlite3.Connection, rows: Iterable[tuple[bytes, str]]) -> None:
+    """(digest, email) rows into a connection-private table, in any order (appending costs little)."""
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS new_link_tokens (digest BLOB NOT NULL, email TEXT NOT NULL)")
+    connection.executemany("INSERT INTO temp.new_link_tokens (digest, email) VALUES (?, ?)", rows)
+
+
+def _store_staged(connection: sqlite3.Connection) -> None:
+    # In digest order, which SQLite's own sorter makes in bounded memory: the index is then filled
+    # page by page instead of at random places (a million: 4.9 s in sorted chunks, 3.5 s so).
+    connection.execute("INSERT OR IGNORE INTO link_tokens (digest, email) "
+                       "SELECT digest, email FROM temp.new_link_tokens ORDER BY digest")
+    connection.execute("DELETE FROM temp.new_link_tokens")
 
 
 def address_for_token(connection: sqlite3.Connection, token: str) -> str | None:
@@ -49,12 +57,15 @@ def index_link_tokens(connection: sqlite3.Connection, token_of: Callable[[str], 
         return connection.total_changes - before
 
 
+TOKEN_CHUNK = 100_000   # addresses per chunk made by TokenDigests
+
+
 class TokenDigests:
     """The link tokens of many new addresses, made on a thread of their own while the caller's thread
     writes the rows they belong to (SQLite lets go of the GIL while it writes, so both get a core).
 
-    Chunks are sorted by digest, as `_remember_link_tokens` stores them, and at most two wait at a
-    time, so a million addresses never make a million tuples at once.
+    At most two chunks wait at a time, so a million addresses never make a million tuples at once;
+    they are staged as they come and stored in digest order at the end, as `_remember_link_tokens` does.
     """
 
     def __init__(self, emails: Iterable[str], token_of: Callable[[str], str]):
@@ -68,7 +79,7 @@ class TokenDigests:
     def _digest(self, emails: Iterable[str], token_of: Callable[[str], str]) -> None:
         try:
             while not self._stopped.is_set():
-                chunk = sorted((token_digest(token_of(email)), email) for email in islice(emails, TOKEN_CHUNK))
+                chunk = [(token_digest(token_of(email)), email) for email in islice(emails, TOKEN_CHUNK)]
                 self._put(chunk or None)
                 if not chunk:
                     return
@@ -94,8 +105,9 @@ class TokenDigests:
                 raise item
             if item is None:
                 self._done = True
+                _store_staged(connection)
                 return
-            connection.executemany("INSERT OR IGNORE INTO link_tokens (digest, email) VALUES (?, ?)", item)
+            _stage(connection, item)
 
     def stop(self) -> None:
         """The caller gave up (its transaction failed): the thread ends without waiting to be read."""
