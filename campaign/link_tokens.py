@@ -22,9 +22,10 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "replace")).digest()
 
 
-def _remember_link_tokens(connection: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> None:
+def _remember_link_tokens(connection: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> int:
+    """Keep each (email, token) not kept yet; returns how many were new."""
     _stage(connection, ((token_digest(token), email) for email, token in pairs))
-    _store_staged(connection)
+    return _store_staged(connection)
 
 
 def _stage(connection: sqlite3.Connection, rows: Iterable[tuple[bytes, str]]) -> None:
@@ -33,12 +34,13 @@ def _stage(connection: sqlite3.Connection, rows: Iterable[tuple[bytes, str]]) ->
     connection.executemany("INSERT INTO temp.new_link_tokens (digest, email) VALUES (?, ?)", rows)
 
 
-def _store_staged(connection: sqlite3.Connection) -> None:
+def _store_staged(connection: sqlite3.Connection) -> int:
     # In digest order, which SQLite's own sorter makes in bounded memory: the index is then filled
     # page by page instead of at random places (a million: 4.9 s in sorted chunks, 3.5 s so).
-    connection.execute("INSERT OR IGNORE INTO link_tokens (digest, email) "
-                       "SELECT digest, email FROM temp.new_link_tokens ORDER BY digest")
+    stored = connection.execute("INSERT OR IGNORE INTO link_tokens (digest, email) "
+                                "SELECT digest, email FROM temp.new_link_tokens ORDER BY digest").rowcount
     connection.execute("DELETE FROM temp.new_link_tokens")
+    return stored
 
 
 def address_for_token(connection: sqlite3.Connection, token: str) -> str | None:
@@ -52,9 +54,7 @@ def index_link_tokens(connection: sqlite3.Connection, token_of: Callable[[str], 
     the token table, or sends by another version); returns how many were new."""
     emails = [row[0] for row in connection.execute("SELECT DISTINCT email FROM deliveries")]
     with transaction(connection):
-        before = connection.total_changes
-        _remember_link_tokens(connection, ((email, token_of(email)) for email in emails))
-        return connection.total_changes - before
+        return _remember_link_tokens(connection, ((email, token_of(email)) for email in emails))
 
 
 TOKEN_CHUNK = 100_000   # addresses per chunk made by TokenDigests

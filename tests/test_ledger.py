@@ -268,3 +268,10 @@ def test_the_addresses_in_some_statuses_are_read_and_none_asked_is_none_found(co
     assert run and ledger.emails_with_status(connection, 30, "real", ["accepted"]) == {"a@example.org"}
     assert ledger.emails_with_status(connection, 30, "real", ["pending", "failed"]) == {"b@example.org"}
     assert ledger.emails_with_status(connection, 30, "real", []) == set()
+
+
+def test_indexing_link_tokens_says_how_many_were_new(connection):
+    freeze(connection, ["a@example.org", "b@example.org", "c@example.org"])
+    assert ledger.index_link_tokens(connection, lambda email: f"tok-{email}") == 3
+    assert ledger.index_link_tokens(connection, lambda email: f"tok-{email}") == 0
+    assert ledger.address_for_token(connection, "tok-b@example.org") == "b@example.org"
