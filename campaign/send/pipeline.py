@@ -65,7 +65,8 @@ class LedgerDesk:
 
 @dataclass
 class Pipeline(Generic[T, A]):
-    """Up to `concurrency` batches in flight; `start` (write ahead) and `finish` (record) on this thread."""
+    """Up to `concurrency` batches in flight: `start` (build) and `finish` (what an answer means) run on
+    this thread, `deliver` (write ahead, post, record) in a worker."""
 
     concurrency: int
     start: Callable[[int, object], T | None]       # (index, chunk) -> a batch built, None: nothing to send
