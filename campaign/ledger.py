@@ -249,7 +249,7 @@ def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails
         # that builds the next batch (a statement per row made that wait a thousand times).
         connection.execute("CREATE TEMP TABLE IF NOT EXISTS write_ahead (email TEXT PRIMARY KEY, delivery_id TEXT)")
         connection.execute("DELETE FROM temp.write_ahead")
-        connection.execute("INSERT INTO temp.write_ahead (email, delivery_id) SELECT json_extract(value, '$[0]'), "
+        connection.execute("INSERT OR REPLACE INTO temp.write_ahead (email, delivery_id) SELECT json_extract(value, '$[0]'), "
                            "json_extract(value, '$[1]') FROM json_each(?)",
                            (json.dumps([[email, delivery_ids.get(email, "")] for email in emails]),))
         connection.execute(
