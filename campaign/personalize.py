@@ -121,6 +121,8 @@ def _link(template: str, issue_number: int, token: str) -> str:
 
 @lru_cache(maxsize=16)
 def _link_pieces(template: str, issue_number: int) -> tuple[str | None, str]:
+    if template.count("{token") != 1 or "{token}" not in template:   # e.g. {token!r}: format each time
+        return None, ""
     marked = template.format(issue=issue_number, token="\x00")
     if marked.count("\x00") != 1:
         return None, ""

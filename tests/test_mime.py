@@ -153,3 +153,16 @@ def test_issue_30_and_fixture_issue_99_carry_the_same_list_id():
     assert headers[0]["List-Id"] == headers[1]["List-Id"] == '"WeGO e-Newsletter" <newsletter.wego.example.org>'
     assert [h["Feedback-ID"] for h in headers] == ["issue-30:newsletter.wego.example.org:wego.example.org",
                                                    "issue-99:newsletter.wego.example.org:wego.example.org"]
+
+
+@pytest.mark.parametrize("template", ["https://wego.example.org/u/{issue}?t={token}", "https://x.example/{token}/{token}",
+                                      "https://x.example/u?t={token!r}", "https://x.example/{token:>30}", "https://x.example/none"])
+def test_a_link_in_the_merge_values_is_what_the_configured_template_formats_to(template):
+    from campaign.personalize import merge_values
+
+    class Links:
+        unsubscribe_url = view_url = template
+
+    values = merge_values("ana@example.org", "Ana", {}, issue_number=30, links=Links(), token_secret="s")
+    expected = template.format(issue=30, token=values["token"])
+    assert values["unsubscribe_url"] == values["view_url"] == expected
