@@ -244,10 +244,15 @@ class _BatchLoop:
 
     def _without_new_suppressions(self, chunk: Sequence[Recipient]) -> list[Recipient]:
         """The batch minus whoever was suppressed since the send began (their rows end `skipped`)."""
-        skipped = self.record.skip_suppressed([recipient.email for recipient in chunk])
+        skipped = self.record.suppressed_since([recipient.email for recipient in chunk])
         if skipped:
-            self.tally.add([Outcome(email, SKIPPED, error=why) for email, why in skipped.items()])
+            self.skip(skipped)
         return [recipient for recipient in chunk if recipient.email not in skipped]
+
+    def skip(self, reasons: dict[str, str]) -> None:
+        """These rows end `skipped` ({email: why}), and count as handled this run."""
+        self.record.mark_skipped(reasons)
+        self.tally.add([Outcome(email, SKIPPED, error=why) for email, why in reasons.items()])
 
     def _waiting(self, emails: list[str]) -> Callable[[TransientProviderError, float, int], None]:
         def waiting(error: TransientProviderError, delay: float, attempt: int) -> None:
@@ -338,17 +343,13 @@ class _Concurrent:
         else:
             skipped = loop.record.suppressed_since(emails, self.reader)
         if skipped:
-            self.pipeline.desk.call(lambda: self._skip(skipped))
+            self.pipeline.desk.call(lambda: loop.skip(skipped))
         kept = [recipient for recipient in recipients if recipient.email not in skipped]
         if not kept:
             return None
         batch = loop.batch(kept, f"{loop.issue.number}-{loop.record.run_id}-{index}")
         loop.provider.prepare(batch)
         return batch
-
-    def _skip(self, reasons: dict[str, str]) -> None:
-        self.loop.record.mark_skipped(reasons)
-        self.loop.tally.add([Outcome(email, SKIPPED, error=why) for email, why in reasons.items()])
 
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
         """In a worker thread: write ahead, the provider call and its retries, record the answer."""

@@ -169,14 +169,6 @@ class RunRecord:
         ledger.mark_in_flight(self.connection, self.issue, self.kind, [e.email for e in envelopes], self.provider,
                               batch_id, self.run_id, delivery_ids={e.email: e.delivery_id for e in envelopes})
 
-    def skip_suppressed(self, emails: Sequence[str]) -> dict[str, str]:
-        """Suppressions are read again before each batch: whoever was suppressed since the send began
-        (an unsubscribe on the web, `suppress add`, a webhook) is marked skipped; returns {email: why}."""
-        reasons = self.suppressed_since(emails)
-        if reasons:
-            self.mark_skipped(reasons)
-        return reasons
-
     def suppressed_since(self, emails: Sequence[str], reader: sqlite3.Connection | None = None) -> dict[str, str]:
         """{email: why} of these addresses now suppressed, read through `reader` (default: the ledger's
         own connection; a concurrent send reads through a second one, without waiting for its writers)."""
