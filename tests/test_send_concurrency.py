@@ -39,6 +39,13 @@ def send(settings, connection, recipients, batch_size, **options):
                       SendOptions(batch_size=batch_size, **options), policy=FAST, sleep=lambda seconds: None)
 
 
+def wait_until(happened, limit: float = 15.0) -> None:
+    """Poll (bounded) until `happened()` is true; past the limit, go on: the test's checks then fail."""
+    deadline = time.monotonic() + limit
+    while not happened() and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
 def answer_number(message_id: str) -> int:
     return int(message_id.rsplit("-", 1)[1])   # the stand-in numbers message ids as it answers
 
@@ -51,9 +58,7 @@ def test_four_batches_in_flight_answered_out_of_order_are_each_recorded_against_
         seen_in_flight: list[int] = []
 
         def watch() -> None:   # when four requests are at the server, the ledger has them all in flight
-            deadline = time.monotonic() + 15
-            while server.in_flight < 4 and time.monotonic() < deadline:
-                time.sleep(0.002)
+            wait_until(lambda: server.in_flight >= 4)
             reader = open_ledger(settings.database)
             seen_in_flight.append(ledger.counts(reader, 30, "real")["in_flight"])
             reader.close()
@@ -81,9 +86,7 @@ def test_an_unsubscribe_during_a_concurrent_send_is_excluded_from_later_batches(
         last = people(1, start=39)[0].email                  # in batch 8: not started before batch 1 answers
 
         def unsubscribe() -> None:
-            deadline = time.monotonic() + 15
-            while not server.mail_sends() and time.monotonic() < deadline:
-                time.sleep(0.002)
+            wait_until(server.mail_sends)
             writer = open_ledger(settings.database)
             add_suppression(writer, last, "unsubscribed", note="one-click, during the send")
             writer.close()
@@ -121,9 +124,7 @@ def test_a_stop_between_building_a_batch_and_writing_it_ahead_leaves_it_pending_
         def prepare(self, batch):
             super().prepare(batch)
             if batch.batch_id.endswith("-3"):   # batches 1 and 2 are at the server, 3 is built: Ctrl-C now
-                deadline = time.monotonic() + 10
-                while server.in_flight < 2 and time.monotonic() < deadline:
-                    time.sleep(0.002)
+                wait_until(lambda: server.in_flight >= 2, limit=10)
                 stop.request()
 
     with SendGridServer(validate=False, delay=0.2) as server:
@@ -178,9 +179,7 @@ def test_a_ledger_deleted_during_a_concurrent_send_stops_it_after_recording_the_
         database = settings.database
 
         def delete_when_posted() -> None:
-            deadline = time.monotonic() + 15
-            while not server.mail_sends() and time.monotonic() < deadline:
-                time.sleep(0.002)
+            wait_until(server.mail_sends)
             for suffix in ("", "-wal", "-shm"):
                 database.with_name(database.name + suffix).unlink(missing_ok=True)
 
