@@ -136,4 +136,6 @@ def escape_text(value: str) -> str:
 
 def escape_header(value: str) -> str:
     """No CR, LF or other control character ever reaches a header."""
+    if value.isprintable():   # every CONTROL_CHARACTERS one is unprintable: nothing to replace
+        return value.strip()
     return CONTROL_CHARACTERS.sub(" ", value).strip()

@@ -46,3 +46,10 @@ def reference_escape_header(value: str) -> str:
 def test_each_escape_gives_what_its_reference_gives(escape, reference):
     for value in AWKWARD_VALUES + random_values():
         assert escape(value) == reference(value), repr(value)
+
+
+def test_every_character_a_header_must_not_hold_is_unprintable():
+    """escape_header returns a printable value as it is (stripped): that holds only while this does."""
+    matched = "".join(CONTROL_CHARACTERS.findall("".join(map(chr, range(0x110000)))))
+    assert matched and not any(character.isprintable() for character in matched)
+
