@@ -127,19 +127,18 @@ def merge_values(
 
 def _link(template: str, issue_number: int, token: str) -> str:
     """template.format(issue=issue_number, token=token), from pieces split once per send."""
-    before, after = _link_pieces(template, issue_number)
-    return template.format(issue=issue_number, token=token) if before is None else before + token + after
+    pieces = _link_pieces(template, issue_number)
+    return template.format(issue=issue_number, token=token) if pieces is None else token.join(pieces)
 
 
 @lru_cache(maxsize=16)
-def _link_pieces(template: str, issue_number: int) -> tuple[str | None, str]:
-    if template.count("{token") != 1 or "{token}" not in template:   # e.g. {token!r}: format each time
-        return None, ""
-    marked = template.format(issue=issue_number, token="\x00")
-    if marked.count("\x00") != 1:
-        return None, ""
-    before, after = marked.split("\x00")
-    return before, after
+def _link_pieces(template: str, issue_number: int) -> tuple[str, ...] | None:
+    """The formatted link cut at each {token} (one piece when it has none), or None when only
+    format() can say what it is ({token!r}, {token:>30}, a NUL: the mark used to cut it)."""
+    if template.count("{token") != template.count("{token}") or "\x00" in template:
+        return None
+    pieces = tuple(template.format(issue=issue_number, token="\x00").split("\x00"))
+    return pieces if len(pieces) == template.count("{token}") + 1 else None
 
 
 SAMPLE_RECIPIENT = {

@@ -15,7 +15,7 @@ import random
 import pytest
 
 from campaign.merge import CONTROL_CHARACTERS, escape_header, escape_html
-from campaign.personalize import recipient_token
+from campaign.personalize import _link, recipient_token
 
 # Characters that change what an escape does: the five HTML specials, whitespace and controls of every
 # kind, the header's forbidden ones, non-ASCII letters, an astral emoji, and plain letters.
@@ -71,3 +71,30 @@ def test_recipient_token_is_the_plain_hmac_of_the_address():
     for secret in filter(None, secrets):
         for address in rng.sample(addresses, 60) + addresses[:3]:
             assert recipient_token(address, secret) == reference_recipient_token(address, secret), (address, secret)
+
+
+LINK_PIECES = ["{token}", "{issue}", "{{", "}}", "{{token}}", "{token!r}", "{token:>30}", "{issue:04d}", "{token[0]}",
+               "https://wego.example.org/", "u?t=", "&issue=", "/", "é", "\x00", ""]
+
+
+def test_a_link_cut_into_pieces_is_what_its_template_formats_to():
+    """_link joins pieces cut once per send: the same link as format() for a template with no token
+    (the view link), one, several, escaped braces, conversions, format specs and a stray NUL."""
+    rng = random.Random(7)
+    templates = ["https://wego.example.org/newsletter/issue-{issue}/", "https://x.example/u?t={token}", ""]
+    templates += ["".join(rng.choice(LINK_PIECES) for _ in range(rng.randrange(1, 7))) for _ in range(500)]
+    for template in templates:
+        for token in ("XV8YMPiHwuc5QtpQp05yOd6l", "", "a{b}"):
+            assert outcome(_link, template, 30, token) == outcome(reference_link, template, 30, token), (template, token)
+
+
+def reference_link(template: str, issue_number: int, token: str) -> str:
+    return template.format(issue=issue_number, token=token)
+
+
+def outcome(function, *args):
+    """What a call gives: its value, or the kind of error it raises (an empty token has no [0])."""
+    try:
+        return function(*args)
+    except (IndexError, KeyError, ValueError) as error:
+        return type(error)
