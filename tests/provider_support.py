@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from campaign.config import Settings, load_settings
@@ -12,6 +13,16 @@ from campaign.render import RenderedIssue
 API_KEY = "SG.test-key-not-secret"
 TRICKY_NAME = "Ana & <b>Bob</b>"
 INJECTION_NAME = "Eve\r\nBcc: x@example.com"
+# Characters that change what an escape does: the five HTML specials, whitespace and controls of every
+# kind, the header's forbidden ones, non-ASCII letters, an astral emoji, and plain letters.
+AWKWARD_CHARACTERS = ("&<>\"'; ,=?/:%+_-.@[]|\\ \t\r\n\x00\x0b\x1f\x7f\x85\x9f\xa0\u2028\u2029\u202a\u202e"
+                      "\u2066\u2069\ufeff\u3000éñŁΩ😀aZ09")
+
+
+def random_values(count: int, seed: int) -> list[str]:
+    """`count` strings of up to 23 AWKWARD_CHARACTERS, the same for the same seed."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice(AWKWARD_CHARACTERS) for _ in range(rng.randrange(0, 24))) for _ in range(count)]
 
 
 # Every [smtp]/[sendgrid] field is written out: config.load_settings applies environment

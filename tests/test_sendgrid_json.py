@@ -4,14 +4,19 @@ byte for byte what json.dumps makes of the personalization dict, whatever a reci
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 
 import pytest
 
-from campaign.personalize import Envelope
+from campaign.audience import Recipient
+from campaign.merge import MergeTemplate
+from campaign.personalize import Envelope, envelope_for
 from campaign.providers import Batch
 from campaign.providers.sendgrid_payload import Payload
-from provider_support import INJECTION_NAME, TRICKY_NAME, envelope, provider_settings, rendered_issue
+from campaign.render import RenderedIssue
+from provider_support import (INJECTION_NAME, TRICKY_NAME, envelope, provider_settings, random_values,
+                              rendered_issue)
 
 AWKWARD_NAMES = ["", TRICKY_NAME, INJECTION_NAME, 'Quote " and back\\slash', "Muñoz; García, Ω", "Emoji 😀 name",
                  "tab\there", "  spaced   out  ", "\u2028line separator\u202e", "[x]"]
@@ -47,5 +52,44 @@ def test_the_body_is_exactly_what_json_dumps_makes_of_the_whole_body(tmp_path):
     settings = provider_settings(tmp_path)
     people = awkward_envelopes()
     payload = Payload(Batch(issue=rendered_issue(), envelopes=people, batch_id="b-1", lists=("members",)), settings)
+    assert payload.body_json(people) == json.dumps(payload.body(people))
+    assert payload.size(people) == len(payload.body_json(people))
+
+
+def random_recipients(count: int, seed: int) -> list[Recipient]:
+    """Recipients whose name, columns, address and lists are random awkward text (often empty, so the
+    fallbacks are used)."""
+    rng = random.Random(seed)
+    texts = random_values(count * 4, seed) + ["", "Ana", "https://x.example/?a=1&b=<2>"]
+    return [
+        Recipient(email=rng.choice(texts) + f"{number}@example.org", name=rng.choice(texts),
+                  lists=tuple(rng.sample(("members", "embassies", "Ω,list"), rng.randrange(0, 4))),
+                  fields={"name": rng.choice(texts), "city": rng.choice(texts), "organisation": rng.choice(texts)},
+                  line=number + 2)
+        for number in range(count)
+    ]
+
+
+EVERY_PLACE = RenderedIssue(
+    number=30,
+    subject=MergeTemplate("News for [[name|colleague]] in [[city|your city]] [[email]]"),
+    html=MergeTemplate('<p>[[name|compa&#241;ero &amp; amiga]] [[organisation]] [[city]] [[email]]</p>'
+                       '<a href="[[view_url]]">view</a><a href="[[unsubscribe_url]]">[[token]]</a>', markup=True),
+    text=MergeTemplate("[[name|colleague]] [[organisation|you]] [[city]]\n[[view_url]]\n[[unsubscribe_url]]\n"),
+    preheader="",
+)
+
+
+@pytest.mark.parametrize("mailto", ["", "mailto:unsubscribe@wego.example.org"])
+def test_random_recipients_get_exactly_what_json_dumps_makes_of_their_personalization(tmp_path, mailto):
+    """Every placeholder in every place (subject, HTML, text, with and without fallbacks), the view link,
+    and random awkward recipients built by envelope_for as a send builds them."""
+    settings = provider_settings(tmp_path)
+    settings = replace(settings, links=replace(settings.links, unsubscribe_mailto=mailto))
+    people = [envelope_for(recipient, settings, 30, f"d{number:x}" if number % 5 else "")
+              for number, recipient in enumerate(random_recipients(400, seed=len(mailto)))]
+    payload = Payload(Batch(issue=EVERY_PLACE, envelopes=people, batch_id="b-1"), settings)
+    for person in people:
+        assert payload._json_of(person) == json.dumps(payload.personalization(person)), person
     assert payload.body_json(people) == json.dumps(payload.body(people))
     assert payload.size(people) == len(payload.body_json(people))

@@ -229,16 +229,13 @@ class PersonalizationJson:
 
     The same JSON, byte for byte (tests compare the two), without building the dicts and
     walking them again: the keys and the constant parts are encoded once per batch, and each
-    recipient's strings go through the C encoder json.dumps itself uses.
+    recipient's strings go through the C encoder json.dumps itself uses. Every piece goes into
+    one list, joined once.
     """
 
     def __init__(self, fills: FillGroups, unsubscribe_of: ListUnsubscribe, issue_number: int):
-        # per field: its name, fallback and placeholder, then each escape (None: the value as it is)
-        # with the encoded keys that take its result
-        self._fills = tuple((placeholder.name, placeholder.fallback, placeholder,
-                             tuple((None if escape is escape_text else escape, tuple(quoted(tag) + ": " for tag in tags))
-                                   for escape, tags in by_escape))
-                            for placeholder, by_escape in fills)
+        self._fills = _encoded_fills(fills)
+        self._substitutions_end = "}" if fills else ""
         self._unsubscribe_of = unsubscribe_of
         self._issue = quoted(ARG_ISSUE) + ": " + quoted(str(issue_number))
         self._lists: dict[tuple[str, ...], str] = {}    # each distinct lists tuple, encoded once
@@ -249,33 +246,32 @@ class PersonalizationJson:
         if name:
             parts += [', "name": ', quoted(name)]
         parts.append("}]")
-        substitutions = self._substitutions(envelope.fields)
-        if substitutions:
-            parts += [', "substitutions": {', ", ".join(substitutions), "}"]
-        parts += self._headers(envelope)
+        self._add_substitutions(parts, envelope.fields)
+        parts.append(self._substitutions_end)
+        self._add_headers(parts, envelope)
         parts += [', "custom_args": {', self._custom_args(envelope), "}}"]
         return "".join(parts)
 
-    def _substitutions(self, fields) -> list[str]:
-        members = []
+    def _add_substitutions(self, parts: list[str], fields) -> None:
         for name, fallback, placeholder, by_escape in self._fills:
             value = fields.get(name)
             value = (value or fallback) if value is not None else placeholder.value_in(fields)
+            plain = ""
             for escape, keys in by_escape:
-                encoded = quoted(value if escape is None else escape(value))
+                escaped = value if escape is None else escape(value)
+                if escaped is value:   # as a rule nothing to escape: the value is encoded once for all its tags
+                    encoded = plain = plain or quoted(value)
+                else:
+                    encoded = quoted(escaped)
                 for key in keys:
-                    members.append(key + encoded)
-        return members
+                    parts += (key, encoded)
 
-    def _headers(self, envelope: Envelope) -> list[str]:
+    def _add_headers(self, parts: list[str], envelope: Envelope) -> None:
         url = envelope.unsubscribe_url
         unsubscribe = self._unsubscribe_of.header(url, envelope.token)
-        if not unsubscribe:
-            return []
-        if not url:
-            return [', "headers": {"List-Unsubscribe": ', quoted(unsubscribe), "}"]
-        return [', "headers": {"List-Unsubscribe": ', quoted(unsubscribe), ', "List-Unsubscribe-Post": ',
-                quoted(ONE_CLICK), "}"]
+        if unsubscribe:
+            parts += (', "headers": {"List-Unsubscribe": ', quoted(unsubscribe),
+                      _ONE_CLICK_MEMBER + "}" if url else "}")
 
     def _custom_args(self, envelope: Envelope) -> str:
         issue_and_id = (self._issue + ', "' + ARG_DELIVERY + '": ' + quoted(envelope.delivery_id)
@@ -285,6 +281,27 @@ class PersonalizationJson:
             joined = ",".join(envelope.lists)
             lists = self._lists[envelope.lists] = ', "' + ARG_LISTS + '": ' + quoted(joined) if joined else ""
         return issue_and_id + lists
+
+
+_ONE_CLICK_MEMBER = ', "List-Unsubscribe-Post": ' + quoted(ONE_CLICK)
+
+
+def _encoded_fills(fills: FillGroups) -> tuple:
+    """Per field: its name, fallback and placeholder, then each escape (None: the value as it is) with
+    the JSON keys that take its result, each key with what comes before it (`, "substitutions": {`
+    for the first, `, ` for the others) and after it (`: `)."""
+    before = ', "substitutions": {'
+    encoded = []
+    for placeholder, by_escape in fills:
+        escapes = []
+        for escape, tags in by_escape:
+            keys = []
+            for tag in tags:
+                keys.append(before + quoted(tag) + ": ")
+                before = ", "
+            escapes.append((None if escape is escape_text else escape, tuple(keys)))
+        encoded.append((placeholder.name, placeholder.fallback, placeholder, tuple(escapes)))
+    return tuple(encoded)
 
 
 def _json_size(value: object) -> int:
