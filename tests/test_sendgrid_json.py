@@ -13,6 +13,7 @@ from campaign.audience import Recipient
 from campaign.merge import MergeTemplate
 from campaign.personalize import Envelope, envelope_for
 from campaign.providers import Batch
+from campaign.providers import sendgrid_payload
 from campaign.providers.sendgrid_payload import Payload
 from campaign.render import RenderedIssue
 from provider_support import (INJECTION_NAME, TRICKY_NAME, envelope, provider_settings, random_values,
@@ -93,3 +94,37 @@ def test_random_recipients_get_exactly_what_json_dumps_makes_of_their_personaliz
         assert payload._json_of(person) == json.dumps(payload.personalization(person)), person
     assert payload.body_json(people) == json.dumps(payload.body(people))
     assert payload.size(people) == len(payload.body_json(people))
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_a_body_of_none_one_or_two_personalizations_is_what_json_dumps_writes(tmp_path, count):
+    settings = provider_settings(tmp_path)
+    people = awkward_envelopes()[:count]
+    payload = Payload(Batch(issue=rendered_issue(), envelopes=people, batch_id="b-1"), settings)
+    assert payload.body_json(people) == json.dumps(payload.body(people))
+    assert payload.size(people) == len(payload.body_json(people))
+
+
+def over_a_limit(payload: Payload, person: Envelope) -> bool:
+    """The reference: each of SendGrid's limits measured on the personalization dict."""
+    personalization = payload.personalization(person)
+    return (len(json.dumps(personalization["custom_args"])) > sendgrid_payload.MAX_CUSTOM_ARGS_BYTES
+            or len(json.dumps(personalization.get("substitutions", {}))) > sendgrid_payload.MAX_SUBSTITUTIONS_BYTES
+            or payload.size([person]) > sendgrid_payload.MAX_REQUEST_BYTES)
+
+
+@pytest.mark.parametrize("request_limit", [None, 12_000])
+def test_a_personalization_is_refused_exactly_when_it_is_over_a_limit(tmp_path, monkeypatch, request_limit):
+    """The quick check (the whole personalization under every limit) says "fits" for no one the
+    reference refuses, on either side of each limit, byte by byte."""
+    settings = provider_settings(tmp_path)
+    if request_limit:
+        monkeypatch.setattr(sendgrid_payload, "MAX_REQUEST_BYTES", request_limit)
+    people = [replace(envelope(f"c{size}@example.org", "Ana"), lists=("l" * size,)) for size in range(9_900, 10_100, 3)]
+    for size in range(3_000, 5_200, 7):
+        person = envelope(f"s{size}@example.org", "Ana")
+        people.append(replace(person, fields={**person.fields, "city": "x" * size}))
+    payload = Payload(Batch(issue=rendered_issue(), envelopes=people, batch_id="b-1"), settings)
+    verdicts = [(bool(payload.over_limit(person)), over_a_limit(payload, person)) for person in people]
+    assert all(said == reference for said, reference in verdicts)
+    assert {said for said, _ in verdicts} == {True, False}
