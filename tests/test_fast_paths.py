@@ -16,6 +16,7 @@ import pytest
 
 from campaign.merge import CONTROL_CHARACTERS, escape_header, escape_html
 from campaign.personalize import _link, recipient_token
+from campaign.providers.sendgrid_payload import NAME_FORBIDDEN, _display_name
 from provider_support import random_values
 
 AWKWARD_VALUES = ["", " ", "Ana", "Ana & <b>Bob</b>", "Eve\r\nBcc: x@example.com", 'say "hi"', "it's",
@@ -87,3 +88,19 @@ def outcome(function, *args):
         return function(*args)
     except (IndexError, KeyError, ValueError) as error:
         return type(error)
+
+
+def reference_display_name(name: str) -> str:
+    return " ".join(NAME_FORBIDDEN.sub(" ", name or "").split())
+
+
+def test_a_display_name_is_what_the_reference_makes_of_it():
+    names = AWKWARD_VALUES + random_values(3000, seed=5) + [" Ana", "Ana ", "Ana  Souza", "A;B", "A,B", "Ana Souza"]
+    for name in names:
+        assert _display_name(name) == reference_display_name(name), repr(name)
+
+
+def test_the_only_printable_space_is_the_ascii_space():
+    """_display_name splits a printable name only when it holds two spaces or starts or ends with one:
+    that is right while no other character is both printable and whitespace to str.split()."""
+    assert [chr(c) for c in range(0x110000) if chr(c).isspace() and chr(c).isprintable()] == [" "]

@@ -229,7 +229,10 @@ def _address(addr: str, name: str) -> dict:
 
 
 def _display_name(name: str) -> str:
-    return " ".join(NAME_FORBIDDEN.sub(" ", name or "").split())
+    name = name or ""
+    if name.isprintable() and ";" not in name and "," not in name:   # nothing forbidden; no space but " "
+        return name if "  " not in name and name[:1] != " " and name[-1:] != " " else " ".join(name.split())
+    return " ".join(NAME_FORBIDDEN.sub(" ", name).split())
 
 
 class PersonalizationJson:
