@@ -264,18 +264,17 @@ class PersonalizationJson:
         return "".join(parts)
 
     def _add_substitutions(self, parts: list[str], fields) -> None:
-        for name, fallback, placeholder, by_escape in self._fills:
+        for name, fallback, placeholder, keyed_escapes in self._fills:
             value = fields.get(name)
             value = (value or fallback) if value is not None else placeholder.value_in(fields)
             plain = ""
-            for escape, keys in by_escape:
+            for escape, key in keyed_escapes:
                 escaped = value if escape is None else escape(value)
                 if escaped is value:   # as a rule nothing to escape: the value is encoded once for all its tags
                     encoded = plain = plain or quoted(value)
                 else:
                     encoded = quoted(escaped)
-                for key in keys:
-                    parts += (key, encoded)
+                parts += (key, encoded)
 
     def _add_headers(self, parts: list[str], envelope: Envelope) -> None:
         url = envelope.unsubscribe_url
@@ -298,20 +297,18 @@ _ONE_CLICK_MEMBER = ', "List-Unsubscribe-Post": ' + quoted(ONE_CLICK)
 
 
 def _encoded_fills(fills: FillGroups) -> tuple:
-    """Per field: its name, fallback and placeholder, then each escape (None: the value as it is) with
-    the JSON keys that take its result, each key with what comes before it (`, "substitutions": {`
-    for the first, `, ` for the others) and after it (`: `)."""
+    """Per field: its name, fallback and placeholder, then each tag's escape (None: the value as it is)
+    and JSON key, the key with what comes before it (`, "substitutions": {` for the first, `, ` for
+    the others) and after it (`: `)."""
     before = ', "substitutions": {'
     encoded = []
     for placeholder, by_escape in fills:
-        escapes = []
+        keyed_escapes = []
         for escape, tags in by_escape:
-            keys = []
             for tag in tags:
-                keys.append(before + quoted(tag) + ": ")
+                keyed_escapes.append((None if escape is escape_text else escape, before + quoted(tag) + ": "))
                 before = ", "
-            escapes.append((None if escape is escape_text else escape, tuple(keys)))
-        encoded.append((placeholder.name, placeholder.fallback, placeholder, tuple(escapes)))
+        encoded.append((placeholder.name, placeholder.fallback, placeholder, tuple(keyed_escapes)))
     return tuple(encoded)
 
 
