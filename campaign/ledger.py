@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .errors import LedgerError
-from .ledger_schema import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
+from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
 from .ledger_schema import applied_migrations as applied_migrations
 from .ledger_schema import open_database
 from .ledger_schema import transaction as transaction
