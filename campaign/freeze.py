@@ -12,7 +12,8 @@ import sqlite3
 from itertools import islice
 from typing import Callable, Iterable
 
-from .ledger import _NOW, has_deliveries
+from .ledger import has_deliveries
+from .ledger_schema import NOW as _NOW
 from .ledger_schema import transaction
 from .link_tokens import TokenDigests, _remember_link_tokens
 

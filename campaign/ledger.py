@@ -8,15 +8,19 @@ opens a file migrated to `MIGRATIONS`.
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .errors import LedgerError
 from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
 from .ledger_schema import applied_migrations as applied_migrations
+from .batches_in_flight import ATTEMPT, close_batch, flying, reopen_as_rows, stage_batch, stage_ids
+from .batches_in_flight import new_delivery_id as new_delivery_id   # re-exported, as write_batch_ahead
+from .batches_in_flight import new_delivery_ids as new_delivery_ids
+from .batches_in_flight import write_batch_ahead as write_batch_ahead   # re-exported: the send loop writes through here
+from .ledger_schema import NOW as _NOW
 from .ledger_schema import open_database
 from .ledger_schema import transaction as transaction
 from .link_tokens import address_for_token as address_for_token  # re-exported: readers, bounces, inbox
@@ -52,7 +56,11 @@ STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SK
 CRASH_NOTE = ("the send stopped while this batch was with the provider: it may or may not have "
               "been delivered; resend only with --resend-unknown")
 
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+
+
+def _now(connection: sqlite3.Connection) -> str:
+    """SQLite's clock, read once for a statement that stamps many rows (not formatted once per row)."""
+    return str(connection.execute(f"SELECT {_NOW}").fetchone()[0])
 
 
 @dataclass(frozen=True)
@@ -157,13 +165,16 @@ def forget_rehearsal(connection: sqlite3.Connection, issue: int, kind: str) -> i
     if kind == REAL:
         raise LedgerError("a real send cannot be restarted: its record is what stops a second copy")
     with transaction(connection):
+        connection.execute("DELETE FROM batches_in_flight WHERE issue = ? AND kind = ?", (issue, kind))
         cursor = connection.execute("DELETE FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
     return cursor.rowcount
 
 
 def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> list[Delivery]:
-    """Rows a dead process left in_flight become unknown (never guessed either way); returns them."""
+    """Rows a dead process left in_flight, or in a batch written ahead, become unknown (never guessed
+    either way); returns them."""
     with transaction(connection):
+        reopen_as_rows(connection, issue, kind, _now(connection))
         rows = connection.execute(
             "SELECT * FROM deliveries WHERE issue = ? AND kind = ? AND status = 'in_flight' ORDER BY email",
             (issue, kind),
@@ -178,13 +189,19 @@ def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> 
 
 def deliveries(connection: sqlite3.Connection, issue: int, kind: str,
                statuses: Iterable[str] | None = None) -> list[Delivery]:
+    """The rows of an issue's send (those in `statuses`), in the order they were frozen; a row in a
+    batch written ahead reads `in_flight`."""
+    away = flying(connection, issue, kind)
     query = "SELECT * FROM deliveries WHERE issue = ? AND kind = ?"
     params: list = [issue, kind]
     if statuses is not None:
         statuses = list(statuses)
-        query += f" AND status IN ({', '.join('?' for _ in statuses)})"
-        params += statuses
-    return [Delivery.from_row(row) for row in connection.execute(query + " ORDER BY rowid", params)]
+        query += f" AND (status IN ({', '.join('?' for _ in statuses)}) OR email IN {_EMAILS})"
+        params += [*statuses, json.dumps(sorted(away))]
+    rows = [Delivery.from_row(row) for row in connection.execute(query + " ORDER BY rowid", params)]
+    if away:
+        rows = [replace(row, status=IN_FLIGHT) if row.email in away else row for row in rows]
+    return rows if statuses is None else [row for row in rows if row.status in statuses]
 
 
 def has_deliveries(connection: sqlite3.Connection, issue: int, kind: str) -> bool:
@@ -195,7 +212,9 @@ def has_deliveries(connection: sqlite3.Connection, issue: int, kind: str) -> boo
 
 def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, str]:
     rows = connection.execute("SELECT email, status FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
-    return {email: status for email, status in rows}
+    statuses = {email: status for email, status in rows}
+    statuses.update((email, IN_FLIGHT) for email in flying(connection, issue, kind) if email in statuses)
+    return statuses
 
 
 def emails_with_status(connection: sqlite3.Connection, issue: int, kind: str, statuses: Iterable[str]) -> set[str]:
@@ -204,27 +223,13 @@ def emails_with_status(connection: sqlite3.Connection, issue: int, kind: str, st
         return set()
     rows = connection.execute(f"SELECT email FROM deliveries WHERE issue = ? AND kind = ? "
                               f"AND status IN ({', '.join('?' for _ in wanted)})", (issue, kind, *wanted))
-    return {email for (email,) in rows}
+    found = {email for (email,) in rows}
+    away = flying(connection, issue, kind)
+    return (found | away) if IN_FLIGHT in wanted else (found - away)
 
 
 # A batch's addresses as one JSON array parameter: one statement per batch, not one per address.
 _EMAILS = "(SELECT value FROM json_each(?))"
-
-
-def new_delivery_id() -> str:
-    """An opaque id for one row's send attempt: random, so it says nothing about the recipient."""
-    return secrets.token_hex(10)
-
-
-def new_delivery_ids(count: int) -> list[str]:
-    """Ids for the `count` messages of one batch: one random prefix, then the position in the batch.
-
-    As opaque as `new_delivery_id` and as long, but a batch's ids sit side by side in the ledger's
-    delivery_id index, so writing them ahead touches a few index pages instead of one per row
-    (half the cost of the write-ahead at 1,000 rows, bench/RESULTS.md).
-    """
-    prefix = secrets.token_hex(8)
-    return [f"{prefix}{position:04x}" for position in range(count)]
 
 
 def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails: Sequence[str],
@@ -247,11 +252,7 @@ def mark_in_flight(connection: sqlite3.Connection, issue: int, kind: str, emails
         # The ids go through a connection-private table, so the whole write-ahead is a handful of
         # statements: each one lets go of Python's GIL once and must win it back from the thread
         # that builds the next batch (a statement per row made that wait a thousand times).
-        connection.execute("CREATE TEMP TABLE IF NOT EXISTS write_ahead (email TEXT PRIMARY KEY, delivery_id TEXT)")
-        connection.execute("DELETE FROM temp.write_ahead")
-        connection.execute("INSERT OR REPLACE INTO temp.write_ahead (email, delivery_id) SELECT json_extract(value, '$[0]'), "
-                           "json_extract(value, '$[1]') FROM json_each(?)",
-                           (json.dumps([[email, delivery_ids.get(email, "")] for email in emails]),))
+        stage_ids(connection, json.dumps([[email, delivery_ids.get(email, "")] for email in emails]))
         connection.execute(
             f"UPDATE deliveries SET status = 'in_flight', provider = ?, batch_id = ?, run_id = ?, "
             f"attempts = attempts + 1, updated_at = {_NOW}, "
@@ -279,22 +280,31 @@ def mark_skipped(connection: sqlite3.Connection, issue: int, kind: str, reasons:
         )
 
 
-def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outcomes: Iterable[Outcome]) -> None:
+def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outcomes: Iterable[Outcome],
+                    batch_id: str | None = None) -> None:
     """Committed as soon as the provider answers: one statement per distinct answer, all in one transaction.
 
-    Not forced to disk: lost in a power cut, the rows are left in_flight, which the next run calls
+    `batch_id`: the answer of a batch written ahead (write_batch_ahead): its rows take the attempt
+    (provider, batch, run, delivery id) with the answer, and the batch is closed in the same transaction.
+    Not forced to disk: lost in a power cut, the rows are left in flight, which the next run calls
     unknown and never resends unasked; the next write-ahead, which is forced, takes it down too."""
     answers: dict[tuple[str, str, str], list[str]] = {}
     for outcome in outcomes:  # a SendGrid batch is one answer for a thousand addresses
         answers.setdefault((outcome.status, outcome.message_id, outcome.error), []).append(outcome.email)
     with transaction(connection, synced=False):
+        now = _now(connection)
+        batch = stage_batch(connection, batch_id) if batch_id else None
+        attempt, of_attempt = (f", {ATTEMPT}", (*batch[:1], batch_id, batch[1])) if batch else ("", ())
         for (status, message_id, error), emails in answers.items():
             connection.execute(
-                f"UPDATE deliveries SET status = ?, message_id = ?, last_error = ?, updated_at = {_NOW}, "
-                f"accepted_at = CASE WHEN ? = 'accepted' THEN {_NOW} ELSE accepted_at END "
+                f"UPDATE deliveries SET status = ?, message_id = ?, last_error = ?, updated_at = ?, "
+                f"accepted_at = CASE WHEN ? = 'accepted' THEN ? ELSE accepted_at END{attempt} "
                 f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status <> 'accepted'",
-                (status, message_id, error, status, issue, kind, json.dumps(emails)),
+                (status, message_id, error, now, status, now, *of_attempt, issue, kind, json.dumps(emails)),
             )
+        if batch is not None and batch_id is not None:
+            close_batch(connection, issue, kind, batch_id, *batch,
+                        answered=[email for emails in answers.values() for email in emails], now=now)
 
 
 
@@ -315,11 +325,19 @@ def resolve_unknown(connection: sqlite3.Connection, issue: int, email: str, stat
     return cursor.rowcount == 1
 
 def counts(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, int]:
+    """{status: rows}; the rows of a batch written ahead count as in_flight."""
     result = {status: 0 for status in STATUSES}
     for status, number in connection.execute(
         "SELECT status, count(*) FROM deliveries WHERE issue = ? AND kind = ? GROUP BY status", (issue, kind)
     ):
         result[status] = number
+    away = flying(connection, issue, kind)
+    if away:
+        for status, number in connection.execute(
+                f"SELECT status, count(*) FROM deliveries WHERE issue = ? AND kind = ? AND email IN {_EMAILS} "
+                f"GROUP BY status", (issue, kind, json.dumps(sorted(away)))):
+            result[status] -= number
+            result[IN_FLIGHT] += number
     return result
 
 

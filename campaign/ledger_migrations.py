@@ -233,4 +233,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX deliveries_delivery_id ON deliveries (delivery_id) WHERE delivery_id <> '';
         """,
     ),
+    (
+        # A batch handed to the provider in one request (SendGrid) is written ahead as ONE row here,
+        # committed before the request, instead of marking each of its delivery rows in flight: the
+        # rows are then written once, with the answer. A row listed here is in flight (readers see it
+        # so); one a dead process left here becomes unknown on the next run, never resent unasked.
+        "0011_batches_in_flight",
+        """
+        CREATE TABLE batches_in_flight (
+            batch_id    TEXT PRIMARY KEY,          -- issue-run-index
+            issue       INTEGER NOT NULL,
+            kind        TEXT NOT NULL,
+            run_id      INTEGER NOT NULL,
+            provider    TEXT NOT NULL,
+            deliveries  TEXT NOT NULL,             -- JSON [[email, delivery_id], ...]: whom the request carries
+            written_at  TEXT NOT NULL
+        );
+        CREATE INDEX batches_in_flight_issue ON batches_in_flight (issue, kind);
+        """,
+    ),
 ]

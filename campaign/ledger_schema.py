@@ -23,6 +23,8 @@ from .files import make_folder
 # Here, in the schema, so the CLI can name them in its help without importing the ledger's queries.
 SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "manual")
 
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"   # SQLite's clock, as every timestamp of the ledger is written
+
 
 
 def open_database(path: Path, migrations: Sequence[tuple[str, str]]) -> sqlite3.Connection:

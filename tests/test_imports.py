@@ -24,7 +24,7 @@ STAGES: list[tuple[str, ...]] = [
      "css_support", "contrast", "csv_shape", "merge", "spreadsheet", "spam", "mbox"),
     ("content", "scaffold"),                            # content/issue-N/ -> Issue; `campaign new` writes a new one
     ("render",),                                        # Issue -> RenderedIssue, once
-    ("ledger_migrations", "ledger_schema", "link_tokens", "ledger", "freeze", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
+    ("ledger_migrations", "ledger_schema", "batches_in_flight", "link_tokens", "ledger", "freeze", "suppressions", "events"),               # the SQLite record: who got what, who must never get anything,
                                                         # what the provider said happened after
     ("row_fields", "recipient", "audience"),            # recipients CSV -> Audience (minus suppressions)
     ("personalize",),                                   # one recipient's values, filled into the issue
