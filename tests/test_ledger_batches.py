@@ -125,3 +125,15 @@ def test_restarting_a_rehearsal_forgets_its_open_batches_too(connection):
     ledger.forget_rehearsal(connection, 30, "outbox")
     freeze(connection, kind="outbox")
     assert set(ledger.status_by_email(connection, 30, "outbox").values()) == {"pending"}
+
+
+def test_a_ledger_from_before_batches_were_written_ahead_still_reads_in_a_dry_run(tmp_path):
+    connection = open_ledger(tmp_path / "campaign.db")
+    run = freeze(connection)
+    ledger.mark_in_flight(connection, 30, "real", ["a@example.org"], "sendgrid", "30-1-1", run)
+    ledger.record_outcomes(connection, 30, "real", [Outcome("a@example.org", "accepted", "msg-1")])
+    connection.execute("DROP TABLE batches_in_flight")   # as the version before migration 0011 left it
+    connection.execute("DELETE FROM migrations WHERE name = '0011_batches_in_flight'")
+    connection.close()
+    assert ledger.statuses_read_only(tmp_path / "campaign.db", 30, "real") == {
+        "a@example.org": "accepted", "b@example.org": "pending", "c@example.org": "pending"}

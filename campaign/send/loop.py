@@ -23,7 +23,7 @@ from ..audience import Recipient
 from ..config import Settings
 from ..checks.gate import GateDecision
 from ..errors import ProviderConfigError, TransientProviderError
-from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome, new_delivery_ids
+from ..ledger import ACCEPTED, CRASH_NOTE, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome, new_delivery_ids
 from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers import batches
 from ..providers.base import Batch, DeliveryResult, Provider
@@ -184,10 +184,9 @@ class _BatchLoop:
     def send_batch(self, recipients: Sequence[Recipient], batch_id: str) -> tuple[int, str]:
         """Write ahead, call the provider (with retries), record; returns (accepted count, last error).
 
-        The write-ahead follows the provider's own step: the whole batch for SendGrid
-        (one request), each message for SMTP (ProviderInfo.one_at_a_time). Each envelope
-        carries a fresh delivery id, stored with the write-ahead; a retry after a
-        transient error (which certainly did not go out) keeps it.
+        The write-ahead follows the provider's own step: the whole batch for SendGrid (one request,
+        one row), each message for SMTP (ProviderInfo.one_at_a_time). Each envelope carries a fresh
+        delivery id, in the write-ahead; a retry after a transient error (not sent) keeps it.
         """
         per_message = self.provider.info.one_at_a_time
         handed_over: set[str] = set() if per_message else {r.email for r in recipients}   # may have gone out
@@ -208,20 +207,21 @@ class _BatchLoop:
         batch = self.batch(recipients, batch_id, on_sending=mark_sending if per_message else None,
                            on_result=record_answer)
         envelopes, emails = batch.envelopes, [envelope.email for envelope in batch.envelopes]
+        whole = None if per_message else batch_id   # a request written ahead whole: its answers close it
         if not per_message:
             self.provider.prepare(batch)   # built before the write-ahead: a build error leaves them pending
-            self.record.mark_in_flight(envelopes, batch_id)
+            self.record.write_batch_ahead(envelopes, batch_id)
         try:
-            answer = deliver_with_retries(self.provider, batch, self.retries, on_wait=self._waiting(emails),
+            answer = deliver_with_retries(self.provider, batch, self.retries, on_wait=self._waiting(emails, whole),
                                           before_retry=None if per_message else
-                                          lambda: self.record.mark_in_flight(envelopes, batch_id))
+                                          lambda: self.record.write_batch_ahead(envelopes, batch_id))
         except BaseException as error:  # Ctrl-C twice or a bug mid-request: it may have gone out
             note = f"the send stopped during the provider call ({type(error).__name__}); it may or may not " \
                    "have been delivered; resend only with --resend-unknown"
             self._record([Outcome(email, UNKNOWN, error=note) for email in emails
-                          if email in handed_over and email not in answered])
+                          if email in handed_over and email not in answered], whole)
             raise
-        return self.settle(answer, answered)
+        return self.settle(answer, answered, whole)
 
     def batch(self, recipients: Sequence[Recipient], batch_id: str, **callbacks: Any) -> Batch:
         """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""
@@ -232,14 +232,15 @@ class _BatchLoop:
                      lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
                      sandbox=self.record.kind == "sandbox", **callbacks)
 
-    def settle(self, answer: Answer, answered: Container[str] = ()) -> tuple[int, str]:
-        """Record a batch's answer (what on_result did not already); raise its halt after recording."""
+    def settle(self, answer: Answer, answered: Container[str] = (), whole: str | None = None) -> tuple[int, str]:
+        """Record a batch's answer (what on_result did not already); raise its halt after recording.
+        `whole`: the batch id of a request written ahead whole, which this answer closes."""
         unanswered = [outcome for outcome in answer.outcomes if outcome.email not in answered]
         if answer.halt is not None:   # a configuration fault: nothing of these went out, they stay pending
             self.record.record([replace(outcome, status=PENDING, error=f"not sent: {answer.halt}")
-                                for outcome in unanswered])
+                                for outcome in unanswered], whole)
             raise answer.halt
-        self._record(unanswered)
+        self._record(unanswered, whole)
         return answer.accepted, answer.last_error
 
     def _without_new_suppressions(self, chunk: Sequence[Recipient]) -> list[Recipient]:
@@ -254,15 +255,15 @@ class _BatchLoop:
         self.record.mark_skipped(reasons)
         self.tally.add([Outcome(email, SKIPPED, error=why) for email, why in reasons.items()])
 
-    def _waiting(self, emails: list[str]) -> Callable[[TransientProviderError, float, int], None]:
+    def _waiting(self, emails: list[str], whole: str | None) -> Callable[[TransientProviderError, float, int], None]:
         def waiting(error: TransientProviderError, delay: float, attempt: int) -> None:
             # It certainly did not go out: say so during the wait, so a crash now loses nothing.
-            self.record.record([Outcome(email, FAILED, error=f"retrying: {error}") for email in emails])
+            self.record.record([Outcome(email, FAILED, error=f"retrying: {error}") for email in emails], whole)
             self.tally.report(f"{error}: retrying in {delay:.0f} s (attempt {attempt + 1})")
         return waiting
 
-    def _record(self, outcomes: list[Outcome]) -> None:
-        self.record.record(outcomes)
+    def _record(self, outcomes: list[Outcome], whole: str | None = None) -> None:
+        self.record.record(outcomes, whole)
         self.tally.add(outcomes)
 
     def _where(self, next_batch: int, total_batches: int, during: bool = False) -> str:
@@ -358,11 +359,11 @@ class _Concurrent:
         desk.call(lambda: written.append(self._write_ahead(batch)))
         if not written[0]:
             return Answer((), attempts=0)
-        waiting = loop._waiting(emails)
+        waiting = loop._waiting(emails, batch.batch_id)
         answer = deliver_with_retries(
             loop.provider, batch, loop.retries,
             on_wait=lambda error, delay, attempt: desk.call(lambda: waiting(error, delay, attempt)),
-            before_retry=lambda: desk.call(lambda: loop.record.mark_in_flight(batch.envelopes, batch.batch_id)))
+            before_retry=lambda: desk.call(lambda: loop.record.write_batch_ahead(batch.envelopes, batch.batch_id)))
         desk.call(lambda: self._record(batch, answer))
         return answer
 
@@ -370,14 +371,14 @@ class _Concurrent:
         """Mark the batch in flight, unless the send was stopped since it was built (it stays pending)."""
         if self.loop.retries.stop.requested or self.halt is not None:
             return False
-        self.loop.record.mark_in_flight(batch.envelopes, batch.batch_id)
+        self.loop.record.write_batch_ahead(batch.envelopes, batch.batch_id)
         self.with_provider.add(batch.batch_id)
         return True
 
     def _record(self, batch: Batch, answer: Answer) -> None:
         self.with_provider.discard(batch.batch_id)
         try:
-            self.loop.settle(answer)
+            self.loop.settle(answer, whole=batch.batch_id)
         except ProviderConfigError:   # recorded pending; `finish` stops the send
             pass
 
@@ -394,7 +395,6 @@ class _Concurrent:
 
     def abandon(self, batches: list[Batch]) -> None:
         """Under the desk's lock, after which no worker writes: what was written ahead may have gone out."""
-        note = ("the send stopped while this batch was with the provider; it may or may not have been delivered; "
-                "resend only with --resend-unknown")
-        self.loop._record([Outcome(envelope.email, UNKNOWN, error=note) for batch in batches
-                           if batch.batch_id in self.with_provider for envelope in batch.envelopes])
+        for batch in batches:
+            if batch.batch_id in self.with_provider:
+                self.loop._record([Outcome(e.email, UNKNOWN, error=CRASH_NOTE) for e in batch.envelopes], batch.batch_id)

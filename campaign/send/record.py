@@ -164,10 +164,15 @@ class RunRecord:
                 f"{saved}. Put that file back as {path} before sending this issue again")
 
     def mark_in_flight(self, envelopes: Sequence[Envelope], batch_id: str) -> None:
-        """Write ahead, with the delivery id each envelope carries to the provider (so its events find
-        the row); link tokens were kept when the audience was frozen."""
+        """Write ahead message by message (SMTP), with the delivery id each envelope carries to the provider
+        (so its events find the row); link tokens were kept when the audience was frozen."""
         ledger.mark_in_flight(self.connection, self.issue, self.kind, [e.email for e in envelopes], self.provider,
                               batch_id, self.run_id, delivery_ids={e.email: e.delivery_id for e in envelopes})
+
+    def write_batch_ahead(self, envelopes: Sequence[Envelope], batch_id: str) -> None:
+        """Write a whole request ahead as one row (SendGrid); its answer is recorded with `batch_id`."""
+        ledger.write_batch_ahead(self.connection, self.issue, self.kind, self.provider, batch_id, self.run_id,
+                                 {e.email: e.delivery_id for e in envelopes})
 
     def suppressed_since(self, emails: Sequence[str], reader: sqlite3.Connection | None = None) -> dict[str, str]:
         """{email: why} of these addresses now suppressed, read through `reader` (default: the ledger's
@@ -192,8 +197,9 @@ class RunRecord:
     def mark_skipped(self, reasons: dict[str, str]) -> None:
         ledger.mark_skipped(self.connection, self.issue, self.kind, reasons)
 
-    def record(self, outcomes: Iterable[Outcome]) -> None:
-        ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes)
+    def record(self, outcomes: Iterable[Outcome], batch_id: str | None = None) -> None:
+        """The answer; `batch_id`: of a batch written ahead whole, which it closes."""
+        ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes, batch_id)
 
     def finish(self, outcome: str, message: str) -> None:
         ledger.finish_run(self.connection, self.run_id, outcome, message)
