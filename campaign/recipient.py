@@ -62,7 +62,15 @@ class Recipient:
         setter(self, "_values", values)
 
     def __reduce__(self) -> tuple:   # copy and pickle (frozen slots cannot be set back one by one)
-        return Recipient, (self.email, self.name, self.lists, self.fields, self.line)
+        return _restored, (self.email, self.name, self.lists, self.line, self._shape, self._values)
+
+
+def _restored(email: str, name: str, lists: tuple[str, ...], line: int, shape: FieldShape | None,
+              values: Any) -> Recipient:
+    """A pickled Recipient, rebuilt as it was kept (a file's row stays a row: its shape is pickled once)."""
+    recipient = Recipient.__new__(Recipient)
+    recipient._set(email, name, lists, line, shape, values)
+    return recipient
 
 
 def _fields(recipient: Recipient) -> Mapping[str, str]:

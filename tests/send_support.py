@@ -5,8 +5,10 @@ the real SendGrid provider at SENDGRID_API_URL, recording in the ledger named on
 command line, so a test can SIGKILL it at any moment:
 
     python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown] [--smtp] [--concurrency N]
+                                 [--second-process]
 
-(--smtp: through the real SMTP provider at SMTP_HOST and SMTP_PORT instead.)
+(--smtp: through the real SMTP provider at SMTP_HOST and SMTP_PORT instead; --second-process:
+batches built in a second process however few the recipients.)
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ def main(argv: list[str]) -> int:
     from campaign.ledger import open_ledger
     from campaign.providers.sendgrid import SendGridProvider
     from campaign.providers.smtp import SmtpProvider
-    from campaign.send import RetryPolicy, SendOptions, send_issue
+    from campaign.send import RetryPolicy, SendOptions, builder, send_issue
+
+    if "--second-process" in argv:
+        builder.SECOND_PROCESS_FROM = 1
 
     ledger_path, count, batch_size = Path(argv[0]), int(argv[1]), int(argv[2])
     concurrency = int(argv[argv.index("--concurrency") + 1]) if "--concurrency" in argv else 1

@@ -82,9 +82,12 @@ class Provider(Protocol):
         """
         ...
 
-    def prepare(self, batch: Batch) -> None:
+    def prepare(self, batch: Batch, body: object = None) -> None:
         """Build what `send(batch)` will post, before the batch is written ahead: an error here
-        (raised as is) leaves its recipients pending, not unknown. Nothing to build: do nothing."""
+        (raised as is) leaves its recipients pending, not unknown. Nothing to build: do nothing.
+
+        A provider may also have `build_body(batch, settings)`, a plain function whose result
+        `prepare` takes as `body`: a large send builds it in another process (send/builder.py)."""
         ...
 
     def close(self) -> None:

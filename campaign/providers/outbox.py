@@ -50,7 +50,7 @@ class OutboxProvider:
             self._append(messages)
         return results
 
-    def prepare(self, batch: Batch) -> None:
+    def prepare(self, batch: Batch, body: object = None) -> None:
         pass   # each message is built as it goes
 
     def close(self) -> None:

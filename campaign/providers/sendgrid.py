@@ -49,7 +49,7 @@ from ..errors import ProviderAuthError, ProviderError, TransientProviderError
 from ..personalize import Envelope
 from . import info
 from .base import Batch, DeliveryResult, Status
-from .sendgrid_payload import Payload, build_payload  # noqa: F401 (build_payload re-exported)
+from .sendgrid_payload import Body, Payload, build_body, build_payload  # noqa: F401 (build_payload re-exported)
 
 INFO = info.SENDGRID
 HTTP_LOGGER = "python_http_client.client"
@@ -72,6 +72,7 @@ class SendGridProvider:
     """Provider for SendGrid's v3 API; one request per batch of up to 1000 recipients."""
 
     info = INFO
+    build_body = staticmethod(build_body)   # (batch, settings) -> Body, for prepare(batch, body) (send/builder.py)
 
     def __init__(self, settings: Settings):
         config = settings.sendgrid
@@ -89,27 +90,37 @@ class SendGridProvider:
         self.concurrency = config.concurrency
         self._prepared: dict[str, _Built] = {}   # batch_id -> body built before the write-ahead
 
-    def prepare(self, batch: Batch) -> None:
-        """Build the batch's body now, before it is written ahead: a build error leaves it pending."""
+    def prepare(self, batch: Batch, body: object = None) -> None:
+        """Build the batch's body now, before it is written ahead: a build error leaves it pending.
+
+        `body`: what `build_body` already made of this batch's envelopes, elsewhere (send/builder.py).
+        """
         if batch.envelopes:
-            self._prepared[batch.batch_id] = self._build(batch)
+            self._prepared[batch.batch_id] = self._build(batch, body if isinstance(body, Body) else None)
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
         envelopes = list(batch.envelopes)
         if not envelopes:
             return []
-        built = self._prepared.pop(batch.batch_id, None) or self._build(batch)   # a retry builds again
+        built = self._prepared.get(batch.batch_id) or self._build(batch)
         results = dict(built.refused)
-        self._post_parts(built.payload, built.sendable, results)
+        try:
+            self._post_parts(built.payload, built.sendable, results)
+        except TransientProviderError:
+            raise   # nothing went out: the send loop posts the same body again
+        except BaseException:
+            self._prepared.pop(batch.batch_id, None)
+            raise
+        self._prepared.pop(batch.batch_id, None)
         return [results[envelope.email] for envelope in envelopes]
 
-    def _build(self, batch: Batch) -> "_Built":
+    def _build(self, batch: Batch, body: Body | None = None) -> "_Built":
         envelopes = list(batch.envelopes)
         _check_batch(envelopes)
-        payload = Payload(batch, self._settings)
-        built = _Built(payload)
+        body = body or build_body(batch, self._settings)
+        built = _Built(Payload(batch, self._settings, body))
         for envelope in envelopes:
-            problem = payload.over_limit(envelope)
+            problem = body.refused.get(envelope.email)
             if problem:
                 built.refused[envelope.email] = DeliveryResult(envelope.email, Status.REFUSED, error=problem)
             else:

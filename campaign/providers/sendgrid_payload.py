@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as quoted   # the encoder json.dumps uses for each str
 from typing import Callable
 
@@ -44,10 +45,39 @@ TagFills = dict[str, tuple[Placeholder, Callable[[str], str]]]
 FillGroups = tuple[tuple[Placeholder, tuple[tuple[Callable[[str], str], tuple[str, ...]], ...]], ...]
 
 
-class Payload:
-    """One batch's body, built once: the shared part, then a personalization per envelope."""
+@dataclass(frozen=True)
+class Body:
+    """What `build_body` made of a batch, as plain data (it may be built in another process).
 
-    def __init__(self, batch: Batch, settings: Settings):
+    `pieces`: each recipient's personalization as JSON, by address; `refused`: {email: why SendGrid
+    would refuse that personalization}, naming the recipient's line: never posted.
+    """
+
+    pieces: dict[str, str]
+    refused: dict[str, str]
+
+
+def build_body(batch: Batch, settings: Settings) -> Body:
+    """Every personalization of the batch, serialised once, and those SendGrid would refuse."""
+    payload = Payload(batch, settings)
+    pieces, refused = {}, {}
+    for envelope in batch.envelopes:
+        problem = payload.over_limit(envelope)
+        if problem:
+            refused[envelope.email] = problem
+        else:
+            pieces[envelope.email] = payload._json_of(envelope)
+    return Body(pieces, refused)
+
+
+class Payload:
+    """One batch's body, built once: the shared part, then a personalization per envelope.
+
+    With `body` (build_body's, maybe made in another process) the personalizations are taken from
+    it and never written again: the envelopes may then carry no merge values at all.
+    """
+
+    def __init__(self, batch: Batch, settings: Settings, body: Body | None = None):
         self.batch = batch
         self._issue_number = batch.issue.number
         self._unsubscribe_of = ListUnsubscribe(settings.links)
@@ -63,7 +93,8 @@ class Payload:
         # A personalization no longer than this is under every limit, alone in a body too.
         self._fits_every_limit = min(MAX_CUSTOM_ARGS_BYTES, MAX_SUBSTITUTIONS_BYTES, MAX_REQUEST_BYTES - self.size([]))
         self._writer = PersonalizationJson(self._fills, self._unsubscribe_of, self._issue_number)
-        self._json: dict[str, str] = {}       # each personalization as JSON, serialised once
+        self._json: dict[str, str] = dict(body.pieces) if body else {}   # each personalization as JSON, once
+        self._written_elsewhere = body is not None
 
     def personalization(self, envelope: Envelope) -> dict:
         return _personalization(envelope, self._fills, self._unsubscribe_of, self._issue_number)
@@ -72,6 +103,9 @@ class Payload:
         """The personalization as json.dumps writes it (7-bit: its length is its size in bytes)."""
         text = self._json.get(envelope.email)
         if text is None:
+            if self._written_elsewhere:   # its envelopes may hold no merge values: never write one from them
+                raise KeyError(f"the body built for batch {self.batch.batch_id} has no personalization "
+                               f"for {envelope.email}")
             text = self._json[envelope.email] = self._writer.write(envelope)
         return text
 

@@ -86,7 +86,7 @@ class SmtpProvider:
                 batch.on_result(result)
         return results
 
-    def prepare(self, batch: Batch) -> None:
+    def prepare(self, batch: Batch, body: object = None) -> None:
         pass   # each message is built as it goes
 
     def close(self) -> None:

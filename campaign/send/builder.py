@@ -1,0 +1,136 @@
+"""Building a large concurrent send's batches in a second process (issue 18).
+
+On two cores one interpreter could not both build the next batch (about 20 ms of Python per
+1,000 recipients: merge values, link tokens, the JSON of each personalization) and write the
+ledger and post the batches in flight: they took turns at the GIL. A SendGrid send of
+`SECOND_PROCESS_FROM` recipients or more hands the building to one child process, fed each
+batch's recipients and answering with the envelopes and the provider's body.
+
+Nothing else moves: the write-ahead, the post and the record stay in the sending process and
+come after the batch is built, so a build error (raised here as it was raised there) still
+leaves its recipients pending. The child is started with `spawn`, never forked from a process
+with threads; it ignores Ctrl-C, which is the sending process's to handle, and it ends with the
+send, or as soon as the sending process is gone (killed, say).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+from ..config import Settings
+from ..ledger import new_delivery_ids
+from ..personalize import Envelope, envelope_for
+from ..providers.base import Batch, Provider
+from ..render import RenderedIssue
+
+SECOND_PROCESS_FROM = 20_000   # recipients: under this, the child's start (about 0.3 s of CPU) costs more than it saves
+AHEAD = 3                      # batches the child builds ahead of the one handed to a worker
+
+BuildBody = Callable[[Batch, Settings], Any]   # a provider's build_body: (batch, settings) -> what prepare takes
+
+
+def make_batch(recipients: Sequence[Any], issue: RenderedIssue, settings: Settings, batch_id: str,
+               sandbox: bool, **callbacks: Any) -> Batch:
+    """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""
+    envelopes = [envelope_for(recipient, settings, issue.number, delivery_id) for recipient, delivery_id
+                 in zip(recipients, new_delivery_ids(len(recipients)))]
+    return Batch(issue=issue, envelopes=envelopes, batch_id=batch_id,
+                 lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
+                 sandbox=sandbox, **callbacks)
+
+
+class SecondProcess:
+    """One child process building batches ahead: `submit` them in order, take each with `batch`."""
+
+    def __init__(self, issue: RenderedIssue, settings: Settings, build_body: BuildBody, sandbox: bool):
+        self.issue, self.sandbox = issue, sandbox
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_child, initargs=(issue, settings, build_body, sandbox))
+        with _main_module_hidden():
+            self._pool.submit(int)   # start it now: its imports overlap the freezing of the audience
+        self._ahead: dict[int, tuple[str, Future]] = {}
+
+    def submit(self, index: int, recipients: Sequence[Any], batch_id: str) -> None:
+        if index not in self._ahead:   # pickled as they are kept (audience.Recipient.__reduce__)
+            self._ahead[index] = (batch_id, self._pool.submit(_build_in_child, list(recipients), batch_id))
+
+    def discard(self, index: int) -> None:
+        """Batch `index` will be built here instead (someone in it was suppressed since it was submitted)."""
+        self._ahead.pop(index, (None, None))
+
+    def batch(self, index: int) -> tuple[Batch, Any]:
+        """Batch `index` (submitted before) and its body; its build error is raised here."""
+        batch_id, future = self._ahead.pop(index)
+        envelopes, body = future.result()
+        batch = Batch(issue=self.issue, envelopes=[Envelope(*envelope) for envelope in envelopes],
+                      batch_id=batch_id, lists=tuple(sorted({name for _, _, _, lists, _, _ in envelopes
+                                                               for name in lists})), sandbox=self.sandbox)
+        return batch, body
+
+    def close(self) -> None:
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """While the child is spawned: `spawn` would import the parent's __main__ there again, and a script
+    without an `if __name__ == "__main__"` guard (a user's, a benchmark's) would run a second time
+    in it. The child needs only campaign's own modules."""
+    main = sys.modules["__main__"]
+    spec, path = getattr(main, "__spec__", None), main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
+        if path is not None:
+            main.__file__ = path
+
+
+def worth_a_second_process(recipients: int) -> bool:
+    return recipients >= SECOND_PROCESS_FROM
+
+
+def second_process_for(provider: Provider, issue: RenderedIssue, settings: Settings, sandbox: bool,
+                       recipients: int) -> SecondProcess | None:
+    """A builder process for a send this large through a provider whose body can be built elsewhere."""
+    build_body = getattr(provider, "build_body", None)
+    if build_body is None or provider.info.one_at_a_time or provider.concurrency < 2 \
+            or not worth_a_second_process(recipients):
+        return None
+    return SecondProcess(issue, settings, build_body, sandbox)
+
+
+# --- in the child ---------------------------------------------------------------------------------
+
+_CHILD: dict[str, Any] = {}
+
+
+def _start_child(issue: RenderedIssue, settings: Settings, build_body: BuildBody, sandbox: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the sending process's: it stops between batches
+    _CHILD.update(issue=issue, settings=settings, build_body=build_body, sandbox=sandbox)
+    parent = multiprocessing.parent_process()
+    if parent is not None:   # its work queue never closes (this end holds both ends): watch the parent instead
+        threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _end_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])   # readable once the sending process is gone, however it ended
+    os._exit(0)
+
+
+def _build_in_child(recipients: list[Any], batch_id: str) -> tuple[list[tuple], Any]:
+    """The batch's envelopes without their merge values (the body holds them) and its body."""
+    settings = _CHILD["settings"]
+    batch = make_batch(recipients, _CHILD["issue"], settings, batch_id, _CHILD["sandbox"])
+    body = _CHILD["build_body"](batch, settings)
+    return [(e.email, e.name, {}, e.lists, e.line, e.delivery_id) for e in batch.envelopes], body

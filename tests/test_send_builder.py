@@ -1,0 +1,210 @@
+"""A large concurrent send builds its batches in a second process (campaign/send/builder.py, issue 18).
+
+Real SendGrid client, the local stand-in (validating every body against SendGrid's schema),
+real SQLite files, a real spawned builder process. The threshold is lowered so that a small
+send takes that path; what arrives at the stand-in is compared with what a send built in
+one process posts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from campaign import ledger
+from campaign.errors import ProviderError
+from campaign.ledger import open_ledger
+from campaign.providers.sendgrid import SendGridProvider
+from campaign.providers.sendgrid_payload import build_body
+from campaign.send import RetryPolicy, SendOptions, send_issue
+from campaign.send import builder as builders
+from send_support import make_settings, people, small_issue
+from servers.sendgrid_server import SendGridServer
+
+DRIVER = Path(__file__).with_name("send_support.py")
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+UNBUILDABLE = "person00017@example.org"
+
+
+def build_body_refusing_one(batch, settings):
+    """A provider body builder that fails on one address: imported by name in the builder process."""
+    if any(envelope.email == UNBUILDABLE for envelope in batch.envelopes):
+        raise ProviderError(f"cannot build the body for {UNBUILDABLE}")
+    return build_body(batch, settings)
+
+
+class UnbuildableProvider(SendGridProvider):
+    build_body = staticmethod(build_body_refusing_one)
+
+
+@pytest.fixture
+def second_process(monkeypatch):
+    """Every concurrent SendGrid send, however small, builds in a second process; counts what it built."""
+    monkeypatch.setattr(builders, "SECOND_PROCESS_FROM", 1)
+    taken: list[str] = []
+    batch = builders.SecondProcess.batch
+
+    def counted(self, index):
+        built = batch(self, index)
+        taken.append(built[0].batch_id)
+        return built
+
+    monkeypatch.setattr(builders.SecondProcess, "batch", counted)
+    return taken
+
+
+def send(settings, connection, recipients, batch_size, provider=None, **options):
+    return send_issue(connection, small_issue(), recipients, provider or SendGridProvider(settings), settings,
+                      SendOptions(batch_size=batch_size, **options), policy=FAST, sleep=lambda seconds: None)
+
+
+def personalizations(server) -> dict[str, dict]:
+    """What the stand-in received for each address, minus the delivery id (random per send)."""
+    received = {}
+    for request in server.mail_sends():
+        for personalization in request.body["personalizations"]:
+            args = dict(personalization["custom_args"])
+            assert len(args.pop("campaign_delivery")) == 20
+            received[personalization["to"][0]["email"]] = {**personalization, "custom_args": args}
+    return received
+
+
+def test_a_send_built_in_a_second_process_posts_what_a_send_built_in_one_process_posts(tmp_path, monkeypatch):
+    recipients = people(60) + people(5, lists=("members", "embassies"), start=60)
+    recipients[3] = type(recipients[3])(email=recipients[3].email, name="Ann & <Bob>", lists=("members",),
+                                        fields={"name": "Ann & <Bob>"}, line=5)
+    received = []
+    for threshold in (10**9, 1):
+        monkeypatch.setattr(builders, "SECOND_PROCESS_FROM", threshold)
+        folder = tmp_path / str(threshold)
+        folder.mkdir()
+        with SendGridServer() as server:
+            settings = make_settings(folder, {"SENDGRID_API_URL": server.url}, concurrency=4)
+            connection = open_ledger(settings.database)
+            report = send(settings, connection, recipients, batch_size=10)
+            assert report.outcome == "completed" and report.counts["accepted"] == 65
+            assert not [r for r in server.mail_sends() if r.errors], "every body valid against SendGrid's schema"
+            sent_ids = {p["to"][0]["email"]: p["custom_args"]["campaign_delivery"]
+                        for r in server.mail_sends() for p in r.body["personalizations"]}
+            rows = {d.email: d.delivery_id for d in ledger.deliveries(connection, 30, "real")}
+            assert rows == sent_ids   # each row holds the id its message carried
+            received.append(personalizations(server))
+            connection.close()
+    in_one_process, in_two = received
+    assert in_two == in_one_process and len(in_two) == 65
+    assert in_two[recipients[3].email]["substitutions"]["[[name|colleague]]"] == "Ann &amp; &lt;Bob&gt;"
+
+
+def test_the_second_process_builds_every_batch_of_a_large_send(tmp_path, second_process):
+    with SendGridServer(validate=False) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(100), batch_size=10)
+        connection.close()
+    assert report.outcome == "completed" and report.counts["accepted"] == 100
+    assert len(second_process) == 10 and Counter(server.delivered()) == Counter(r.email for r in people(100))
+
+
+def test_a_batch_the_second_process_cannot_build_stays_pending_and_the_rest_in_flight_are_recorded(
+        tmp_path, second_process):
+    with SendGridServer(validate=False, delay=0.05) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        with pytest.raises(ProviderError, match=f"cannot build the body for {UNBUILDABLE}"):
+            send(settings, connection, people(60), batch_size=5, provider=UnbuildableProvider(settings))
+        statuses = ledger.status_by_email(connection, 30, "real")
+        connection.close()
+    delivered = set(server.delivered())
+    assert statuses[UNBUILDABLE] == "pending" and UNBUILDABLE not in delivered
+    assert {email for email, status in statuses.items() if status == "accepted"} == delivered
+    assert "in_flight" not in statuses.values() and len(delivered) == 15   # the three batches before it
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_the_builder_process_ignores_ctrl_c_and_ends_when_the_send_is_killed(tmp_path):
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the builder process (Linux)")
+    count, batch = 6000, 100
+    with SendGridServer(validate=False, delay=0.05) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=2)
+        process = subprocess.Popen(
+            [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--concurrency", "2",
+             "--second-process"],
+            env={**os.environ, "SENDGRID_API_URL": server.url, "SENDGRID_API_KEY": server.api_key},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while len(server.mail_sends()) < 3 and process.poll() is None:
+            assert time.monotonic() < deadline, "the send made no progress"
+            time.sleep(0.005)
+        builder, = [pid for pid in children_of(process.pid) if b"spawn_main" in command_line(pid)]
+        os.kill(builder, signal.SIGINT)                # Ctrl-C is the sending process's to answer
+        sent = len(server.mail_sends())
+        while len(server.mail_sends()) < sent + 3 and process.poll() is None:
+            assert time.monotonic() < deadline, "the send stopped when its builder was sent SIGINT"
+            time.sleep(0.005)
+        assert process.poll() is None and Path(f"/proc/{builder}").exists()
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=20)
+        while Path(f"/proc/{builder}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not Path(f"/proc/{builder}").exists(), "the builder process outlived the killed send"
+        server.delay = 0.0
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(count), batch, resend_unknown=True)
+        connection.close()
+    assert report.counts["accepted"] == count and set(server.delivered()) == {r.email for r in people(count)}
+    received = Counter(server.delivered())
+    assert all(received[email] == 1 for email in received if email not in report.recovered)
+
+
+UNGUARDED_SCRIPT = """\
+import sys
+sys.path[:0] = {paths!r}
+from campaign.ledger import open_ledger
+from campaign.providers.sendgrid import SendGridProvider
+from campaign.send import SendOptions, builder, send_issue
+from send_support import make_settings, people, small_issue
+builder.SECOND_PROCESS_FROM = 1
+print("started", flush=True)
+from pathlib import Path
+settings = make_settings(Path({folder!r}), {{"SENDGRID_API_URL": {url!r}}}, concurrency=2)
+report = send_issue(open_ledger(settings.database), small_issue(), people(30), SendGridProvider(settings), settings,
+                    SendOptions(batch_size=10))
+print(report.outcome, report.counts["accepted"], flush=True)
+"""
+
+
+def test_a_send_from_a_script_without_a_main_guard_runs_that_script_once(tmp_path):
+    with SendGridServer(validate=False) as server:
+        script = tmp_path / "send_now.py"
+        paths = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+        script.write_text(UNGUARDED_SCRIPT.format(paths=paths, folder=str(tmp_path), url=server.url), encoding="utf-8")
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "SENDGRID_API_KEY": server.api_key})
+    assert run.stdout.splitlines() == ["started", "completed 30"], run.stderr
+    assert Counter(server.delivered()) == Counter(r.email for r in people(30))
