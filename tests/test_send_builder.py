@@ -146,22 +146,30 @@ def command_line(pid: int) -> bytes:
         return b""
 
 
+def start_driver(server, settings, count: int, batch: int) -> tuple[subprocess.Popen, int]:
+    """A send (the driver in send_support.py) building in a second process, once three requests
+    arrived: the process and its builder's pid."""
+    process = subprocess.Popen(
+        [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--concurrency", "2",
+         "--second-process"],
+        env={**os.environ, "SENDGRID_API_URL": server.url, "SENDGRID_API_KEY": server.api_key},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(server.mail_sends()) < 3 and process.poll() is None:
+        assert time.monotonic() < deadline, "the send made no progress"
+        time.sleep(0.005)
+    builder, = [pid for pid in children_of(process.pid) if b"spawn_main" in command_line(pid)]
+    return process, builder
+
+
 def test_the_builder_process_ignores_ctrl_c_and_ends_when_the_send_is_killed(tmp_path):
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to find the builder process (Linux)")
     count, batch = 6000, 100
     with SendGridServer(validate=False, delay=0.05) as server:
         settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=2)
-        process = subprocess.Popen(
-            [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--concurrency", "2",
-             "--second-process"],
-            env={**os.environ, "SENDGRID_API_URL": server.url, "SENDGRID_API_KEY": server.api_key},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process, builder = start_driver(server, settings, count, batch)
         deadline = time.monotonic() + 30
-        while len(server.mail_sends()) < 3 and process.poll() is None:
-            assert time.monotonic() < deadline, "the send made no progress"
-            time.sleep(0.005)
-        builder, = [pid for pid in children_of(process.pid) if b"spawn_main" in command_line(pid)]
         os.kill(builder, signal.SIGINT)                # Ctrl-C is the sending process's to answer
         sent = len(server.mail_sends())
         while len(server.mail_sends()) < sent + 3 and process.poll() is None:
@@ -180,6 +188,20 @@ def test_the_builder_process_ignores_ctrl_c_and_ends_when_the_send_is_killed(tmp
     assert report.counts["accepted"] == count and set(server.delivered()) == {r.email for r in people(count)}
     received = Counter(server.delivered())
     assert all(received[email] == 1 for email in received if email not in report.recovered)
+
+
+def test_a_send_whose_builder_process_dies_builds_the_rest_itself_and_mails_everyone_once(tmp_path):
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to find the builder process (Linux)")
+    count, batch = 3000, 100
+    with SendGridServer(validate=False, delay=0.05) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=2)
+        process, builder = start_driver(server, settings, count, batch)
+        os.kill(builder, signal.SIGKILL)              # the out-of-memory killer, say
+        output, errors = process.communicate(timeout=60)
+    assert process.returncode == 0 and output.startswith("completed"), errors
+    assert "Traceback" not in errors
+    assert Counter(server.delivered()) == Counter(r.email for r in people(count))
 
 
 UNGUARDED_SCRIPT = """\

@@ -6,6 +6,8 @@ The send loop (loop.py) hands a run here when its provider may have several batc
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures.process import BrokenProcessPool
+
 from ..audience import Recipient
 from ..errors import ProviderConfigError
 from ..ledger import CRASH_NOTE, UNKNOWN, Outcome
@@ -16,13 +18,13 @@ from .pipeline import LedgerDesk, Pipeline
 from .retry import Answer, deliver_with_retries
 
 
-
 class Concurrent:
     """The batches of one run with up to `provider.concurrency` in flight (SendGrid); see pipeline.py.
 
-    Each batch is built on this thread; a worker writes it ahead (committed), posts it and
-    records the answer, all through the one LedgerDesk, so this thread builds the next batch
-    meanwhile. What an answer means for the send (a pause, a halt) is decided here, in order.
+    Each batch is built on this thread (or, for a large send, taken from the builder process:
+    builder.py); a worker writes it ahead (committed), posts it and records the answer, all
+    through the one LedgerDesk, so this thread builds the next batch meanwhile. What an answer
+    means for the send (a pause, a halt) is decided here, in order.
     """
 
     def __init__(self, loop: BatchLoop):
@@ -83,19 +85,26 @@ class Concurrent:
         kept = [recipient for recipient in recipients if recipient.email not in skipped]
         if not kept:
             return None
-        if self.builder is not None and not skipped:
-            return self._built_elsewhere(index)
+        built = self._built_elsewhere(index) if self.builder is not None and not skipped else None
+        if built is not None:
+            return built
         batch = loop.batch(kept, self._batch_id(index))
         loop.provider.prepare(batch)
         return batch
 
-    def _built_elsewhere(self, index: int) -> Batch:
-        """Batch `index` from the builder process, which meanwhile builds the next few."""
+    def _built_elsewhere(self, index: int) -> Batch | None:
+        """Batch `index` from the builder process, which meanwhile builds the next few; None once that
+        process is gone (killed, out of memory): this thread builds the rest itself."""
         builder = self.builder
         assert builder is not None
-        for ahead in range(index, min(index + AHEAD, len(self.chunks)) + 1):
-            builder.submit(ahead, self.chunks[ahead - 1], self._batch_id(ahead))
-        batch, body = builder.batch(index)
+        try:
+            for ahead in range(index, min(index + AHEAD, len(self.chunks)) + 1):
+                builder.submit(ahead, self.chunks[ahead - 1], self._batch_id(ahead))
+            batch, body = builder.batch(index)
+        except BrokenProcessPool:
+            builder.close()
+            self.builder = None
+            return None
         self.loop.provider.prepare(batch, body)
         return batch
 
