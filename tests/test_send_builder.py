@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from servers.sendgrid_server import SendGridServer
 DRIVER = Path(__file__).with_name("send_support.py")
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 UNBUILDABLE = "person00017@example.org"
+NEEDS_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the builder process (Linux)")
 
 
 def build_body_refusing_one(batch, settings):
@@ -146,9 +148,17 @@ def command_line(pid: int) -> bytes:
         return b""
 
 
-def start_driver(server, settings, count: int, batch: int) -> tuple[subprocess.Popen, int]:
-    """A send (the driver in send_support.py) building in a second process, once three requests
-    arrived: the process and its builder's pid."""
+@contextmanager
+def sending_with_a_builder(folder: Path, count: int, batch: int):
+    """A send (the driver in send_support.py) building in a second process, to a stand-in answering in
+    50 ms, once three requests arrived: (stand-in, settings, the send's process, its builder's pid)."""
+    with SendGridServer(validate=False, delay=0.05) as server:
+        settings = make_settings(folder, {"SENDGRID_API_URL": server.url}, concurrency=2)
+        process, builder = _start_driver(server, settings, count, batch)
+        yield server, settings, process, builder
+
+
+def _start_driver(server, settings, count: int, batch: int) -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen(
         [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--concurrency", "2",
          "--second-process"],
@@ -162,13 +172,10 @@ def start_driver(server, settings, count: int, batch: int) -> tuple[subprocess.P
     return process, builder
 
 
+@NEEDS_PROC
 def test_the_builder_process_ignores_ctrl_c_and_ends_when_the_send_is_killed(tmp_path):
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc to find the builder process (Linux)")
     count, batch = 6000, 100
-    with SendGridServer(validate=False, delay=0.05) as server:
-        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=2)
-        process, builder = start_driver(server, settings, count, batch)
+    with sending_with_a_builder(tmp_path, count, batch) as (server, settings, process, builder):
         deadline = time.monotonic() + 30
         os.kill(builder, signal.SIGINT)                # Ctrl-C is the sending process's to answer
         sent = len(server.mail_sends())
@@ -190,13 +197,10 @@ def test_the_builder_process_ignores_ctrl_c_and_ends_when_the_send_is_killed(tmp
     assert all(received[email] == 1 for email in received if email not in report.recovered)
 
 
+@NEEDS_PROC
 def test_a_send_whose_builder_process_dies_builds_the_rest_itself_and_mails_everyone_once(tmp_path):
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc to find the builder process (Linux)")
     count, batch = 3000, 100
-    with SendGridServer(validate=False, delay=0.05) as server:
-        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=2)
-        process, builder = start_driver(server, settings, count, batch)
+    with sending_with_a_builder(tmp_path, count, batch) as (server, settings, process, builder):
         os.kill(builder, signal.SIGKILL)              # the out-of-memory killer, say
         output, errors = process.communicate(timeout=60)
     assert process.returncode == 0 and output.startswith("completed"), errors
