@@ -234,3 +234,18 @@ def test_a_send_from_a_script_without_a_main_guard_runs_that_script_once(tmp_pat
                              env={**os.environ, "SENDGRID_API_KEY": server.api_key})
     assert run.stdout.splitlines() == ["started", "completed 30"], run.stderr
     assert Counter(server.delivered()) == Counter(r.email for r in people(30))
+
+
+def test_where_no_second_process_can_be_started_the_send_builds_its_batches_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr(builders, "SECOND_PROCESS_FROM", 1)
+
+    def no_processes(*args, **kwargs):
+        raise OSError(38, "Function not implemented (no sem_open on this system)")
+
+    monkeypatch.setattr(builders, "ProcessPoolExecutor", no_processes)
+    with SendGridServer(validate=False) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        report = send(settings, connection, people(50), batch_size=10)
+        connection.close()
+    assert report.outcome == "completed" and Counter(server.delivered()) == Counter(r.email for r in people(50))

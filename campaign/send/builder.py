@@ -107,7 +107,10 @@ def second_process_for(provider: Provider, issue: RenderedIssue, settings: Setti
     if build_body is None or provider.info.one_at_a_time or provider.concurrency < 2 \
             or not worth_a_second_process(recipients):
         return None
-    return SecondProcess(issue, settings, build_body, sandbox)
+    try:
+        return SecondProcess(issue, settings, build_body, sandbox)
+    except (OSError, NotImplementedError):   # no process or semaphore to be had here: build in this one
+        return None
 
 
 # --- in the child ---------------------------------------------------------------------------------
