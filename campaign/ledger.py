@@ -13,14 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .errors import LedgerError
-from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
-from .ledger_schema import applied_migrations as applied_migrations
 from .batches_in_flight import ATTEMPT, close_batch, flying, reopen_as_rows, stage_batch, stage_ids
 from .batches_in_flight import new_delivery_id as new_delivery_id   # re-exported, as write_batch_ahead
 from .batches_in_flight import new_delivery_ids as new_delivery_ids
 from .batches_in_flight import write_batch_ahead as write_batch_ahead   # re-exported: the send loop writes through here
+from .errors import LedgerError
+from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
 from .ledger_schema import NOW as _NOW
+from .ledger_schema import applied_migrations as applied_migrations
 from .ledger_schema import open_database
 from .ledger_schema import transaction as transaction
 from .link_tokens import address_for_token as address_for_token  # re-exported: readers, bounces, inbox
@@ -55,7 +55,6 @@ PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SKIPPED = (
 STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SKIPPED)
 CRASH_NOTE = ("the send stopped while this batch was with the provider: it may or may not have "
               "been delivered; resend only with --resend-unknown")
-
 
 
 def _now(connection: sqlite3.Connection) -> str:
