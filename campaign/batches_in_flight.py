@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+from dataclasses import dataclass
 from typing import Collection, Mapping
 
 from .ledger_schema import NOW, transaction
@@ -64,32 +65,49 @@ def flying(connection: sqlite3.Connection, issue: int, kind: str) -> set[str]:
 
 def stage_ids(connection: sqlite3.Connection, pairs: str) -> None:
     """[[email, delivery id], ...] (JSON) into a connection-private table, for ATTEMPT to read."""
-    connection.execute("CREATE TEMP TABLE IF NOT EXISTS write_ahead (email TEXT PRIMARY KEY, delivery_id TEXT)")
-    connection.execute("DELETE FROM temp.write_ahead")
+    try:   # the table is made once per connection: each statement of a writer waits for the interpreter
+        connection.execute("DELETE FROM temp.write_ahead")
+    except sqlite3.OperationalError:
+        connection.execute("CREATE TEMP TABLE write_ahead (email TEXT PRIMARY KEY, delivery_id TEXT)")
     connection.execute("INSERT OR REPLACE INTO temp.write_ahead (email, delivery_id) SELECT json_extract(value, "
                        "'$[0]'), json_extract(value, '$[1]') FROM json_each(?)", (pairs,))
 
 
-def stage_batch(connection: sqlite3.Connection, batch_id: str) -> tuple[str, int] | None:
-    """The open batch's ids staged (stage_ids); returns its (provider, run id), None if it is not open."""
+@dataclass(frozen=True)
+class OpenBatch:
+    """A batch written ahead and not yet answered, its ids staged for ATTEMPT."""
+
+    batch_id: str
+    provider: str
+    run_id: int
+    emails: frozenset[str]
+
+    @property
+    def attempt(self) -> tuple[str, str, int]:   # ATTEMPT's parameters
+        return self.provider, self.batch_id, self.run_id
+
+
+def stage_batch(connection: sqlite3.Connection, batch_id: str) -> OpenBatch | None:
+    """The open batch, its ids staged (stage_ids); None if it is not open."""
     found = connection.execute("SELECT provider, run_id, deliveries FROM batches_in_flight WHERE batch_id = ?",
                                (batch_id,)).fetchone()
     if found is None:
         return None
     stage_ids(connection, found[2])
-    return str(found[0]), int(found[1])
+    return OpenBatch(batch_id, str(found[0]), int(found[1]), frozenset(email for email, _ in json.loads(found[2])))
 
 
-def close_batch(connection: sqlite3.Connection, issue: int, kind: str, batch_id: str, provider: str, run_id: int,
-                answered: Collection[str], now: str) -> None:
+def close_batch(connection: sqlite3.Connection, issue: int, kind: str, batch: OpenBatch, answered: Collection[str],
+                now: str) -> None:
     """After its answered rows are written (stage_batch first): a row of the batch its answer left out
     keeps an in-flight mark of its own, never `pending`; then the batch's row goes."""
-    connection.execute(
-        f"UPDATE deliveries SET status = 'in_flight', updated_at = ?, {ATTEMPT} WHERE issue = ? AND kind = ? "
-        f"AND email IN (SELECT email FROM temp.write_ahead WHERE email NOT IN (SELECT value FROM json_each(?))) "
-        f"AND status <> 'accepted'",
-        (now, provider, batch_id, run_id, issue, kind, json.dumps(list(answered))))
-    connection.execute("DELETE FROM batches_in_flight WHERE batch_id = ?", (batch_id,))
+    left_out = batch.emails.difference(answered)
+    if left_out:
+        connection.execute(
+            f"UPDATE deliveries SET status = 'in_flight', updated_at = ?, {ATTEMPT} WHERE issue = ? AND kind = ? "
+            f"AND email IN (SELECT value FROM json_each(?)) AND status <> 'accepted'",
+            (now, *batch.attempt, issue, kind, json.dumps(sorted(left_out))))
+    connection.execute("DELETE FROM batches_in_flight WHERE batch_id = ?", (batch.batch_id,))
 
 
 def reopen_as_rows(connection: sqlite3.Connection, issue: int, kind: str, now: str) -> None:
@@ -97,6 +115,6 @@ def reopen_as_rows(connection: sqlite3.Connection, issue: int, kind: str, now: s
     open_batches = connection.execute("SELECT batch_id FROM batches_in_flight WHERE issue = ? AND kind = ?",
                                       (issue, kind)).fetchall()
     for (batch_id,) in open_batches:
-        found = stage_batch(connection, batch_id)
-        if found is not None:
-            close_batch(connection, issue, kind, batch_id, *found, answered=(), now=now)
+        batch = stage_batch(connection, batch_id)
+        if batch is not None:
+            close_batch(connection, issue, kind, batch, answered=(), now=now)

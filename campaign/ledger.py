@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -57,9 +58,12 @@ CRASH_NOTE = ("the send stopped while this batch was with the provider: it may o
               "been delivered; resend only with --resend-unknown")
 
 
-def _now(connection: sqlite3.Connection) -> str:
-    """SQLite's clock, read once for a statement that stamps many rows (not formatted once per row)."""
-    return str(connection.execute(f"SELECT {_NOW}").fetchone()[0])
+def _now() -> str:
+    """The time as the ledger writes it (what SQLite's strftime('%Y-%m-%dT%H:%M:%fZ','now') gives),
+    read once for a statement that stamps many rows, and from this process's clock: each statement
+    of the writer costs it a wait for the interpreter (bench/RESULTS.md)."""
+    moment = datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> 
     """Rows a dead process left in_flight, or in a batch written ahead, become unknown (never guessed
     either way); returns them."""
     with transaction(connection):
-        reopen_as_rows(connection, issue, kind, _now(connection))
+        reopen_as_rows(connection, issue, kind, _now())
         rows = connection.execute(
             "SELECT * FROM deliveries WHERE issue = ? AND kind = ? AND status = 'in_flight' ORDER BY email",
             (issue, kind),
@@ -291,9 +295,9 @@ def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outco
     for outcome in outcomes:  # a SendGrid batch is one answer for a thousand addresses
         answers.setdefault((outcome.status, outcome.message_id, outcome.error), []).append(outcome.email)
     with transaction(connection, synced=False):
-        now = _now(connection)
+        now = _now()
         batch = stage_batch(connection, batch_id) if batch_id else None
-        attempt, of_attempt = (f", {ATTEMPT}", (*batch[:1], batch_id, batch[1])) if batch else ("", ())
+        attempt, of_attempt = (f", {ATTEMPT}", batch.attempt) if batch else ("", ())
         for (status, message_id, error), emails in answers.items():
             connection.execute(
                 f"UPDATE deliveries SET status = ?, message_id = ?, last_error = ?, updated_at = ?, "
@@ -301,9 +305,8 @@ def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outco
                 f"WHERE issue = ? AND kind = ? AND email IN {_EMAILS} AND status <> 'accepted'",
                 (status, message_id, error, now, status, now, *of_attempt, issue, kind, json.dumps(emails)),
             )
-        if batch is not None and batch_id is not None:
-            close_batch(connection, issue, kind, batch_id, *batch,
-                        answered=[email for emails in answers.values() for email in emails], now=now)
+        if batch is not None:
+            close_batch(connection, issue, kind, batch, [email for emails in answers.values() for email in emails], now)
 
 
 
