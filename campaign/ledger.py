@@ -344,18 +344,22 @@ def counts(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, i
 
 
 def counts_by(connection: sqlite3.Connection, issue: int, kind: str, column: str) -> dict[str, dict[str, int]]:
-    """{provider or list: {status: n}}; a person on two lists counts once under each."""
+    """{provider or list: {status: n}}; a person on two lists counts once under each; the people of a
+    batch written ahead count as in_flight, as in `counts`."""
     table: dict[str, dict[str, int]] = {}
+    away = flying(connection, issue, kind)
+    shown_status = f"CASE WHEN email IN {_EMAILS} THEN '{IN_FLIGHT}' ELSE status END" if away else "status"
+    params = (json.dumps(sorted(away)), issue, kind) if away else (issue, kind)
     if column == "provider":
         rows = connection.execute(
-            "SELECT provider, status, count(*) FROM deliveries WHERE issue = ? AND kind = ? "
-            "GROUP BY provider, status", (issue, kind))
-        for key, status, number in rows:
-            table.setdefault(key or "(none yet)", {})[status] = number
+            f"SELECT provider, {shown_status} AS shown, count(*) FROM deliveries WHERE issue = ? AND kind = ? "
+            f"GROUP BY provider, shown", params)
+        for key, shown, number in rows:
+            table.setdefault(key or "(none yet)", {})[shown] = number
     elif column == "list":
         rows = connection.execute(
-            "SELECT lists, status, count(*) FROM deliveries WHERE issue = ? AND kind = ? GROUP BY lists, status",
-            (issue, kind))
+            f"SELECT lists, {shown_status} AS shown, count(*) FROM deliveries WHERE issue = ? AND kind = ? "
+            f"GROUP BY lists, shown", params)
         for lists, status, number in rows:
             for name in lists.split() or ["(no list)"]:
                 bucket = table.setdefault(name, {})

@@ -137,3 +137,12 @@ def test_a_ledger_from_before_batches_were_written_ahead_still_reads_in_a_dry_ru
     connection.close()
     assert ledger.statuses_read_only(tmp_path / "campaign.db", 30, "real") == {
         "a@example.org": "accepted", "b@example.org": "pending", "c@example.org": "pending"}
+
+
+def test_the_breakdowns_by_list_and_provider_count_an_open_batch_in_flight_as_the_totals_do(connection):
+    run = freeze(connection)
+    ahead(connection, run, PEOPLE[:2])
+    assert ledger.counts_by(connection, 30, "real", "list") == {"members": {"in_flight": 2, "pending": 1}}
+    by_provider = ledger.counts_by(connection, 30, "real", "provider")
+    assert sum(statuses.get("in_flight", 0) for statuses in by_provider.values()) == 2
+    assert sum(statuses.get("pending", 0) for statuses in by_provider.values()) == 1
