@@ -117,8 +117,9 @@ class SendGridProvider:
     def _build(self, batch: Batch, body: Body | None = None) -> "_Built":
         envelopes = list(batch.envelopes)
         _check_batch(envelopes)
-        body = body or build_body(batch, self._settings)
-        built = _Built(Payload(batch, self._settings, body))
+        payload = Payload(batch, self._settings, body)   # one per batch: its shared part is serialised once
+        body = body or payload.built()
+        built = _Built(payload)
         for envelope in envelopes:
             problem = body.refused.get(envelope.email)
             if problem:

@@ -58,16 +58,8 @@ class Body:
 
 
 def build_body(batch: Batch, settings: Settings) -> Body:
-    """Every personalization of the batch, serialised once, and those SendGrid would refuse."""
-    payload = Payload(batch, settings)
-    pieces, refused = {}, {}
-    for envelope in batch.envelopes:
-        problem = payload.over_limit(envelope)
-        if problem:
-            refused[envelope.email] = problem
-        else:
-            pieces[envelope.email] = payload._json_of(envelope)
-    return Body(pieces, refused)
+    """Payload.built as a plain function, which another process can run (send/builder.py)."""
+    return Payload(batch, settings).built()
 
 
 class Payload:
@@ -95,6 +87,17 @@ class Payload:
         self._writer = PersonalizationJson(self._fills, self._unsubscribe_of, self._issue_number)
         self._json: dict[str, str] = dict(body.pieces) if body else {}   # each personalization as JSON, once
         self._written_elsewhere = body is not None
+
+    def built(self) -> Body:
+        """Every personalization of the batch, serialised once, and those SendGrid would refuse."""
+        pieces, refused = {}, {}
+        for envelope in self.batch.envelopes:
+            problem = self.over_limit(envelope)
+            if problem:
+                refused[envelope.email] = problem
+            else:
+                pieces[envelope.email] = self._json_of(envelope)
+        return Body(pieces, refused)
 
     def personalization(self, envelope: Envelope) -> dict:
         return _personalization(envelope, self._fills, self._unsubscribe_of, self._issue_number)
