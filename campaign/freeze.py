@@ -13,8 +13,7 @@ from itertools import islice
 from typing import Callable, Iterable
 
 from .ledger import has_deliveries
-from .ledger_schema import NOW as _NOW
-from .ledger_schema import transaction
+from .ledger_schema import timestamp, transaction
 from .link_tokens import TokenDigests, _remember_link_tokens
 
 FREEZE_CHUNK = 10_000   # rows per statement
@@ -33,7 +32,7 @@ def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
     """
     with transaction(connection, synced=False):   # lost in a power cut: the next run freezes them again
         added = 0
-        now = str(connection.execute(f"SELECT {_NOW}").fetchone()[0])   # SQLite's clock, read once
+        now = timestamp()   # read once for every row
         first = token_of is not None and emails is not None and not has_deliveries(connection, issue, kind)
         digests = TokenDigests(emails, token_of) if first else None   # type: ignore[arg-type]
         try:

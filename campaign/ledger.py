@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -22,7 +21,7 @@ from .errors import LedgerError
 from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
 from .ledger_schema import NOW as _NOW
 from .ledger_schema import applied_migrations as applied_migrations
-from .ledger_schema import open_database
+from .ledger_schema import open_database, timestamp
 from .ledger_schema import transaction as transaction
 from .link_tokens import address_for_token as address_for_token  # re-exported: readers, bounces, inbox
 from .link_tokens import index_link_tokens as index_link_tokens
@@ -56,14 +55,6 @@ PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SKIPPED = (
 STATUSES = (PENDING, IN_FLIGHT, ACCEPTED, REJECTED, REFUSED, FAILED, UNKNOWN, SKIPPED)
 CRASH_NOTE = ("the send stopped while this batch was with the provider: it may or may not have "
               "been delivered; resend only with --resend-unknown")
-
-
-def _now() -> str:
-    """The time as the ledger writes it (what SQLite's strftime('%Y-%m-%dT%H:%M:%fZ','now') gives),
-    read once for a statement that stamps many rows, and from this process's clock: each statement
-    of the writer costs it a wait for the interpreter (bench/RESULTS.md)."""
-    moment = datetime.now(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -177,7 +168,7 @@ def recover_in_flight(connection: sqlite3.Connection, issue: int, kind: str) -> 
     """Rows a dead process left in_flight, or in a batch written ahead, become unknown (never guessed
     either way); returns them."""
     with transaction(connection):
-        reopen_as_rows(connection, issue, kind, _now())
+        reopen_as_rows(connection, issue, kind, timestamp())
         rows = connection.execute(
             "SELECT * FROM deliveries WHERE issue = ? AND kind = ? AND status = 'in_flight' ORDER BY email",
             (issue, kind),
@@ -295,7 +286,7 @@ def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outco
     for outcome in outcomes:  # a SendGrid batch is one answer for a thousand addresses
         answers.setdefault((outcome.status, outcome.message_id, outcome.error), []).append(outcome.email)
     with transaction(connection, synced=False):
-        now = _now()
+        now = timestamp()
         batch = stage_batch(connection, batch_id) if batch_id else None
         attempt, of_attempt = (f", {ATTEMPT}", batch.attempt) if batch else ("", ())
         for (status, message_id, error), emails in answers.items():
