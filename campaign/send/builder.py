@@ -42,9 +42,12 @@ def make_batch(recipients: Sequence[Any], issue: RenderedIssue, settings: Settin
     """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""
     envelopes = [envelope_for(recipient, settings, issue.number, delivery_id) for recipient, delivery_id
                  in zip(recipients, new_delivery_ids(len(recipients)))]
-    return Batch(issue=issue, envelopes=envelopes, batch_id=batch_id,
-                 lists=tuple(sorted({name for envelope in envelopes for name in envelope.lists})),
-                 sandbox=sandbox, **callbacks)
+    return Batch(issue=issue, envelopes=envelopes, batch_id=batch_id, lists=_lists_of(envelopes), sandbox=sandbox,
+                 **callbacks)
+
+
+def _lists_of(envelopes: Sequence[Envelope]) -> tuple[str, ...]:
+    return tuple(sorted({name for envelope in envelopes for name in envelope.lists}))
 
 
 class SecondProcess:
@@ -69,11 +72,10 @@ class SecondProcess:
     def batch(self, index: int) -> tuple[Batch, Any]:
         """Batch `index` (submitted before) and its body; its build error is raised here."""
         batch_id, future = self._ahead.pop(index)
-        envelopes, body = future.result()
-        batch = Batch(issue=self.issue, envelopes=[Envelope(*envelope) for envelope in envelopes],
-                      batch_id=batch_id, lists=tuple(sorted({name for _, _, _, lists, _, _ in envelopes
-                                                               for name in lists})), sandbox=self.sandbox)
-        return batch, body
+        fields, body = future.result()
+        envelopes = [Envelope(*envelope) for envelope in fields]
+        return Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id, lists=_lists_of(envelopes),
+                     sandbox=self.sandbox), body
 
     def close(self) -> None:
         self._ahead.clear()
