@@ -73,7 +73,7 @@ class BatchLoop:
 
     def run(self, chunks: Sequence[Sequence[Recipient]]) -> tuple[str, str]:
         """Send every batch, one after the other; returns the run's (outcome, message)."""
-        number, pause_after = self.issue.number, self.retries.policy.pause_after
+        pause_after = self.retries.policy.pause_after
         failed_in_a_row, last_error = 0, ""
         try:
             for index, chunk in enumerate(chunks, start=1):
@@ -86,7 +86,7 @@ class BatchLoop:
                 if not chunk:
                     continue
                 try:
-                    accepted, error = self.send_batch(chunk, f"{number}-{self.record.run_id}-{index}")
+                    accepted, error = self.send_batch(chunk, self.batch_id(index))
                 except StopRequested:   # asked between two messages of a batch (SMTP)
                     return "interrupted", self._where(index, len(chunks), during=True)
                 failed_in_a_row = 0 if accepted else failed_in_a_row + 1
@@ -143,6 +143,10 @@ class BatchLoop:
                           if email in handed_over and email not in answered], whole)
             raise
         return self.settle(answer, answered, whole)
+
+    def batch_id(self, index: int) -> str:
+        """The id of the run's `index`th batch (from 1): issue, run, index."""
+        return f"{self.issue.number}-{self.record.run_id}-{index}"
 
     def batch(self, recipients: Sequence[Recipient], batch_id: str, **callbacks: Any) -> Batch:
         """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""

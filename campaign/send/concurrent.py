@@ -88,7 +88,7 @@ class Concurrent:
         built = self._built_elsewhere(index) if self.builder is not None and not skipped else None
         if built is not None:
             return built
-        batch = loop.batch(kept, self._batch_id(index))
+        batch = loop.batch(kept, loop.batch_id(index))
         loop.provider.prepare(batch)
         return batch
 
@@ -99,7 +99,7 @@ class Concurrent:
         assert builder is not None
         try:
             for ahead in range(index, min(index + AHEAD, len(self.chunks)) + 1):
-                builder.submit(ahead, self.chunks[ahead - 1], self._batch_id(ahead))
+                builder.submit(ahead, self.chunks[ahead - 1], self.loop.batch_id(ahead))
             batch, body = builder.batch(index)
         except BrokenProcessPool:
             builder.close()
@@ -107,9 +107,6 @@ class Concurrent:
             return None
         self.loop.provider.prepare(batch, body)
         return batch
-
-    def _batch_id(self, index: int) -> str:
-        return f"{self.loop.issue.number}-{self.loop.record.run_id}-{index}"
 
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
         """In a worker thread: write ahead, the provider call and its retries, record the answer."""
