@@ -324,6 +324,21 @@ def test_the_api_key_is_redacted_even_when_the_http_logger_is_forced_to_debug(se
     assert "Bearer [redacted]" in caplog.text
 
 
+def test_the_body_reaches_the_http_log_as_its_size_never_as_the_addresses(sendgrid_server, settings, caplog):
+    # python-http-client formats every request's data into a DEBUG message, even when nothing logs
+    # it: the repr of a megabyte body, ~3 ms a request. The body it is given formats as its size.
+    caplog.set_level(logging.DEBUG, logger="python_http_client.client")
+    provider = make_provider("sendgrid", settings)
+    logging.getLogger("python_http_client.client").setLevel(logging.DEBUG)
+    sent = envelopes(3)
+    provider.send(batch(sent))
+    arrived = sendgrid_server.mail_sends()[0]
+    payload = [record.getMessage() for record in caplog.records if record.getMessage().startswith("PAYLOAD")]
+    assert payload == [f"PAYLOAD: <{len(arrived.raw)} bytes of JSON>"]
+    assert not any(envelope.email in caplog.text for envelope in sent)
+    assert arrived.recipients == [envelope.email for envelope in sent]
+
+
 def test_the_test_server_validates_against_the_vendored_schema_or_says_why_not(monkeypatch, tmp_path):
     with SendGridServer() as server:
         if server.validator is None:
