@@ -49,7 +49,7 @@ from ..errors import ProviderAuthError, ProviderError, TransientProviderError
 from ..personalize import Envelope
 from . import info
 from .base import Batch, DeliveryResult, Status
-from .sendgrid_payload import Body, Payload, build_body, build_payload  # noqa: F401 (build_payload re-exported)
+from .sendgrid_payload import Body, JsonText, Payload, build_body, build_payload  # noqa: F401 (build_payload re-exported)
 
 INFO = info.SENDGRID
 HTTP_LOGGER = "python_http_client.client"
@@ -155,7 +155,7 @@ class SendGridProvider:
         try:
             # the body is joined from personalizations serialised once: a str with a JSON media type that is
             # not exactly "application/json" goes out as its UTF-8 bytes, not through json.dumps again
-            response = self._client.client.mail.send.post(request_body=_JsonText(payload.body_json(part)),
+            response = self._client.client.mail.send.post(request_body=JsonText(payload.body_json(part)),
                                                           request_headers=JSON_BODY)
         except HTTPError as error:
             return self._answer_error(error, part)
@@ -266,26 +266,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # urllib then raises HTTPError with the 3xx, which python-http-client passes on
-
-
-class _JsonText:
-    """A body for python-http-client, which asks it for `.encode("utf-8")` (its media type is not exactly
-    "application/json") and then formats those bytes into a DEBUG message on every request, logged
-    or not: the repr of a megabyte, ~3 ms of the interpreter, holding every address. Its bytes format
-    as their size instead; they are encoded once, straight into the bytes that are sent."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return _SizedBytes(self.text, encoding, errors)
-
-
-class _SizedBytes(bytes):
-    def __format__(self, spec: str) -> str:
-        return f"<{len(self)} bytes of JSON>"
 
 
 class _NoRedirectClient(python_http_client.Client):
