@@ -46,7 +46,7 @@ class Batch:
     on_result: Callable[[DeliveryResult], None] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)   # not frozen: a thousand are made per batch, 4x faster without the frozen setter
 class DeliveryResult:
     email: str
     status: Status
