@@ -126,6 +126,13 @@ def start_run(connection: sqlite3.Connection, issue: int, kind: str, provider: s
     return run_id
 
 
+def record_forced(connection: sqlite3.Connection, run_id: int, findings: str) -> None:
+    """The findings a forced run goes on despite, known after start_run (the checks decided meanwhile)."""
+    with transaction(connection):
+        connection.execute("UPDATE send_runs SET forced = ?, findings = ? WHERE id = ?",
+                           (int(bool(findings)), findings, run_id))
+
+
 def finish_run(connection: sqlite3.Connection, run_id: int, outcome: str, message: str = "") -> None:
     with transaction(connection):
         connection.execute(

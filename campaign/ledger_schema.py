@@ -123,7 +123,14 @@ def transaction(connection: sqlite3.Connection, *, synced: bool = True) -> Itera
     `synced=False`: this commit is not forced to disk (synchronous=NORMAL; a crash of the process
     still loses nothing, a power cut may lose it). Only for a commit whose loss is safe; the next
     synced commit forces it to disk with its own, since the WAL is written in order.
+
+    Inside another transaction it is a savepoint: undone alone on an exception, and otherwise
+    committed (as the outer one says, synced or not) or undone with the outer one.
     """
+    if connection.in_transaction:
+        with _savepoint(connection):
+            yield connection
+        return
     if not synced:
         connection.execute("PRAGMA synchronous=NORMAL")
     try:
@@ -137,6 +144,18 @@ def transaction(connection: sqlite3.Connection, *, synced: bool = True) -> Itera
     finally:
         if not synced:
             connection.execute("PRAGMA synchronous=FULL")
+
+
+@contextmanager
+def _savepoint(connection: sqlite3.Connection) -> Iterator[None]:
+    connection.execute("SAVEPOINT nested")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK TO nested")
+        connection.execute("RELEASE nested")
+        raise
+    connection.execute("RELEASE nested")
 
 
 def applied_migrations(connection: sqlite3.Connection) -> list[str]:

@@ -16,6 +16,7 @@ from campaign.freeze import FREEZE_CHUNK, freeze_audience
 from campaign import ledger
 from campaign.errors import LedgerError
 from campaign.ledger import Outcome, applied_migrations, open_ledger
+from campaign.ledger_schema import transaction
 
 
 @pytest.fixture
@@ -275,3 +276,25 @@ def test_indexing_link_tokens_says_how_many_were_new(connection):
     assert ledger.index_link_tokens(connection, lambda email: f"tok-{email}") == 3
     assert ledger.index_link_tokens(connection, lambda email: f"tok-{email}") == 0
     assert ledger.address_for_token(connection, "tok-b@example.org") == "b@example.org"
+
+
+def test_a_transaction_inside_another_is_a_savepoint_the_outer_one_commits_or_undoes(tmp_path):
+    connection = open_ledger(tmp_path / "campaign.db")
+    connection.execute("CREATE TABLE notes (note TEXT)")
+    with transaction(connection):
+        connection.execute("INSERT INTO notes VALUES ('outer')")
+        with pytest.raises(ValueError):
+            with transaction(connection, synced=False):
+                connection.execute("INSERT INTO notes VALUES ('undone with its savepoint')")
+                raise ValueError
+        with transaction(connection, synced=False):
+            connection.execute("INSERT INTO notes VALUES ('inner')")
+        assert connection.in_transaction
+    assert [row[0] for row in connection.execute("SELECT note FROM notes")] == ["outer", "inner"]
+    with pytest.raises(ValueError):
+        with transaction(connection):
+            with transaction(connection):
+                connection.execute("INSERT INTO notes VALUES ('undone with the outer one')")
+            raise ValueError
+    assert [row[0] for row in connection.execute("SELECT note FROM notes")] == ["outer", "inner"]
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2   # FULL, as every connection is left

@@ -12,9 +12,11 @@ import csv
 import email
 import email.policy
 import mailbox
+import sqlite3
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from campaign.audience import Audience
 from campaign.cli import app
 from campaign.config import load_settings
 from campaign.dry_run import dry_run
-from campaign.errors import ContentError
+from campaign.errors import ChecksFailed, ContentError
 from campaign.ledger import open_ledger
 from campaign.merge import MergeTemplate
 from campaign.providers.sendgrid import SendGridProvider
@@ -216,6 +218,54 @@ def test_the_send_workflow_decides_once_and_asks_before_anything_is_sent(project
     finally:
         connection.close()
     assert run.forced and run.findings == decision.forced_over
+
+
+def _write_lock_is_held(database: Path) -> bool:
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:   # "database is locked"
+        return True
+    finally:
+        other.close()
+
+
+def test_with_the_send_confirmed_ahead_the_audience_is_frozen_while_the_checks_finish(project, sendgrid_server):
+    settings = load_settings(project / "campaign.toml")
+    seen: list = []
+    hooks = SendHooks(confirmed_ahead=True, confirm=lambda plan: seen.append("confirm") or True,
+                      on_findings=lambda decision: seen.append(("findings", _write_lock_is_held(project / "campaign.db"))),
+                      on_plan=lambda plan, subject, audience: seen.append("plan"),
+                      progress=lambda total: nullcontext(lambda progress: seen.append("progress")))
+    sent = run_send(settings, SendRequest(30, "sendgrid", options=SendOptions(force=True)), hooks)
+    assert sent.report is not None and sent.report.outcome == "completed"
+    # the run and its rows were written, uncommitted, before the findings were shown; the bar came after
+    assert seen[:3] == [("findings", True), "plan", "confirm"] and set(seen[3:]) == {"progress"}
+    assert sorted(sendgrid_server.delivered()) == sorted(AUDIENCE)
+    connection = open_ledger(project / "campaign.db")
+    try:
+        run, = ledger.runs(connection, 30)
+        assert run.forced and "placeholder" in run.findings
+    finally:
+        connection.close()
+
+
+def test_checks_that_refuse_a_send_confirmed_ahead_leave_the_ledger_as_it_was(project, sendgrid_server):
+    settings = load_settings(project / "campaign.toml")
+    held: list[bool] = []
+    hooks = SendHooks(confirmed_ahead=True, on_findings=lambda d: held.append(_write_lock_is_held(project / "campaign.db")))
+    with pytest.raises(ChecksFailed):
+        run_send(settings, SendRequest(30, "sendgrid"), hooks)
+    assert held == [True] and not _write_lock_is_held(project / "campaign.db")
+    connection = open_ledger(project / "campaign.db")
+    try:
+        assert [connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("send_runs", "deliveries", "link_tokens")] == [0, 0, 0]
+    finally:
+        connection.close()
+    assert sendgrid_server.mail_sends() == []
 
 
 def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, smtp_server):

@@ -82,7 +82,7 @@ def send(issue: IssueOption, list_names: ListOption = None, provider: ProviderOp
     if dry and test_to:
         raise UsageError("--dry-run contacts no provider, --test-to sends a [TEST] copy: use one or the other")
     hooks = SendHooks(on_findings=_print_findings, on_plan=_print_summary, confirm=lambda plan: _confirm(plan, yes),
-                      progress=_progress_bar)
+                      progress=_progress_bar, confirmed_ahead=yes)
     if test_to:
         _print_test_send(run_test_send(settings, request, test_to, as_email, hooks), request)
     elif dry:

@@ -68,11 +68,15 @@ def send_issue(
     sleep: Callable[[float], None] | None = None,
     rng: random.Random | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    before_sending: Callable[[], str] | None = None,
 ) -> SendReport:
     """Send `issue` to `recipients` (an audience already deduplicated and minus suppressions).
 
     `gate` is the preflight decision (checks.gate): a refused send raises ChecksFailed
     before anything is recorded; a forced one is recorded as forced, with what it overrode.
+    `before_sending()`, instead of `gate`: the decision still to come. It is called once the run
+    is started and the audience frozen, all uncommitted (record.RunRecord.start), and returns what
+    a forced send overrides, or raises, which leaves the ledger as it was.
     """
     retries = Retries(policy, stop or StopSignal(), sleep, rng or random.Random())
     if gate is not None:
@@ -80,18 +84,19 @@ def send_issue(
     check_merge_fields(issue, recipients)
     with send_lock(connection), retries.stop.on_interrupt():
         return _run(connection, issue, recipients, provider, settings, options, retries,
-                    Tally(on_progress or (lambda progress: None)), gate.forced_over if gate else "")
+                    Tally(on_progress or (lambda progress: None)), gate.forced_over if gate else "", before_sending)
 
 
 def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Sequence[Recipient],
          provider: Provider, settings: Settings, options: SendOptions, retries: Retries, tally: Tally,
-         forced_over: str) -> SendReport:
+         forced_over: str, before_sending: Callable[[], str] | None) -> SendReport:
     size = batch_size_for(provider.info, options.batch_size)
     kind = kind_of(provider.info, options)
     builder = second_process_for(provider, issue, settings, kind == "sandbox", len(recipients))
     try:
         start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients,
-                                forced_over, token_of=lambda email: recipient_token(email, settings.token_secret))
+                                forced_over, token_of=lambda email: recipient_token(email, settings.token_secret),
+                                before_sending=before_sending)
         if builder is not None and not worth_a_second_process(len(start.todo)):   # a resume with few left
             builder.close()
             builder = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -19,6 +19,7 @@ from ..freeze import freeze_audience
 from ..audience import Recipient
 from ..errors import LedgerError
 from ..ledger import FAILED, REFUSED, REJECTED, UNKNOWN, Delivery, Outcome
+from ..ledger_schema import transaction
 from ..personalize import Envelope
 from ..suppressions import add_suppression, suppressed_among
 from .plan import SendOptions
@@ -131,21 +132,27 @@ class RunRecord:
     @classmethod
     def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
               recipients: Sequence[Recipient], forced_over: str = "",
-              token_of: Callable[[str], str] | None = None) -> RunStart:
+              token_of: Callable[[str], str] | None = None,
+              before_sending: Callable[[], str] | None = None) -> RunStart:
         """Settle crashed runs and in-flight rows, open a run, freeze the audience into pending rows.
 
         `forced_over`: the preflight findings a --force send goes on despite (recorded with the run).
         `token_of(email)`: the token in a person's links, kept with each new row for the readers' service.
+        `before_sending()`: called with all of that written and not yet committed (the checks finish
+        meanwhile); it returns `forced_over`, or raises, which leaves the ledger as it was.
         """
-        ledger.mark_crashed_runs(connection, issue, kind)
-        if options.restart:
-            ledger.forget_rehearsal(connection, issue, kind)
-        run_id = ledger.start_run(connection, issue, kind, provider, options.describe(), bool(forced_over),
-                                  forced_over)
-        recovered = ledger.recover_in_flight(connection, issue, kind)
-        freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
-                               run_id, token_of, emails=(r.email for r in recipients))
-        todo = _eligible(connection, issue, kind, recipients, set(options.eligible()))
+        with transaction(connection) if before_sending is not None else nullcontext():
+            ledger.mark_crashed_runs(connection, issue, kind)
+            if options.restart:
+                ledger.forget_rehearsal(connection, issue, kind)
+            run_id = ledger.start_run(connection, issue, kind, provider, options.describe(), bool(forced_over),
+                                      forced_over)
+            recovered = ledger.recover_in_flight(connection, issue, kind)
+            freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
+                            run_id, token_of, emails=(r.email for r in recipients))
+            todo = _eligible(connection, issue, kind, recipients, set(options.eligible()))
+            if before_sending is not None:
+                ledger.record_forced(connection, run_id, before_sending())
         return RunStart(cls(connection, issue, kind, provider, run_id, LedgerFile.of(connection)), todo, recovered)
 
     def ledger_gone(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -72,6 +72,8 @@ class SendHooks:
     confirm: Callable[[SendPlan], bool] = lambda plan: True
     progress: ProgressBar = _no_bar
     stop: StopSignal | None = None             # default: a new one per send (Ctrl-C sets it)
+    confirmed_ahead: bool = False              # `confirm` never asks (--yes): the audience is then frozen
+                                               # into the ledger while the checks finish, uncommitted
 
 
 @dataclass(frozen=True)
@@ -162,30 +164,61 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
                 hooks.on_plan(plan, load_issue(settings.content_dir, number).subject, found.audience)
                 return SendResult(plan, None)
             checked = early or preflight()
-            decision = checked.decision()
-            hooks.on_plan(plan, checked.rendered.subject.source,
-                          AudienceSummary(audience.lists, len(audience.exclusions)))
-            if not hooks.confirm(plan):
+
+            def decide() -> GateDecision | None:
+                """Show the checks (a refusal raises) and the plan, and ask; None: not confirmed."""
+                decision = checked.decision()
+                hooks.on_plan(plan, checked.rendered.subject.source,
+                              AudienceSummary(audience.lists, len(audience.exclusions)))
+                return decision if hooks.confirm(plan) else None
+
+            if hooks.confirmed_ahead:   # decided inside the send, once the audience is frozen (uncommitted)
+                return _deliver(settings, request, connection, checked.rendered, audience, plan, decide, hooks)
+            decision = decide()
+            if decision is None:
                 return SendResult(plan, None)
             return _deliver(settings, request, connection, checked.rendered, audience, plan,
-                            decision, hooks)
+                            lambda: decision, hooks)
     finally:
         connection.close()
 
 
+class _NotConfirmed(Exception):
+    """The caller confirmed ahead, then said no after all: the send's ledger writes are undone."""
+
+
 def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Connection, rendered: RenderedIssue,
-             audience: Audience, plan: SendPlan, decision: GateDecision, hooks: SendHooks) -> SendResult:
-    """Open the provider, run the send loop with a progress bar, always close the provider."""
+             audience: Audience, plan: SendPlan, decide: Callable[[], GateDecision | None],
+             hooks: SendHooks) -> SendResult:
+    """Open the provider, run the send loop with a progress bar, always close the provider.
+
+    `decide()` is called by the send loop, once the run is started and the audience frozen, before
+    anything is committed; the progress bar appears with the first count, after what it showed."""
     from .loop import send_issue  # noqa: PLC0415  (lazy: see the imports above)
+
+    def before_sending() -> str:
+        decision = decide()
+        if decision is None:
+            raise _NotConfirmed
+        return decision.forced_over
 
     outbox = outbox_mailbox(settings, request.issue)
     if request.options.restart and plan.kind == "outbox":
         outbox.unlink(missing_ok=True)  # the new rehearsal's mailbox holds only its own messages
     provider = make_provider(request.provider, settings, issue=request.issue)
     try:
-        with hooks.progress(plan.to_send) as on_progress:
+        with ExitStack() as shown:
+            bar: list[Callable[[Progress], None]] = []
+
+            def on_progress(progress: Progress) -> None:
+                if not bar:
+                    bar.append(shown.enter_context(hooks.progress(plan.to_send)))
+                bar[0](progress)
+
             report = send_issue(connection, rendered, audience.recipients, provider, settings, request.options,
-                                gate=decision, stop=hooks.stop, on_progress=on_progress)
+                                stop=hooks.stop, on_progress=on_progress, before_sending=before_sending)
+    except _NotConfirmed:
+        return SendResult(plan, None)
     finally:
         provider.close()
     return SendResult(plan, report, outbox if plan.kind == "outbox" else None)
