@@ -9,6 +9,7 @@ scoring costs seconds per call and is tested with the checks, not here.
 from __future__ import annotations
 
 import csv
+import importlib
 import email
 import email.policy
 import mailbox
@@ -34,7 +35,7 @@ from campaign.merge import MergeTemplate
 from campaign.providers.sendgrid import SendGridProvider
 from campaign.providers.smtp import SmtpProvider
 from campaign.send import SendOptions, StopSignal, send_issue
-from campaign.send.workflow import SendHooks, SendRequest, run_send
+from campaign.send.workflow import Preflight, SendHooks, SendRequest, run_send
 from campaign.suppressions import add_suppression
 from send_support import API_KEY, make_settings, people, small_issue
 
@@ -232,7 +233,20 @@ def _write_lock_is_held(database: Path) -> bool:
         other.close()
 
 
-def test_with_the_send_confirmed_ahead_the_audience_is_frozen_while_the_checks_finish(project, sendgrid_server):
+@pytest.fixture
+def slow_checks(monkeypatch):
+    """The real checks, deciding half a second late, as SpamAssassin does (it is not on PATH here)."""
+    gate = importlib.import_module("campaign.checks.gate")
+    checking = gate.gate_decision
+
+    def late(*args, **kwargs):
+        time.sleep(0.5)
+        return checking(*args, **kwargs)
+    monkeypatch.setattr(gate, "gate_decision", late)
+
+
+def test_with_the_send_confirmed_ahead_the_audience_is_frozen_while_the_checks_finish(project, sendgrid_server,
+                                                                                      slow_checks):
     settings = load_settings(project / "campaign.toml")
     seen: list = []
     hooks = SendHooks(confirmed_ahead=True, confirm=lambda plan: seen.append("confirm") or True,
@@ -252,7 +266,7 @@ def test_with_the_send_confirmed_ahead_the_audience_is_frozen_while_the_checks_f
         connection.close()
 
 
-def test_checks_that_refuse_a_send_confirmed_ahead_leave_the_ledger_as_it_was(project, sendgrid_server):
+def test_checks_that_refuse_a_send_confirmed_ahead_leave_the_ledger_as_it_was(project, sendgrid_server, slow_checks):
     settings = load_settings(project / "campaign.toml")
     held: list[bool] = []
     hooks = SendHooks(confirmed_ahead=True, on_findings=lambda d: held.append(_write_lock_is_held(project / "campaign.db")))
@@ -266,6 +280,19 @@ def test_checks_that_refuse_a_send_confirmed_ahead_leave_the_ledger_as_it_was(pr
     finally:
         connection.close()
     assert sendgrid_server.mail_sends() == []
+
+
+def test_checks_that_decided_before_the_audience_loaded_are_shown_before_anything_is_written(project,
+                                                                                            sendgrid_server,
+                                                                                            monkeypatch):
+    # as with a large audience, whose loading outlasts SpamAssassin: the checks have decided by the plan
+    monkeypatch.setattr(Preflight, "decided", lambda preflight: preflight._decision.result() is not None)
+    settings = load_settings(project / "campaign.toml")
+    held: list[bool] = []
+    hooks = SendHooks(confirmed_ahead=True, on_findings=lambda d: held.append(_write_lock_is_held(project / "campaign.db")))
+    with pytest.raises(ChecksFailed):
+        run_send(settings, SendRequest(30, "sendgrid"), hooks)
+    assert held == [False]   # shown at once: a refusal then costs no freezing
 
 
 def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, smtp_server):

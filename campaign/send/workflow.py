@@ -72,8 +72,8 @@ class SendHooks:
     confirm: Callable[[SendPlan], bool] = lambda plan: True
     progress: ProgressBar = _no_bar
     stop: StopSignal | None = None             # default: a new one per send (Ctrl-C sets it)
-    confirmed_ahead: bool = False              # `confirm` never asks (--yes): the audience is then frozen
-                                               # into the ledger while the checks finish, uncommitted
+    confirmed_ahead: bool = False              # `confirm` never asks (--yes): the audience may then be
+                                               # frozen into the ledger while the checks finish, uncommitted
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,9 @@ class Preflight:
         self._decision: Future[GateDecision] = background.submit(
             gate_decision, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered,
             spam_run=spam_run)
+
+    def decided(self) -> bool:
+        return self._decision.done()
 
     def decision(self) -> GateDecision:
         """Wait for the checks and show them; raises ChecksFailed when the send is refused."""
@@ -172,7 +175,9 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
                               AudienceSummary(audience.lists, len(audience.exclusions)))
                 return decision if hooks.confirm(plan) else None
 
-            if hooks.confirmed_ahead:   # decided inside the send, once the audience is frozen (uncommitted)
+            if hooks.confirmed_ahead and not checked.decided():   # the checks decide while the audience
+                # is frozen, uncommitted (SpamAssassin takes a second or two); already decided (a large
+                # audience takes longer to load): shown at once, and a refusal costs no freezing
                 return _deliver(settings, request, connection, checked.rendered, audience, plan, decide, hooks)
             decision = decide()
             if decision is None:
