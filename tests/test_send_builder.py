@@ -46,6 +46,19 @@ class UnbuildableProvider(SendGridProvider):
     build_body = staticmethod(build_body_refusing_one)
 
 
+def build_body_then_die_mid_answer(batch, settings):
+    """A body builder whose process is killed (SIGKILL: the out-of-memory killer, say) once the first bytes
+    of its answer are written and the rest are not: imported by name in the builder process."""
+    body = build_body(batch, settings)
+
+    def killed_after_the_first_write(frame, event, arg):
+        if event == "return" and frame.f_code.co_name == "_send":   # multiprocessing's Connection._send
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.setprofile(killed_after_the_first_write)   # an answer over 16 KB goes as a header, then the rest
+    return body
+
+
 @pytest.fixture
 def second_process(monkeypatch):
     """Every concurrent SendGrid send, however small, builds in a second process; counts what it built."""
@@ -155,7 +168,11 @@ def sending_with_a_builder(folder: Path, count: int, batch: int):
     with SendGridServer(validate=False, delay=0.05) as server:
         settings = make_settings(folder, {"SENDGRID_API_URL": server.url}, concurrency=2)
         process, builder = _start_driver(server, settings, count, batch)
-        yield server, settings, process, builder
+        try:
+            yield server, settings, process, builder
+        finally:   # a send left hanging by a failed test would run on (it answers SIGTERM between batches)
+            process.kill()
+            process.wait()
 
 
 def _start_driver(server, settings, count: int, batch: int) -> tuple[subprocess.Popen, int]:
@@ -208,7 +225,7 @@ def test_a_send_whose_builder_process_dies_builds_the_rest_itself_and_mails_ever
     assert Counter(server.delivered()) == Counter(r.email for r in people(count))
 
 
-UNGUARDED_SCRIPT = """\
+SEND_SCRIPT = """\
 import sys
 sys.path[:0] = {paths!r}
 from campaign.ledger import open_ledger
@@ -218,22 +235,46 @@ from send_support import make_settings, people, small_issue
 builder.SECOND_PROCESS_FROM = 1
 print("started", flush=True)
 from pathlib import Path
+{provider}
 settings = make_settings(Path({folder!r}), {{"SENDGRID_API_URL": {url!r}}}, concurrency=2)
-report = send_issue(open_ledger(settings.database), small_issue(), people(30), SendGridProvider(settings), settings,
-                    SendOptions(batch_size=10))
+report = send_issue(open_ledger(settings.database), small_issue(), people({count}), Provider(settings), settings,
+                    SendOptions(batch_size={batch}))
 print(report.outcome, report.counts["accepted"], flush=True)
 """
 
 
+def run_send_script(folder: Path, server, count: int, batch: int,
+                    provider: str = "Provider = SendGridProvider") -> subprocess.CompletedProcess:
+    """SEND_SCRIPT (a script without a main guard, building in a second process) run in its own
+    interpreter; killed (SIGKILL) past 60 s."""
+    script = folder / "send_now.py"
+    paths = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+    script.write_text(SEND_SCRIPT.format(paths=paths, folder=str(folder), url=server.url, count=count, batch=batch,
+                                         provider=provider), encoding="utf-8")
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SENDGRID_API_KEY": server.api_key})
+
+
 def test_a_send_from_a_script_without_a_main_guard_runs_that_script_once(tmp_path):
     with SendGridServer(validate=False) as server:
-        script = tmp_path / "send_now.py"
-        paths = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-        script.write_text(UNGUARDED_SCRIPT.format(paths=paths, folder=str(tmp_path), url=server.url), encoding="utf-8")
-        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "SENDGRID_API_KEY": server.api_key})
+        run = run_send_script(tmp_path, server, 30, 10)
     assert run.stdout.splitlines() == ["started", "completed 30"], run.stderr
     assert Counter(server.delivered()) == Counter(r.email for r in people(30))
+
+
+DYING_MID_ANSWER = """\
+from test_send_builder import build_body_then_die_mid_answer
+class Provider(SendGridProvider):
+    build_body = staticmethod(build_body_then_die_mid_answer)"""
+
+
+def test_a_builder_process_killed_half_way_through_an_answer_never_hangs_the_send(tmp_path):
+    # The pool's reader had read the answer's length and waited for the rest for ever: the sending
+    # process kept a write end of that pipe open, so no end of file came (1 run in 6 hung under load).
+    with SendGridServer(validate=False) as server:
+        run = run_send_script(tmp_path, server, 600, 200, provider=DYING_MID_ANSWER)
+    assert run.stdout.splitlines() == ["started", "completed 600"] and "Traceback" not in run.stderr, run.stderr
+    assert Counter(server.delivered()) == Counter(r.email for r in people(600))
 
 
 def test_where_no_second_process_can_be_started_the_send_builds_its_batches_itself(tmp_path, monkeypatch):
