@@ -59,6 +59,7 @@ class SecondProcess:
                                          initializer=_start_child, initargs=(issue, settings, build_body, sandbox))
         with _main_module_hidden():
             self._pool.submit(int)   # start it now: its imports overlap the freezing of the audience
+        _only_the_child_writes_answers(self._pool)
         self._ahead: dict[int, tuple[str, Future]] = {}
 
     def submit(self, index: int, recipients: Sequence[Any], batch_id: str) -> None:
@@ -80,6 +81,20 @@ class SecondProcess:
     def close(self) -> None:
         self._ahead.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _only_the_child_writes_answers(pool: ProcessPoolExecutor) -> None:
+    """Close this process's copy of the pipe end the child answers on (the pool keeps it, never writing).
+
+    A child killed half-way through an answer (over 16 KB it goes as a length, then the rest) left the
+    pool's reader waiting for the rest for ever while a write end stayed open here: the send hung.
+    With the child's end the only one, the reader gets end of file and the pool is broken
+    (BrokenProcessPool), as when the child dies between answers. Called once the child is started
+    (it holds its own copy); the pool never starts another (one worker, no max_tasks_per_child).
+    """
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 @contextmanager
