@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from campaign.send import RetryPolicy, SendOptions, send_issue
 from campaign.send.stop import StopSignal
 from campaign.suppressions import add_suppression
 from send_support import make_settings, people, small_issue
+from servers import sendgrid_server as stand_in
 from servers.sendgrid_server import SendGridServer
 
 DRIVER = Path(__file__).with_name("send_support.py")
@@ -78,6 +80,40 @@ def test_four_batches_in_flight_answered_out_of_order_are_each_recorded_against_
             assert {by_email[email].message_id for email in request.recipients} == {request.message_id}
         assert Counter(server.delivered()) == Counter(r.email for r in people(40))
         connection.close()
+
+
+def _post_mail_send(server) -> None:
+    request = urllib.request.Request(server.url + "/v3/mail/send", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {server.api_key}",
+                                              "Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=20).read()
+
+
+def test_the_stand_in_lists_requests_in_the_order_it_counts_them_in_however_its_threads_are_scheduled(monkeypatch):
+    """The four-in-flight test reads "last in, first answered" off mail_sends(): a handler thread paused
+    between keeping its request and counting it in let a later request be counted first (seen once in
+    20 sends of 40 batches under load)."""
+    first_paused, second_seen = threading.Event(), threading.Event()
+    serves = stand_in.serves_suppressions
+
+    def pausing_the_first(path):   # called by each handler between keeping its request and going on
+        if not first_paused.is_set():
+            first_paused.set()
+            second_seen.wait(10)
+            time.sleep(0.2)        # time for the second to be counted in, had the first not been yet
+        else:
+            second_seen.set()
+        return serves(path)
+
+    monkeypatch.setattr(stand_in, "serves_suppressions", pausing_the_first)
+    with SendGridServer(validate=False) as server:
+        server.gather = 2
+        first = threading.Thread(target=_post_mail_send, args=(server,))
+        first.start()
+        assert first_paused.wait(10)
+        _post_mail_send(server)
+        first.join(timeout=20)
+        assert [answer_number(r.message_id) for r in server.mail_sends()] == [2, 1]   # last in, first answered
 
 
 def test_an_unsubscribe_during_a_concurrent_send_is_excluded_from_later_batches(tmp_path):
