@@ -309,27 +309,31 @@ class SendGridServer:
         with self._lock:
             return self._faults.popleft() if self._faults else None
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> int:
+        """Keep the request; a mail/send one is counted in under the same lock, so that mail_sends()
+        lists them in the order of arrival `gather` answers by (its number; 0 for other paths)."""
         with self._lock:
             self.requests.append(request)
+            if request.path != MAIL_SEND:
+                return 0
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._arrivals += 1
+            return self._arrivals
 
     def _sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
-    def _arrive(self) -> int:
-        """Count a mail/send request in; with `gather`, hold it until its group is complete (at most 10 s)."""
+    def _arrive(self, arrival: int) -> None:
+        """With `gather`, hold mail/send request number `arrival` until its group is complete (at most 10 s)."""
         with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self._arrivals += 1
-            arrival, group = self._arrivals, self.gather
+            group = self.gather
             if group > 1:
                 group_end = ((arrival - 1) // group + 1) * group
                 self._gathering.notify_all()
                 self._gathering.wait_for(lambda: self._arrivals >= group_end or self._stopping.is_set(), timeout=10)
         if group > 1:   # the last to arrive answers first, 0.1 s apart
             self._sleep(0.1 * (group - 1 - (arrival - 1) % group))
-        return arrival
 
     def _leave(self) -> None:
         with self._lock:
@@ -407,7 +411,7 @@ def _handler_for(server: SendGridServer):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             request = RecordedRequest(self.command, self.path.split("?")[0], dict(self.headers.items()), raw)
-            server._record(request)
+            arrival = server._record(request)
             if serves_suppressions(self.path):
                 status, answer, headers = server.suppressions.answer(self.command, self.path,
                                                                      server._authorized(request))
@@ -416,8 +420,8 @@ def _handler_for(server: SendGridServer):
             if request.path != MAIL_SEND:
                 self._respond(request)
                 return
-            server._arrive()
             try:
+                server._arrive(arrival)
                 self._respond(request)
             finally:
                 server._leave()
