@@ -9,7 +9,9 @@ ProviderEvent values; `record_events` stores them and applies their effects in o
 * `spamreport`: `complained`; `unsubscribe` and `group_unsubscribe`: `unsubscribed`;
 * `bounce` of type blocked, `deferred`, and the rest: recorded only;
 * an `unknown` delivery named by `processed`, `delivered`, `deferred` or `bounce` was sent after all:
-  it becomes `accepted`; named by `dropped`, SendGrid never sent it: `rejected`.
+  it becomes `accepted`; named by `dropped`, SendGrid never sent it: `rejected`. Events stored
+  before their deliveries were unknown (a killed send's open batch) settle them when a send's
+  recovery makes them unknown (`settle_by_stored_events`).
 
 An event names its delivery by the custom_args the send put in its personalization: the delivery
 id of that send attempt (`campaign_delivery`, ledger column delivery_id), else the issue number
@@ -23,13 +25,13 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from email_validator import EmailNotValidError
 
 from .addresses import AddressBook
 from .errors import UsageError
-from .ledger import ACCEPTED, REAL, REJECTED, delivery_by_id, resolve_unknown, transaction
+from .ledger import ACCEPTED, REAL, REJECTED, Delivery, delivery_by_id, resolve_unknown, transaction
 from .suppressions import insert_suppression, provider_suppression
 
 PROVIDER = "sendgrid"
@@ -154,6 +156,34 @@ def record_events(connection: sqlite3.Connection, events: Iterable[ProviderEvent
                 resolved += resolve_unknown(connection, match.issue, match.email, status,
                                             f"SendGrid reported {event.event} at {_iso(event.occurred_at)}")
     return IngestResult(received, stored, received - stored, unmatched, suppressed, resolved)
+
+
+def settle_by_stored_events(connection: sqlite3.Connection, issue: int, unknown: Sequence[Delivery]) -> set[str]:
+    """The addresses of these rows (just made `unknown` by a crash's recovery) that events stored earlier
+    settle, as `record_events` would have had they arrived now; returns the ones settled.
+
+    Events that came while a batch was written ahead and unanswered (its process killed) found nothing
+    unknown to settle then, and SendGrid sends each event once: without this the rows stayed unknown
+    though SendGrid had said what became of them, and `--resend-unknown` mailed those people again.
+    """
+    latest = {row.email: row.delivery_id for row in unknown}
+    found = connection.execute(
+        f"SELECT email, event, delivery_id, occurred_at FROM provider_events WHERE issue = ? "
+        f"AND event IN ({', '.join('?' for _ in (*SENT_EVENTS, 'dropped'))}) "
+        f"AND email IN (SELECT value FROM json_each(?)) ORDER BY occurred_at",
+        (issue, *SENT_EVENTS, "dropped", json.dumps(sorted(latest)))).fetchall()
+    sent: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    for email, kind, delivery_id, occurred_at in found:
+        note = f"SendGrid reported {kind} at {occurred_at}"
+        if kind != "dropped":   # any attempt's being sent settles it (a sent row is never sent again)
+            sent.setdefault(email, note)
+        elif not (delivery_id and latest[email]) or delivery_id == latest[email]:   # not an earlier attempt's
+            dropped.setdefault(email, note)
+    verdicts = {**{email: (REJECTED, note) for email, note in dropped.items()},
+                **{email: (ACCEPTED, note) for email, note in sent.items()}}
+    return {email for email, (status, note) in verdicts.items()
+            if resolve_unknown(connection, issue, email, status, note)}
 
 
 def _match(connection: sqlite3.Connection, event: ProviderEvent) -> _Match | None:

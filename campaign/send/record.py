@@ -18,6 +18,7 @@ from .. import ledger
 from ..freeze import freeze_audience
 from ..audience import Recipient
 from ..errors import LedgerError
+from ..events import settle_by_stored_events
 from ..ledger import FAILED, REFUSED, REJECTED, UNKNOWN, Delivery, Outcome
 from ..ledger_schema import transaction
 from ..personalize import Envelope
@@ -148,6 +149,9 @@ class RunRecord:
             run_id = ledger.start_run(connection, issue, kind, provider, options.describe(), bool(forced_over),
                                       forced_over)
             recovered = ledger.recover_in_flight(connection, issue, kind)
+            if recovered and kind == ledger.REAL:   # SendGrid may have said meanwhile what became of them
+                settled = settle_by_stored_events(connection, issue, recovered)
+                recovered = [row for row in recovered if row.email not in settled]
             freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
                             run_id, token_of, emails=(r.email for r in recipients))
             todo = _eligible(connection, issue, kind, recipients, set(options.eligible()))
