@@ -298,3 +298,38 @@ def test_a_transaction_inside_another_is_a_savepoint_the_outer_one_commits_or_un
             raise ValueError
     assert [row[0] for row in connection.execute("SELECT note FROM notes")] == ["outer", "inner"]
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2   # FULL, as every connection is left
+
+
+PROBE_WRITER = """
+import sqlite3, sys
+other = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+try:
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    print("free")
+except sqlite3.OperationalError as error:
+    print(error)
+finally:
+    other.close()
+"""
+
+
+def test_a_second_ledger_opened_in_the_process_never_takes_the_first_ones_locks_away(tmp_path):
+    # POSIX drops every lock a process holds on a file when it closes any descriptor of that file. Opening
+    # the ledger checked that it was writable by opening and closing the file itself: a `campaign send`
+    # that read the suppressions through a second ledger while loading the audience so lost the lock that
+    # tells other processes it uses the WAL. The next process to close its own connection then took the
+    # file as unused and deleted the WAL and its index under the running send, and a third one could
+    # write beside the send's own open transaction.
+    database = tmp_path / "campaign.db"
+    sending = open_ledger(database)
+    open_ledger(database).close()   # as suppressions.suppressed_emails_at does during a send
+    sending.execute("BEGIN IMMEDIATE")
+    try:
+        probes = [subprocess.run([sys.executable, "-c", PROBE_WRITER, str(database)], capture_output=True,
+                                 text=True, timeout=60).stdout.strip() for _ in range(2)]
+        assert probes == ["database is locked"] * 2
+        assert (tmp_path / "campaign.db-wal").exists() and (tmp_path / "campaign.db-shm").exists()
+    finally:
+        sending.execute("ROLLBACK")
+        sending.close()
