@@ -84,15 +84,14 @@ def _switch_to_wal(connection: sqlite3.Connection, patience: float = 30.0) -> No
 
 
 def _refuse_read_only(path: Path) -> None:
-    try:
-        os.close(os.open(path, os.O_RDWR))
-    except FileNotFoundError:
-        return
-    except PermissionError:
+    # Asked of the kernel, never by opening the file: closing any descriptor of it would drop every
+    # lock this process holds on it (POSIX), among them the one by which an open connection tells
+    # other processes it uses the WAL. One of them would then delete the WAL under that connection.
+    if not os.path.isfile(path):
+        return  # none yet, a folder, a broken link...: SQLite's own error says what it is
+    if not os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
         raise LedgerError(f"{path}: the ledger is read-only; make it writable (chmod u+w), or point "
-                          "database / CAMPAIGN_DATABASE at a writable copy") from None
-    except OSError:
-        return  # a folder, a broken link...: SQLite's own error says what it is
+                          "database / CAMPAIGN_DATABASE at a writable copy")
 
 
 def _refuse_foreign(connection: sqlite3.Connection, path: Path, first_migration: str) -> None:

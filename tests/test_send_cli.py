@@ -13,7 +13,9 @@ import importlib
 import email
 import email.policy
 import mailbox
+import os
 import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -294,6 +296,47 @@ def test_checks_that_decided_before_the_audience_loaded_are_shown_before_anythin
         run_send(settings, SendRequest(30, "sendgrid"), hooks)
     assert held == [False]   # shown at once: a refusal then costs no freezing
 
+
+SLOW_SPAMASSASSIN = """#!/bin/sh
+cat > /dev/null
+touch "{started}"
+sleep 30
+echo 'Content analysis details:   (0.1 points, 5.0 required)'
+"""
+
+
+def test_a_send_killed_while_the_checks_finish_leaves_the_ledger_as_it_was_and_resumes_whole(project,
+                                                                                            sendgrid_server):
+    # `send --yes` freezes the audience while SpamAssassin runs, committing only when the checks pass:
+    # a SIGKILL meanwhile (the checks never answered) must leave no run and no row behind
+    tools = project / "tools"
+    tools.mkdir()
+    started = project / "spamassassin-started"
+    (tools / "spamassassin").write_text(SLOW_SPAMASSASSIN.format(started=started), encoding="utf-8")
+    (tools / "spamassassin").chmod(0o755)
+    environ = {**os.environ, "PATH": f"{tools}:{Path(sys.executable).parent}:/usr/bin:/bin"}
+    command = [sys.executable, "-m", "campaign", "send", "--issue", "30", "--yes", "--force",
+               "--config", str(project / "campaign.toml")]
+    process = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and _write_lock_is_held(project / "campaign.db")):
+            assert process.poll() is None and time.monotonic() < deadline, "the send never reached the checks' wait"
+            time.sleep(0.02)
+        time.sleep(0.2)   # the freeze, well under way or done, in the transaction held open
+    finally:
+        process.kill()
+        process.wait()
+    connection = open_ledger(project / "campaign.db")
+    try:
+        assert [connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("send_runs", "deliveries", "link_tokens", "batches_in_flight")] == [0, 0, 0, 0]
+    finally:
+        connection.close()
+    assert sendgrid_server.mail_sends() == []
+    resumed = campaign(project, "send", "--issue", "30", "--yes", "--force")
+    assert resumed.exit_code == 0, resumed.output
+    assert Counter(sendgrid_server.delivered()) == Counter(AUDIENCE)
 
 def test_outbox_rehearsal_never_makes_the_real_smtp_send_skip_anyone(project, smtp_server):
     rehearsal = campaign(project, "send", "--issue", "30", "--provider", "outbox", "--yes", "--force")
