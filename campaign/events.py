@@ -121,9 +121,18 @@ def suppression_reason(event: ProviderEvent) -> str:
 
 def resolution(event: ProviderEvent) -> str:
     """What an unknown delivery becomes on this event ('' for nothing)."""
-    if event.event == "dropped":
+    return _resolution_of(event.event)
+
+
+def _resolution_of(kind: str) -> str:
+    if kind == "dropped":
         return REJECTED
-    return ACCEPTED if event.event in SENT_EVENTS else ""
+    return ACCEPTED if kind in SENT_EVENTS else ""
+
+
+def _about_latest_attempt(event_delivery_id: str, row_delivery_id: str) -> bool:
+    """Whether an event is about the row's latest send attempt (no telling counts as yes)."""
+    return not (event_delivery_id and row_delivery_id) or event_delivery_id == row_delivery_id
 
 
 @dataclass(frozen=True)
@@ -176,9 +185,9 @@ def settle_by_stored_events(connection: sqlite3.Connection, issue: int, unknown:
     dropped: dict[str, str] = {}
     for email, kind, delivery_id, occurred_at in found:
         note = f"SendGrid reported {kind} at {occurred_at}"
-        if kind != "dropped":   # any attempt's being sent settles it (a sent row is never sent again)
+        if _resolution_of(kind) == ACCEPTED:   # any attempt's being sent settles it (never sent again)
             sent.setdefault(email, note)
-        elif not (delivery_id and latest[email]) or delivery_id == latest[email]:   # not an earlier attempt's
+        elif _about_latest_attempt(delivery_id, latest[email]):   # an earlier attempt's drop says nothing
             dropped.setdefault(email, note)
     verdicts = {**{email: (REJECTED, note) for email, note in dropped.items()},
                 **{email: (ACCEPTED, note) for email, note in sent.items()}}
@@ -199,7 +208,7 @@ def _match(connection: sqlite3.Connection, event: ProviderEvent) -> _Match | Non
                                (event.issue, event.email)).fetchone()
     if found is None:
         return None
-    return _Match(event.issue, event.email, latest=not (event.delivery_id and found[0]))
+    return _Match(event.issue, event.email, latest=_about_latest_attempt(event.delivery_id, found[0]))
 
 
 def _store(connection: sqlite3.Connection, event: ProviderEvent, match: _Match | None) -> bool:
