@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -139,10 +139,11 @@ class RunRecord:
 
         `forced_over`: the preflight findings a --force send goes on despite (recorded with the run).
         `token_of(email)`: the token in a person's links, kept with each new row for the readers' service.
-        `before_sending()`: called with all of that written and not yet committed (the checks finish
-        meanwhile); it returns `forced_over`, or raises, which leaves the ledger as it was.
+        All of it is one transaction. `before_sending()` is called with all of that written and not yet
+        committed (the checks finish meanwhile); it returns `forced_over`, or raises, which leaves the
+        ledger as it was.
         """
-        with transaction(connection) if before_sending is not None else nullcontext():
+        with transaction(connection):
             ledger.mark_crashed_runs(connection, issue, kind)
             if options.restart:
                 ledger.forget_rehearsal(connection, issue, kind)
