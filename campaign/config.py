@@ -91,6 +91,7 @@ class SmtpSettings:
     password: str = secret("SMTP_PASSWORD")
     timeout: float = setting(30.0, check=seconds)             # connecting, and each command's reply
     data_timeout: float = setting(600.0, check=seconds)       # the reply after the body (RFC 5321 4.5.3.2.6)
+    connections: int = setting(1, check=between(1, 16))       # connections sending at once (each message written ahead)
     max_per_connection: int = setting(0, check=at_least(0))   # messages per connection, then reconnect (0: no limit)
     max_per_minute: int = setting(0, check=at_least(0))       # messages per minute (0: no limit)
     envelope_from: str = setting("", check=optional(address))  # MAIL FROM, where bounces go ("": from_email)

@@ -5,9 +5,10 @@ the real SendGrid provider at SENDGRID_API_URL, recording in the ledger named on
 command line, so a test can SIGKILL it at any moment:
 
     python tests/send_support.py LEDGER COUNT BATCH_SIZE [--resend-unknown] [--smtp] [--concurrency N]
+                                 [--connections N]
                                  [--second-process]
 
-(--smtp: through the real SMTP provider at SMTP_HOST and SMTP_PORT instead; --second-process:
+(--smtp: through the real SMTP provider at SMTP_HOST and SMTP_PORT instead, over --connections; --second-process:
 batches built in a second process however few the recipients.)
 """
 
@@ -34,10 +35,11 @@ CONFIG = (
 )
 
 
-def make_settings(root: Path, environ: dict | None = None, concurrency: int = 1):
+def make_settings(root: Path, environ: dict | None = None, concurrency: int = 1, connections: int = 1):
     config = root / "campaign.toml"
     if not config.exists():
-        config.write_text(CONFIG.replace("concurrency = 1", f"concurrency = {concurrency}"), encoding="utf-8")
+        text = CONFIG.replace("concurrency = 1", f"concurrency = {concurrency}")
+        config.write_text(text + f"[smtp]\nconnections = {connections}\n", encoding="utf-8")
     environ = {"SENDGRID_API_KEY": API_KEY, "CAMPAIGN_TOKEN_SECRET": "test-secret", **(environ or {})}
     return load_settings(config, environ=environ)
 
@@ -71,7 +73,8 @@ def main(argv: list[str]) -> int:
 
     ledger_path, count, batch_size = Path(argv[0]), int(argv[1]), int(argv[2])
     concurrency = int(argv[argv.index("--concurrency") + 1]) if "--concurrency" in argv else 1
-    settings = make_settings(ledger_path.parent, dict(__import__("os").environ), concurrency)
+    connections = int(argv[argv.index("--connections") + 1]) if "--connections" in argv else 1
+    settings = make_settings(ledger_path.parent, dict(__import__("os").environ), concurrency, connections)
     connection = open_ledger(ledger_path)
     provider = SmtpProvider(settings) if "--smtp" in argv else SendGridProvider(settings)
     report = send_issue(connection, small_issue(), people(count), provider, settings,

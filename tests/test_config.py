@@ -130,6 +130,8 @@ def test_an_unknown_key_or_section_is_an_error_naming_it_and_the_nearest_known_o
     ("[sendgrid]\ntimeout = 0\n", "[sendgrid] timeout 0 is out of range"),
     ("[smtp]\nport = 70000\n", "[smtp] port 70000 is out of range"),
     ("[smtp]\nport = true\n", "[smtp] port True is not a whole number"),
+    ("[smtp]\nconnections = 0\n", "[smtp] connections 0 is out of range"),
+    ("[smtp]\nconnections = 17\n", "[smtp] connections 17 is out of range"),
     ('[sendgrid]\napi_url = "api.sendgrid.com"\n', "[sendgrid] api_url 'api.sendgrid.com' must start with https://"),
     ('[sendgrid]\napi_url = "ftp://api.sendgrid.com"\n', "must start with https://"),
     ('[links]\nview_url = "ftp://x.example.org/"\n', "is not a web address"),

@@ -1,4 +1,7 @@
-"""SMTP with the standard library: one connection reused message after message.
+"""SMTP with the standard library: each connection reused message after message.
+
+`[smtp] connections` (default 1) says how many connections send at once: the send loop
+hands each of its workers a batch, and each worker thread has a connection of its own.
 
 One message per recipient (mime.build_message), DKIM-signed when [smtp]
 dkim_domain is set, sent with MAIL FROM = [smtp] envelope_from (default
@@ -16,8 +19,9 @@ What each answer becomes:
 * the connection dropped before the message was handed over: reconnect and send it
   again; dropped after the whole message went out: UNKNOWN (never sent twice).
 
-`[smtp] max_per_connection` reconnects after that many messages, `max_per_minute`
-paces the send; both for relays that publish sending limits.
+`[smtp] max_per_connection` reconnects after that many messages (on each connection),
+`max_per_minute` paces the whole send, every connection together; both for relays that
+publish sending limits.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import random
 import re
 import smtplib
+import threading
 import time
 from collections import deque
 from typing import Callable
@@ -54,24 +59,56 @@ class _Retry(Exception):
         self.backoff = backoff
 
 
+class Pacer:
+    """At most `limit` messages in any 60 seconds, however many connections send them (0: no limit).
+
+    Each turn is booked under a lock before its wait, so two connections never both take the last
+    place of a minute."""
+
+    def __init__(self, limit: int, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self._limit, self._clock, self._sleep = limit, clock, sleep
+        self._booked: deque[float] = deque()   # when the last `limit` turns were (or will be) taken
+        self._lock = threading.Lock()
+
+    def wait_turn(self) -> None:
+        if not self._limit:
+            return
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._booked[0] + 60) if len(self._booked) >= self._limit else now
+            self._booked.append(at)
+            if len(self._booked) > self._limit:
+                self._booked.popleft()
+        if at > now:
+            self._sleep(at - now)
+
+
+class _Lane:
+    """One worker thread's connection, and how many messages it carried."""
+
+    connection: Connection | None = None
+    sent = 0
+
+
 class SmtpProvider:
     """Provider for any SMTP server (STARTTLS, implicit TLS or plain; optional login)."""
 
     info = INFO
-    concurrency = 1   # one connection ([smtp] connections is not implemented)
 
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
         refuse_password_in_clear(settings.smtp)
         self._settings = settings
         self._smtp = settings.smtp
+        self.concurrency = self._smtp.connections    # batches in flight at once, one connection each
         self._where = f"{self._smtp.host}:{self._smtp.port}"
         self._signer = signer_from(settings.smtp, settings.root)
         self._envelope_from = self._smtp.envelope_from or settings.sender.from_email
-        self._sleep, self._clock, self._rng = sleep, clock, rng or random.Random()
-        self._connection: Connection | None = None
-        self._on_connection = 0                       # messages sent on the open connection
-        self._recent: deque[float] = deque()          # when the last messages went, for max_per_minute
+        self._sleep, self._rng = sleep, rng or random.Random()
+        self._pacer = Pacer(self._smtp.max_per_minute, clock, sleep)
+        self._local = threading.local()               # this thread's _Lane
+        self._lanes: list[_Lane] = []                 # every thread's, for close()
+        self._lanes_lock = threading.Lock()
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
         """One result per envelope. A configuration fault raises ProviderConfigError mid-batch:
@@ -90,7 +127,15 @@ class SmtpProvider:
         pass   # each message is built as it goes
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
+        """Say goodbye on every connection (each worker has finished its batch)."""
+        with self._lanes_lock:
+            lanes = list(self._lanes)
+        for lane in lanes:
+            self._quit(lane)
+
+    @staticmethod
+    def _quit(lane: _Lane) -> None:
+        connection, lane.connection = lane.connection, None
         if connection is not None:
             try:
                 connection.quit()
@@ -121,7 +166,7 @@ class SmtpProvider:
 
     def _attempt(self, email: str, data: bytes, message_id: str) -> DeliveryResult:
         """Send once; a result, or _Retry, or ProviderConfigError."""
-        self._pace()
+        self._pacer.wait_turn()
         connection = self._open()
         try:
             connection.sendmail(self._mail_from(email), [email], data)
@@ -168,33 +213,31 @@ class SmtpProvider:
         local, _, domain = self._envelope_from.rpartition("@")
         return f"{local}+{bounce_token(email, self._settings.token_secret)}@{domain}"
 
-    # --- the connection and its limits ----------------------------------------------
+    # --- this thread's connection and its limit ---------------------------------------
+    def _lane(self) -> _Lane:
+        lane = getattr(self._local, "lane", None)
+        if lane is None:
+            lane = self._local.lane = _Lane()
+            with self._lanes_lock:
+                self._lanes.append(lane)
+        return lane
+
     def _open(self) -> Connection:
-        if self._connection is None:
-            self._connection = open_connection(self._smtp, self._sleep, self._rng)
-            self._on_connection = 0
-        return self._connection
+        lane = self._lane()
+        if lane.connection is None:
+            lane.connection = open_connection(self._smtp, self._sleep, self._rng)
+            lane.sent = 0
+        return lane.connection
 
     def _sent(self) -> None:
-        if self._smtp.max_per_minute:
-            self._recent.append(self._clock())
-        self._on_connection += 1
+        lane = self._lane()
+        lane.sent += 1
         limit = self._smtp.max_per_connection
-        if limit and self._on_connection >= limit:
-            self.close()
-
-    def _pace(self) -> None:
-        """Wait so that at most max_per_minute messages go in any 60 seconds."""
-        limit = self._smtp.max_per_minute
-        if not limit:
-            return
-        now = self._clock()
-        while self._recent and self._recent[0] <= now - 60:
-            self._recent.popleft()
-        if len(self._recent) >= limit:
-            self._sleep(self._recent[0] + 60 - now)
+        if limit and lane.sent >= limit:
+            self._quit(lane)
 
     def _drop(self) -> None:
-        connection, self._connection = self._connection, None
+        lane = self._lane()
+        connection, lane.connection = lane.connection, None
         if connection is not None:
             connection.close()

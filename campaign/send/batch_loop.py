@@ -69,7 +69,7 @@ class BatchLoop:
     @property
     def concurrent(self) -> bool:
         """Whether the provider may have several batches in flight (concurrent.py sends them)."""
-        return not self.provider.info.one_at_a_time and self.provider.concurrency > 1
+        return self.provider.concurrency > 1
 
     def run(self, chunks: Sequence[Sequence[Recipient]]) -> tuple[str, str]:
         """Send every batch, one after the other; returns the run's (outcome, message)."""
@@ -120,10 +120,8 @@ class BatchLoop:
             handed_over.add(envelope.email)
 
         def record_answer(result: DeliveryResult) -> None:
-            self._record([outcome_of(result)])
+            self.record_one(result)
             answered.add(result.email)
-            if result.bounced:
-                self.record.suppress_bounced(result.email, result.error)
 
         batch = self.batch(recipients, batch_id, on_sending=mark_sending if per_message else None,
                            on_result=record_answer)
@@ -143,6 +141,12 @@ class BatchLoop:
                           if email in handed_over and email not in answered], whole)
             raise
         return self.settle(answer, answered, whole)
+
+    def record_one(self, result: DeliveryResult) -> None:
+        """One message's answer (SMTP), recorded at once; a mailbox that does not exist is suppressed."""
+        self._record([outcome_of(result)])
+        if result.bounced:
+            self.record.suppress_bounced(result.email, result.error)
 
     def batch_id(self, index: int) -> str:
         """The id of the run's `index`th batch (from 1): issue, run, index."""

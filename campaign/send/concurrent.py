@@ -1,30 +1,36 @@
-"""The batches of one run with up to `provider.concurrency` in flight (SendGrid): see pipeline.py.
+"""The batches of one run with up to `provider.concurrency` in flight: see pipeline.py.
 
-The send loop (loop.py) hands a run here when its provider may have several batches in flight.
+The send loop (loop.py) hands a run here when its provider may have several batches in flight:
+SendGrid's requests (`[sendgrid] concurrency`), or SMTP's connections (`[smtp] connections`), each
+of which sends its batch message by message, every message written ahead and answered through the desk.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 
 from ..audience import Recipient
 from ..errors import ProviderConfigError
 from ..ledger import CRASH_NOTE, UNKNOWN, Outcome
-from ..providers.base import Batch
+from ..personalize import Envelope
+from ..providers.base import Batch, DeliveryResult
 from .batch_loop import BatchLoop
 from .builder import AHEAD
 from .pipeline import LedgerDesk, Pipeline
 from .retry import Answer, deliver_with_retries
+from .stop import StopRequested
 
 
 class Concurrent:
-    """The batches of one run with up to `provider.concurrency` in flight (SendGrid); see pipeline.py.
+    """The batches of one run with up to `provider.concurrency` in flight; see pipeline.py.
 
     Each batch is built on this thread (or, for a large send, taken from the builder process:
     builder.py); a worker writes it ahead (committed), posts it and records the answer, all
-    through the one LedgerDesk, so this thread builds the next batch meanwhile. What an answer
-    means for the send (a pause, a halt) is decided here, in order.
+    through the one LedgerDesk, so this thread builds the next batch meanwhile. A provider that
+    sends message by message (SMTP) is written ahead and answered per message instead. What an
+    answer means for the send (a pause, a halt) is decided here, in order.
     """
 
     def __init__(self, loop: BatchLoop):
@@ -33,8 +39,10 @@ class Concurrent:
         self.halt: ProviderConfigError | None = None
         self.replaced = False              # the ledger file was deleted or replaced: stop, then rescue
         self.total = 0
-        self.with_provider: set[str] = set()   # batch ids written ahead and not yet recorded (desk's lock)
+        # batch id -> its addresses written ahead and not yet answered (under the desk's lock)
+        self.with_provider: dict[str, list[str]] = {}
         self.held_back = 0                     # the first batch built but not sent, the send having stopped
+        self.cut_short: set[str] = set()       # batches a stop cut between two messages (SMTP)
         self.reader: sqlite3.Connection | None = None   # reads suppressions beside the writers (WAL)
         self.builder = loop.builder
         self.chunks: list[list[Recipient]] = []
@@ -58,7 +66,8 @@ class Concurrent:
                               f"(last error: {self.last_error or 'see campaign status'}). "
                               + loop._where(stopped_at, self.total))
         if stopped_at or self.held_back:
-            return "interrupted", loop._where(min(at for at in (stopped_at, self.held_back) if at), self.total)
+            return "interrupted", loop._where(min(at for at in (stopped_at, self.held_back) if at), self.total,
+                                              during=bool(self.cut_short))
         return "completed", ""
 
     def keep_going(self) -> bool:
@@ -110,6 +119,8 @@ class Concurrent:
 
     def deliver(self, batch: Batch, desk: LedgerDesk) -> Answer:
         """In a worker thread: write ahead, the provider call and its retries, record the answer."""
+        if self.loop.provider.info.one_at_a_time:
+            return self._message_by_message(batch, desk)
         loop, emails = self.loop, [envelope.email for envelope in batch.envelopes]
         written: list[bool] = []
         desk.call(lambda: written.append(self._write_ahead(batch)))
@@ -123,23 +134,64 @@ class Concurrent:
         desk.call(lambda: self._record(batch, answer))
         return answer
 
+    def _message_by_message(self, batch: Batch, desk: LedgerDesk) -> Answer:
+        """In a worker thread, on its own connection (SMTP): each message written ahead just before it
+        goes and its answer recorded at once, as BatchLoop.send_batch does, through the desk."""
+        loop, batch_id = self.loop, batch.batch_id
+        answered: set[str] = set()
+
+        def sending(envelope: Envelope) -> None:
+            if self._stopping():   # asked since this worker's last message: the rest stay pending
+                raise StopRequested
+            desk.call(lambda: self._hand_over(envelope, batch_id))
+
+        def answering(result: DeliveryResult) -> None:
+            desk.call(lambda: self._answered(result, batch_id))
+            answered.add(result.email)
+
+        each = replace(batch, on_sending=sending, on_result=answering)
+        emails = [envelope.email for envelope in batch.envelopes]
+        waiting = loop._waiting(emails, None)
+        try:
+            answer = deliver_with_retries(loop.provider, each, loop.retries, on_wait=lambda error, delay, attempt:
+                                          desk.call(lambda: waiting(error, delay, attempt)))
+        except StopRequested:
+            self.cut_short.add(batch_id)
+            return Answer((), attempts=0)
+        desk.call(lambda: self._record(batch, answer, answered))
+        return answer
+
+    def _stopping(self) -> bool:
+        return self.loop.retries.stop.requested or self.halt is not None
+
+    def _hand_over(self, envelope: Envelope, batch_id: str) -> None:
+        self.loop.record.mark_in_flight([envelope], batch_id)
+        self.with_provider.setdefault(batch_id, []).append(envelope.email)
+
+    def _answered(self, result: DeliveryResult, batch_id: str) -> None:
+        self.loop.record_one(result)
+        self.with_provider[batch_id].remove(result.email)
+
     def _write_ahead(self, batch: Batch) -> bool:
         """Mark the batch in flight, unless the send was stopped since it was built (it stays pending)."""
-        if self.loop.retries.stop.requested or self.halt is not None:
+        if self._stopping():
             return False
         self.loop.record.write_batch_ahead(batch.envelopes, batch.batch_id)
-        self.with_provider.add(batch.batch_id)
+        self.with_provider[batch.batch_id] = [envelope.email for envelope in batch.envelopes]
         return True
 
-    def _record(self, batch: Batch, answer: Answer) -> None:
-        self.with_provider.discard(batch.batch_id)
+    def _record(self, batch: Batch, answer: Answer, answered: set[str] | None = None) -> None:
+        """The batch's answer; `answered`: its messages already recorded one by one (SMTP)."""
+        self.with_provider.pop(batch.batch_id, None)
+        if answer.halt is not None:   # the other workers stop before their next message
+            self.halt = answer.halt
         try:
-            self.loop.settle(answer, whole=batch.batch_id)
+            self.loop.settle(answer, answered or (), whole=None if answered is not None else batch.batch_id)
         except ProviderConfigError:   # recorded pending; `finish` stops the send
             pass
 
     def finish(self, index: int, batch: Batch, answer: Answer) -> None:
-        if not answer.attempts:   # stopped before it was written ahead: it stays pending, nothing to count
+        if not answer.attempts:   # stopped before it was written ahead, or between two of its messages
             self.held_back = min(self.held_back or index, index)
             return
         if answer.halt is not None:   # the batches still in flight are recorded by their workers
@@ -151,6 +203,9 @@ class Concurrent:
 
     def abandon(self, batches: list[Batch]) -> None:
         """Under the desk's lock, after which no worker writes: what was written ahead may have gone out."""
+        per_message = self.loop.provider.info.one_at_a_time
         for batch in batches:
-            if batch.batch_id in self.with_provider:
-                self.loop._record([Outcome(e.email, UNKNOWN, error=CRASH_NOTE) for e in batch.envelopes], batch.batch_id)
+            emails = self.with_provider.get(batch.batch_id)
+            if emails:
+                self.loop._record([Outcome(email, UNKNOWN, error=CRASH_NOTE) for email in emails],
+                                  None if per_message else batch.batch_id)

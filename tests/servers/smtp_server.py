@@ -12,6 +12,7 @@
     server.drop_next("MAIL", for_good=True)         # ...and stop listening (the server went away)
     ...
     server.messages[0].message["To"]                # what arrived, parsed
+    server.most_at_once                             # with a delay: the most connections answered at once
     server.stop()
 """
 
@@ -101,7 +102,12 @@ class _Handler:
         with self.server._lock:
             self.server.messages.append(stored)
         if self.server.delay:  # stored, and the client waits for its "250" meanwhile
+            with self.server._lock:
+                self.server.answering += 1
+                self.server.most_at_once = max(self.server.most_at_once, self.server.answering)
             await asyncio.sleep(self.server.delay)
+            with self.server._lock:
+                self.server.answering -= 1
         if self.server._take_drop("DATA"):
             server.transport.close()  # stored, but the client never hears "250"
             return "421 4.4.2 closing connection (scripted drop)"
@@ -134,6 +140,8 @@ class SmtpServer:
         self.delay = 0.0                   # seconds between storing a message and answering "250"
         self.refuse_hello = ""             # e.g. "554 5.7.1 not for you": the answer to EHLO and HELO
         self.peers: set[tuple] = set()     # one (host, port) per client connection that sent MAIL
+        self.answering = 0                 # messages stored and waiting out `delay` now (one per connection)
+        self.most_at_once = 0              # the most that ever waited at once: connections in use together
         self._script = _Script(login=login)
         self._lock = threading.Lock()
         self._controller: _Controller | None = None
