@@ -211,6 +211,13 @@ def has_deliveries(connection: sqlite3.Connection, issue: int, kind: str) -> boo
                               (issue, kind)).fetchone()[0] == 1
 
 
+def has_status(connection: sqlite3.Connection, issue: int, kind: str, statuses: Sequence[str]) -> bool:
+    """Whether any row of this issue and kind has one of `statuses` (one look in the status index)."""
+    return connection.execute(
+        f"SELECT EXISTS (SELECT 1 FROM deliveries WHERE issue = ? AND kind = ? AND status IN "
+        f"({', '.join('?' * len(statuses))}))", (issue, kind, *statuses)).fetchone()[0] == 1
+
+
 def status_by_email(connection: sqlite3.Connection, issue: int, kind: str) -> dict[str, str]:
     rows = connection.execute("SELECT email, status FROM deliveries WHERE issue = ? AND kind = ?", (issue, kind))
     statuses = {email: status for email, status in rows}

@@ -101,3 +101,28 @@ def test_a_send_collects_young_objects_less_often_and_leaves_the_process_as_it_f
     assert result.report is not None and result.report.accepted == 2
     assert during and during[0][0] >= 100_000
     assert gc.get_threshold() == (700, 10, 10)
+
+
+@pytest.mark.parametrize("left, checked_early", [("pending", True), ("accepted", False)])
+def test_a_resume_with_people_left_starts_its_checks_before_loading_the_audience(project, sendgrid_server,
+                                                                                  monkeypatch, left, checked_early):
+    """The checks (SpamAssassin: a second or two) run while the audience loads, as on a first send;
+    a resume whose ledger has nobody left to send does not start them before it knows."""
+    first, settings = send(project)
+    assert first.report is not None
+    (project / "recipients.csv").write_text(RECIPIENTS + "cy@example.org,Cy,members\n", encoding="utf-8")
+    if left == "pending":   # frozen by a run that died before sending to her
+        connection = open_ledger(settings.database)
+        with connection:
+            connection.execute("INSERT INTO deliveries (issue, kind, email, name, lists, created_at, updated_at) "
+                               "VALUES (30, 'real', 'cy@example.org', 'Cy', 'members', '', '')")
+        connection.close()
+    import campaign.send.workflow as workflow
+    order: list[str] = []
+    preflight, load = workflow.Preflight.__init__, workflow.load_audience
+    monkeypatch.setattr(workflow.Preflight, "__init__",
+                        lambda self, *args, **keywords: (order.append("checks"), preflight(self, *args, **keywords))[1])
+    monkeypatch.setattr(workflow, "load_audience", lambda *args: (order.append("load"), load(*args))[1])
+    resumed, _ = send(project)
+    assert (order[0] == "checks") is checked_early, order
+    assert resumed.report is not None and "cy@example.org" in sendgrid_server.delivered()

@@ -157,6 +157,8 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
             if cached is not None:   # the same file, suppressions and ledger as a resume that found nobody
                 hooks.on_plan(cached.plan, load_issue(settings.content_dir, number).subject, cached.audience)
                 return SendResult(cached.plan, None)
+            if resuming and _rows_left(connection, number, kind, request.options):   # likely sends too
+                early = preflight()
             audience = load_audience(settings, request.lists)
             plan = plan_send(ledger.status_by_email(connection, number, kind), number, audience.recipients,
                              provider_info(request.provider), request.options)
@@ -227,6 +229,14 @@ def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Conne
     finally:
         provider.close()
     return SendResult(plan, report, outbox if plan.kind == "outbox" else None)
+
+
+def _rows_left(connection: sqlite3.Connection, issue: int, kind: str, options: SendOptions) -> bool:
+    """Whether the ledger has rows this resume would send, if their people are still in the audience
+    (a crash leaves the rest of the send `pending`). Not `skipped`: those were suppressed during a
+    send and seldom come back, and checks started for nothing would keep a resume waiting for them."""
+    wanted = [status for status in options.eligible() if status != ledger.SKIPPED]
+    return ledger.has_status(connection, issue, kind, wanted + ([ledger.IN_FLIGHT] if options.resend_unknown else []))
 
 
 def _resume_key(settings: Settings, connection: sqlite3.Connection, request: SendRequest) -> str | None:
