@@ -37,6 +37,7 @@ import bench_personalize  # noqa: E402
 import bench_render  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_send  # noqa: E402
+import bench_smtp  # noqa: E402
 
 ISSUE = 30
 PACKAGES = ("mjml-python", "premailer", "Jinja2", "sendgrid", "markdown-it-py", "email-validator", "cssutils")
@@ -51,12 +52,14 @@ class Sizes:
     audience_rows: int
     send_recipients: int
     server_delay: float
+    smtp_recipients: int
+    smtp_delay: float = 0.02
 
 
 FULL = Sizes(render_runs=30, node_cli_runs=5, fill_recipients=100_000, naive_renders=20, audience_rows=100_000,
-             send_recipients=100_000, server_delay=0.05)
+             send_recipients=100_000, server_delay=0.05, smtp_recipients=1000)
 QUICK = Sizes(render_runs=5, node_cli_runs=1, fill_recipients=10_000, naive_renders=5, audience_rows=10_000,
-              send_recipients=10_000, server_delay=0.05)
+              send_recipients=10_000, server_delay=0.05, smtp_recipients=200)
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,18 @@ def scale_rows(times: bench_send.SendTimes, million: bench_send.SendTimes | None
     return rows
 
 
+def smtp_rows(one: bench_smtp.SmtpRun, several: bench_smtp.SmtpRun, delay: float) -> list[Row]:
+    """`[smtp] connections`: the same send over one connection and several (no target: issue 18 asks for the setting)."""
+    def value(run: bench_smtp.SmtpRun) -> str:
+        return (f"{run.seconds:.1f} s, {run.per_second:.0f} messages/s; {run.stored:,} stored ({run.distinct:,} "
+                f"distinct), at most {run.most_at_once} answered at once (exit {run.exit_code})")
+    speedup = one.seconds / several.seconds if several.seconds else 0.0
+    return [Row(f"SMTP send, {one.stored:,} recipients, relay answering in {delay * 1000:.0f} ms: 1 connection",
+                value(one)),
+            Row(f"SMTP send, the same: `[smtp] connections = {several.connections}`",
+                f"{value(several)}; {speedup:.1f}x the speed of 1")]
+
+
 # --- output -------------------------------------------------------------------------------------
 
 def print_table(rows: list[Row]) -> None:
@@ -354,6 +369,8 @@ def main() -> int:
         print("five SIGKILLs ...", file=sys.stderr, flush=True)
         kills = bench_scale.kill_five_times(sizes.send_recipients, sizes.server_delay)
     rows += scale_rows(send_times, million, kills, help_seconds)
+    print("SMTP, 1 connection and 4 ...", file=sys.stderr, flush=True)
+    rows += smtp_rows(*bench_smtp.compare(sizes.smtp_recipients, sizes.smtp_delay, 4), sizes.smtp_delay)
     rows += [Row("  paid by every send, dry run and resume: CLI start-up (`campaign --help`)",
                  f"{help_seconds:.2f} s"),
              Row("  paid by every send, dry run and resume: preflight checks",
