@@ -177,3 +177,23 @@ def test_a_second_ctrl_c_records_each_connections_message_unknown_and_leaves_the
         unknown = {email for email, status in statuses.items() if status == "unknown"}
         assert unknown == set(server.recipients()) and len(unknown) == 3
         assert Counter(statuses.values()) == {"unknown": 3, "pending": count - 3}
+
+
+def test_a_list_smaller_than_a_batch_per_connection_still_uses_every_connection(tmp_path, smtp_server):
+    """SMTP's batch (100) is only where the send loop counts and may pause: with several connections
+    a send of 40 is spread over all of them, not one batch on one connection."""
+    smtp_server.delay = 0.03
+    settings = make_settings(tmp_path, smtp_environ(smtp_server), connections=4)
+    report = send(settings, open_ledger(settings.database), people(40), batch_size=None)
+    assert report.counts["accepted"] == 40
+    assert smtp_server.most_at_once == 4 and len(smtp_server.peers) == 4
+
+
+def test_the_plan_shows_the_batches_the_connections_will_take():
+    from campaign.providers import provider_info
+    from campaign.send.plan import plan_send
+
+    smtp = plan_send({}, 30, people(40), provider_info("smtp"), SendOptions(), concurrency=4)
+    assert (smtp.to_send, smtp.batch_size) == (40, 10)
+    assert plan_send({}, 30, people(1000), provider_info("smtp"), SendOptions(), concurrency=4).batch_size == 100
+    assert plan_send({}, 30, people(40), provider_info("sendgrid"), SendOptions(), concurrency=4).batch_size == 1000

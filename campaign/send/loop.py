@@ -29,7 +29,7 @@ from ..render import RenderedIssue
 from .batch_loop import BatchLoop, Progress, Tally
 from .builder import second_process_for, worth_a_second_process
 from .concurrent import Concurrent
-from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of
+from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of, spread
 from .record import Left, RunRecord, send_lock
 from .retry import Retries, RetryPolicy
 from .stop import StopSignal
@@ -105,7 +105,7 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
         tally.report()
         try:
             loop = BatchLoop(record, issue, provider, settings, retries, tally, options.rerun, builder)
-            chunks = list(batches(start.todo, size))
+            chunks = list(batches(start.todo, spread(size, provider.info, provider.concurrency, len(start.todo))))
             outcome, message = Concurrent(loop).run(chunks) if loop.concurrent else loop.run(chunks)
         except BaseException as error:
             record.crashed(error)

@@ -84,9 +84,19 @@ def batch_size_for(info: ProviderInfo, requested: int | None) -> int:
     return requested
 
 
+def spread(size: int, info: ProviderInfo, concurrency: int, to_send: int) -> int:
+    """The batch size for a provider that sends message by message over `concurrency` connections (SMTP):
+    small enough that each connection has a batch, however short the list. Its batch is only where the
+    send counts and may pause; every message is written ahead on its own anyway."""
+    if not info.one_at_a_time or concurrency < 2 or to_send < 1:
+        return size
+    return min(size, -(-to_send // concurrency))
+
+
 def plan_send(statuses: dict[str, str], issue: int, recipients: Sequence[Recipient], info: ProviderInfo,
-              options: SendOptions) -> SendPlan:
-    """The numbers for the summary, from the ledger's {email: status} for this kind; changes nothing."""
+              options: SendOptions, concurrency: int = 1) -> SendPlan:
+    """The numbers for the summary, from the ledger's {email: status} for this kind; changes nothing.
+    `concurrency`: the provider's batches in flight at once (SMTP's connections spread small sends)."""
     kind = kind_of(info, options)
     if options.restart:
         if kind == ledger.REAL:
@@ -106,7 +116,8 @@ def plan_send(statuses: dict[str, str], issue: int, recipients: Sequence[Recipie
         issue=issue, kind=kind, provider=info.name, audience=len(recipients),
         to_send=to_send, accepted=tally[ACCEPTED], rejected=tally[REJECTED],
         unknown=tally[UNKNOWN] + tally[ledger.IN_FLIGHT], failed=tally[FAILED],
-        pending_elsewhere=pending_elsewhere, batch_size=batch_size_for(info, options.batch_size),
+        pending_elsewhere=pending_elsewhere,
+        batch_size=spread(batch_size_for(info, options.batch_size), info, concurrency, to_send),
         refused=tally[REFUSED],
     )
 

@@ -161,7 +161,8 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
                 early = preflight()
             audience = load_audience(settings, request.lists)
             plan = plan_send(ledger.status_by_email(connection, number, kind), number, audience.recipients,
-                             provider_info(request.provider), request.options)
+                             provider_info(request.provider), request.options,
+                             settings.smtp.connections if request.provider == "smtp" else 1)
             if plan.to_send == 0:
                 found = NothingToSend(plan, AudienceSummary(audience.lists, len(audience.exclusions)))
                 if key is not None and key == _resume_key(settings, connection, request):   # unchanged meanwhile
