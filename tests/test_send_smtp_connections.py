@@ -117,7 +117,7 @@ def test_a_sigkill_with_three_connections_leaves_at_most_three_messages_unknown(
         wait_until(lambda: len(server.messages) >= 150 or process.poll() is not None)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert server.most_at_once == 3, process.stderr.read() if process.stderr else ""
+        assert len(server.peers) == 3, process.stderr.read() if process.stderr else ""   # all three sending
         delivered = set(server.recipients())
         connection = open_ledger(settings.database)
         statuses = ledger.status_by_email(connection, 30, "real")
