@@ -22,9 +22,12 @@ from campaign.cli import app
 from campaign.config import load_settings
 from campaign.dkim_signing import signer_from
 from campaign.errors import ConfigError
+from campaign.ledger import open_ledger
 from campaign.providers import Batch, Status
 from campaign.providers.smtp import SmtpProvider
+from campaign.send import SendOptions, send_issue
 from provider_support import TRICKY_NAME, envelope, envelopes, rendered_issue
+from send_support import people, small_issue
 
 SELECTOR, DOMAIN = "news2026", "wego.example.org"
 REPO = Path(__file__).resolve().parents[1]
@@ -164,3 +167,14 @@ def test_campaign_check_shows_the_dkim_warning_for_an_smtp_project(tmp_path):
                                 env={"CAMPAIGN_TOKEN_SECRET": "test-secret"})
     assert "warning dkim-missing" in result.stdout, result.output
     assert "relay_signs" in result.stdout
+
+
+def test_messages_sent_over_several_connections_each_verify(tmp_path, smtp_server, key):
+    pem, record = key
+    smtp_server.delay = 0.01
+    settings = settings_with(tmp_path, smtp_server, f'dkim_domain = "{DOMAIN}"\ndkim_selector = "{SELECTOR}"\n'
+                             'connections = 3', SMTP_DKIM_PRIVATE_KEY=pem)
+    report = send_issue(open_ledger(settings.database), small_issue(), people(30), SmtpProvider(settings), settings,
+                        SendOptions(batch_size=10))
+    assert report.counts["accepted"] == 30 and len(smtp_server.peers) == 3
+    assert all(dkim.verify(stored.data, dnsfunc=dns_for(record)) for stored in smtp_server.messages)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import ssl
+from collections import Counter
 
 import pytest
 
 from campaign.errors import ProviderError
+from campaign.ledger import open_ledger
 from campaign.providers import Batch, Status, make_provider
+from campaign.providers.smtp import SmtpProvider
+from campaign.send import SendOptions, send_issue
 from provider_support import envelope, provider_settings, rendered_issue
+from send_support import make_settings, people, small_issue
 from servers.smtp_server import SmtpServer
 
 trustme = pytest.importorskip("trustme", reason="trustme (a test CA) is a test dependency: pip install -e '.[test]'")
@@ -61,3 +66,16 @@ def test_a_certificate_nobody_vouches_for_is_refused_with_a_clear_error(tmp_path
             send_one(tmp_path, server, "starttls")
         assert LOGIN[1] not in str(error.value)
         assert server.recipients() == []
+
+
+def test_each_of_several_connections_starts_tls_and_logs_in_on_its_own(tmp_path, authority):
+    with SmtpServer(login=LOGIN, tls="starttls", certificate=server_context(authority)) as server:
+        server.delay = 0.02
+        settings = make_settings(tmp_path, {"SMTP_HOST": server.host, "SMTP_PORT": str(server.port),
+                                            "SMTP_SECURITY": "starttls", "SMTP_USERNAME": LOGIN[0],
+                                            "SMTP_PASSWORD": LOGIN[1]}, connections=3)
+        report = send_issue(open_ledger(settings.database), small_issue(), people(30), SmtpProvider(settings),
+                            settings, SendOptions(batch_size=10))
+        assert report.counts["accepted"] == 30
+        assert server.logins == [LOGIN[0]] * 3 and len(server.peers) == 3
+        assert Counter(server.recipients()) == Counter(r.email for r in people(30))
