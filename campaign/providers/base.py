@@ -65,7 +65,7 @@ class ProviderInfo:
 
 class Provider(Protocol):
     info: ProviderInfo
-    concurrency: int             # batches it may have in flight at once (SendGrid: [sendgrid] concurrency)
+    concurrency: int             # batches in flight at once ([sendgrid] concurrency, [smtp] connections)
 
     def send(self, batch: Batch) -> list[DeliveryResult]:
         """Send one batch; one result per envelope, same order.

@@ -170,7 +170,9 @@ class Concurrent:
 
     def _answered(self, result: DeliveryResult, batch_id: str) -> None:
         self.loop.record_one(result)
-        self.with_provider[batch_id].remove(result.email)
+        handed_over = self.with_provider.get(batch_id, [])
+        if result.email in handed_over:
+            handed_over.remove(result.email)
 
     def _write_ahead(self, batch: Batch) -> bool:
         """Mark the batch in flight, unless the send was stopped since it was built (it stays pending)."""
