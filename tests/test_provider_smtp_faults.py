@@ -169,3 +169,20 @@ def test_a_5xx_to_ehlo_and_helo_stops_naming_host_setting_and_reply(tmp_path, sm
     assert f"127.0.0.1:{smtp_server.port}" in message and "SMTP_HOST" in message
     assert "554 5.7.1 this relay is not for you" in message and waits == []
     assert smtp_server.messages == []
+
+
+def test_a_message_waits_for_its_turn_under_max_per_minute_before_it_is_written_ahead(tmp_path, smtp_server):
+    """A stop asked during that wait (up to a minute) then leaves the message pending, never sent
+    and never unknown: the write-ahead (on_sending) comes after the wait, just before the message goes."""
+    events: list[str] = []
+    waits = Waits()
+    provider = SmtpProvider(settings_for(tmp_path, smtp_server, "max_per_minute = 1"),
+                            sleep=lambda seconds: (events.append("wait"), waits(seconds))[1], clock=waits.clock)
+    batch = Batch(issue=rendered_issue(), envelopes=envelopes(2), batch_id="b-1", lists=("members",),
+                  on_sending=lambda envelope: events.append("written ahead"),
+                  on_result=lambda result: events.append("answered"))
+    try:
+        provider.send(batch)
+    finally:
+        provider.close()
+    assert events == ["written ahead", "answered", "wait", "written ahead", "answered"]

@@ -115,6 +115,9 @@ class SmtpProvider:
         the messages already answered were reported through batch.on_result."""
         results: list[DeliveryResult] = []
         for envelope in batch.envelopes:
+            # Its turn under max_per_minute comes first (a wait of up to a minute): a stop asked
+            # meanwhile finds it not yet written ahead, so it stays pending instead of unknown.
+            self._pacer.wait_turn()
             if batch.on_sending is not None:
                 batch.on_sending(envelope)
             result = self._send_one(batch, envelope)
@@ -155,6 +158,8 @@ class SmtpProvider:
             data = self._signer.sign(data)
         reason = ""
         for attempt in range(1, MESSAGE_ATTEMPTS + 1):
+            if attempt > 1:   # the first attempt's turn was taken before the write-ahead (send)
+                self._pacer.wait_turn()
             try:
                 return self._attempt(envelope.email, data, message_id)
             except _Retry as retry:
@@ -166,7 +171,6 @@ class SmtpProvider:
 
     def _attempt(self, email: str, data: bytes, message_id: str) -> DeliveryResult:
         """Send once; a result, or _Retry, or ProviderConfigError."""
-        self._pacer.wait_turn()
         connection = self._open()
         try:
             connection.sendmail(self._mail_from(email), [email], data)
