@@ -93,3 +93,72 @@ def test_a_scoring_left_unread_is_stopped_and_leaves_no_files():
     assert (home / "message.eml").exists()
     run.close()
     assert run._process.returncode is not None and not home.exists()
+
+
+# --- verdicts kept: an identical message, the same SpamAssassin, no second run ----------------------
+
+def sample_message(settings, subject_suffix: str = "") -> bytes:
+    """Issue 30 as the checks score it; each build has its own Date, Message-ID and MIME boundary."""
+    rendered = render_issue(settings, 30)
+    if subject_suffix:
+        rendered = replace(rendered, subject=type(rendered.subject)(rendered.subject.source + subject_suffix))
+    return build_message(rendered, ana(settings), sender=settings.sender, links=settings.links).as_bytes()
+
+
+@needs_spamassassin
+def test_an_identical_message_is_answered_from_the_verdicts_kept_without_running_spamassassin(settings, tmp_path):
+    first_message, second_message = sample_message(settings), sample_message(settings)
+    assert first_message != second_message   # Message-ID and boundary differ between two builds
+    with spam.SpamRun(first_message, remember_in=tmp_path) as first:
+        scored = first.report()
+    assert not first.remembered and not scored.remembered and len(list(tmp_path.iterdir())) == 1
+    with spam.SpamRun(second_message, remember_in=tmp_path) as second:
+        assert second.remembered and second.process_started is False
+        again = second.report()
+    assert (again.score, again.rules, again.remembered) == (scored.score, scored.rules, True)
+    assert "remembered" in again.summary()
+
+
+@needs_spamassassin
+def test_a_changed_message_or_an_unreadable_verdict_is_scored_again(settings, tmp_path):
+    with spam.SpamRun(sample_message(settings), remember_in=tmp_path) as first:
+        first.report()
+    with spam.SpamRun(sample_message(settings, " (corrected)"), remember_in=tmp_path) as changed:
+        assert not changed.remembered and changed.report().remembered is False
+    for kept in tmp_path.iterdir():
+        kept.write_text("half a file", encoding="utf-8")
+    with spam.SpamRun(sample_message(settings), remember_in=tmp_path) as unreadable:
+        assert not unreadable.remembered and unreadable.report().score == first.report().score
+
+
+def fake_spamassassin(root: Path) -> Path:
+    """A script laid out as Debian's `spamassassin` is, naming its rule and library folders."""
+    for folder in ("share", "etc", "var", "lib/Mail/SpamAssassin"):
+        (root / folder).mkdir(parents=True)
+    (root / "share" / "50_scores.cf").write_text("score RULE 1.0\n", encoding="utf-8")
+    (root / "lib" / "Mail" / "SpamAssassin.pm").write_text("our $VERSION = '4.000001';\n", encoding="utf-8")
+    program = root / "spamassassin"
+    program.write_text(f"#!/usr/bin/perl -T -w\nmy $DEF_RULES_DIR   = '{root}/share';\n"
+                       f"my $LOCAL_RULES_DIR = '{root}/etc';\nmy $LOCAL_STATE_DIR = '{root}/var';\n"
+                       f"use lib '{root}/lib';\n", encoding="utf-8")
+    return program
+
+
+def test_the_installation_fingerprint_changes_with_any_rule_file_and_is_none_for_an_unknown_layout(tmp_path):
+    program = fake_spamassassin(tmp_path)
+    before = spam.installation_fingerprint(str(program))
+    assert before is not None and spam.installation_fingerprint(str(program)) == before
+    (tmp_path / "var" / "updates.cf").write_text("score RULE 2.0\n", encoding="utf-8")   # as sa-update leaves
+    after_update = spam.installation_fingerprint(str(program))
+    assert after_update not in (None, before)
+    (tmp_path / "lib" / "Mail" / "SpamAssassin" / "Plugin.pm").write_text("1;\n", encoding="utf-8")
+    assert spam.installation_fingerprint(str(program)) not in (None, before, after_update)
+    program.write_text("#!/bin/sh\nexec /opt/elsewhere/spamassassin \"$@\"\n", encoding="utf-8")
+    assert spam.installation_fingerprint(str(program)) is None   # a wrapper we cannot read: nothing kept
+
+
+def test_at_most_a_few_dozen_verdicts_are_kept(tmp_path):
+    for number in range(spam.VERDICTS_KEPT + 10):
+        (tmp_path / f"{number:064x}.txt").write_text("x", encoding="utf-8")
+    spam.forget_old_verdicts(tmp_path)
+    assert len(list(tmp_path.iterdir())) == spam.VERDICTS_KEPT

@@ -24,7 +24,7 @@ def start_scoring(settings: Settings, rendered: RenderedIssue) -> SpamRun | None
         return None
     message = build_message(rendered, sample_envelope(settings, rendered.number),
                             sender=settings.sender, links=settings.links)
-    return SpamRun(message.as_bytes())
+    return SpamRun(message.as_bytes(), remember_in=settings.build_dir / ".cache" / "spamassassin")
 
 
 def findings_for(report: SpamReport) -> list[Finding]:
