@@ -131,7 +131,7 @@ class SpamRun:
                                  "the network?") from None
         text = output.decode("utf-8", "replace")
         report = parse_report(text)
-        _keep_verdict(self._verdict, text)
+        _keep_verdict(self._verdict, text[text.rfind("Content analysis details"):])   # the report, not the message
         return report
 
     def close(self) -> None:

@@ -112,6 +112,7 @@ def test_an_identical_message_is_answered_from_the_verdicts_kept_without_running
     with spam.SpamRun(first_message, remember_in=tmp_path) as first:
         scored = first.report()
     assert not first.remembered and not scored.remembered and len(list(tmp_path.iterdir())) == 1
+    assert all(kept.stat().st_size < 10_000 for kept in tmp_path.iterdir())   # the report, not the message
     with spam.SpamRun(second_message, remember_in=tmp_path) as second:
         assert second.remembered and second.process_started is False
         again = second.report()
