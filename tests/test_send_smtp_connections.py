@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from campaign import ledger
 from campaign.ledger import open_ledger
 from campaign.providers.smtp import Pacer, SmtpProvider
@@ -199,3 +201,24 @@ def test_the_plan_shows_the_batches_the_connections_will_take():
     assert (smtp.to_send, smtp.batch_size) == (40, 10)
     assert plan_send({}, 30, people(1000), provider_info("smtp"), SendOptions(), concurrency=4).batch_size == 100
     assert plan_send({}, 30, people(40), provider_info("sendgrid"), SendOptions(), concurrency=4).batch_size == 1000
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_a_stop_during_a_4xx_backoff_leaves_that_message_failed_for_a_plain_resume_not_unknown(
+        tmp_path, smtp_server, connections):
+    """The server said 452 (not delivered); the send waits before trying that message again. The wait
+    is the send's own, which a stop request cuts short, and meanwhile the row says `failed`: a stop
+    (or a crash) then leaves it to a plain resume, instead of sending it anyway or calling it unknown."""
+    slow = "person00003@example.org"
+    smtp_server.refuse(slow, 452, "4.5.3 too many recipients, slow down", times=1)
+    settings = make_settings(tmp_path, smtp_environ(smtp_server), connections=connections)
+    connection = open_ledger(settings.database)
+    stop = StopSignal()
+    report = send_issue(connection, small_issue(), people(10), SmtpProvider(settings), settings,
+                        SendOptions(batch_size=10 // connections), stop=stop, sleep=lambda seconds: stop.request())
+    assert report.outcome == "interrupted"
+    statuses = ledger.status_by_email(connection, 30, "real")
+    assert statuses[slow] == "failed" and "unknown" not in statuses.values() and "in_flight" not in statuses.values()
+    assert slow not in smtp_server.recipients()
+    resumed = send(settings, connection, people(10))
+    assert resumed.counts["accepted"] == 10 and Counter(smtp_server.recipients())[slow] == 1

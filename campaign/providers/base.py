@@ -44,6 +44,11 @@ class Batch:
     # returns every result.
     on_sending: Callable[[Envelope], None] | None = None
     on_result: Callable[[DeliveryResult], None] | None = None
+    # Such a provider calls on_retrying when a message did not go out (a 4xx) and will be tried again
+    # after a wait: the ledger records it failed meanwhile, then on_sending writes it ahead again.
+    # It waits with `wait`, the send's own wait, which a stop request cuts short.
+    on_retrying: Callable[[Envelope, str], None] | None = None
+    wait: Callable[[float], None] | None = None
 
 
 @dataclass(slots=True)   # not frozen: a thousand are made per batch, 4x faster without the frozen setter

@@ -14,7 +14,8 @@ What each answer becomes:
 * 5xx at RCPT or after the message: REJECTED; with enhanced status 5.1.x (no such
   mailbox) the result says `bounced`, and the send loop suppresses the address;
 * 421 at any stage: the server is closing; reconnect and send that message again;
-* 451, 452, 454: wait (exponential backoff with full jitter) and try that message again;
+* 451, 452, 454: wait (exponential backoff with full jitter) and try that message again; it is
+  recorded failed during the wait (Batch.on_retrying), which the send's stop request cuts short;
 * any other 4xx, or the tries used up: FAILED (a later --retry-failed may work);
 * the connection dropped before the message was handed over: reconnect and send it
   again; dropped after the whole message went out: UNKNOWN (never sent twice).
@@ -70,7 +71,8 @@ class Pacer:
         self._booked: deque[float] = deque()   # when the last `limit` turns were (or will be) taken
         self._lock = threading.Lock()
 
-    def wait_turn(self) -> None:
+    def wait_turn(self, sleep: Callable[[float], None] | None = None) -> None:
+        """Wait for a place in the minute (with `sleep`, default the provider's)."""
         if not self._limit:
             return
         with self._lock:
@@ -80,7 +82,7 @@ class Pacer:
             if len(self._booked) > self._limit:
                 self._booked.popleft()
         if at > now:
-            self._sleep(at - now)
+            (sleep or self._sleep)(at - now)
 
 
 class _Lane:
@@ -117,7 +119,7 @@ class SmtpProvider:
         for envelope in batch.envelopes:
             # Its turn under max_per_minute comes first (a wait of up to a minute): a stop asked
             # meanwhile finds it not yet written ahead, so it stays pending instead of unknown.
-            self._pacer.wait_turn()
+            self._pacer.wait_turn(batch.wait)
             if batch.on_sending is not None:
                 batch.on_sending(envelope)
             result = self._send_one(batch, envelope)
@@ -159,15 +161,24 @@ class SmtpProvider:
         reason = ""
         for attempt in range(1, MESSAGE_ATTEMPTS + 1):
             if attempt > 1:   # the first attempt's turn was taken before the write-ahead (send)
-                self._pacer.wait_turn()
+                self._pacer.wait_turn(batch.wait)
             try:
                 return self._attempt(envelope.email, data, message_id)
             except _Retry as retry:
                 reason = str(retry)
                 if retry.backoff and attempt < MESSAGE_ATTEMPTS:
-                    self._sleep(self._rng.uniform(0, min(MAX_BACKOFF, BACKOFF * 2 ** (attempt - 1))))
+                    self._back_off(batch, envelope, reason, attempt)
         return DeliveryResult(envelope.email, Status.FAILED,
                               error=f"{reason} (gave up after {MESSAGE_ATTEMPTS} attempts)")
+
+    def _back_off(self, batch: Batch, envelope: Envelope, reason: str, attempt: int) -> None:
+        """Wait before trying a message the server refused for now (4xx): it is recorded failed during
+        the wait, then written ahead again (on_sending, which raises StopRequested after a stop)."""
+        if batch.on_retrying is not None:
+            batch.on_retrying(envelope, reason)
+        (batch.wait or self._sleep)(self._rng.uniform(0, min(MAX_BACKOFF, BACKOFF * 2 ** (attempt - 1))))
+        if batch.on_sending is not None:
+            batch.on_sending(envelope)
 
     def _attempt(self, email: str, data: bytes, message_id: str) -> DeliveryResult:
         """Send once; a result, or _Retry, or ProviderConfigError."""

@@ -123,8 +123,12 @@ class BatchLoop:
             self.record_one(result)
             answered.add(result.email)
 
+        def record_retrying(envelope: Envelope, reason: str) -> None:
+            self.record_retrying(envelope, reason)
+            handed_over.discard(envelope.email)   # not with the server while it waits: written ahead again after
+
         batch = self.batch(recipients, batch_id, on_sending=mark_sending if per_message else None,
-                           on_result=record_answer)
+                           on_result=record_answer, on_retrying=record_retrying, wait=self.retries.wait)
         envelopes, emails = batch.envelopes, [envelope.email for envelope in batch.envelopes]
         whole = None if per_message else batch_id   # a request written ahead whole: its answers close it
         if not per_message:
@@ -147,6 +151,11 @@ class BatchLoop:
         self._record([outcome_of(result)])
         if result.bounced:
             self.record.suppress_bounced(result.email, result.error)
+
+    def record_retrying(self, envelope: Envelope, reason: str) -> None:
+        """A message the server refused for now (SMTP 4xx), to be tried again after a wait: `failed`
+        meanwhile, so a stop or a crash during the wait leaves it to a plain resume (not counted yet)."""
+        self.record.record([Outcome(envelope.email, FAILED, error=f"retrying: {reason}")])
 
     def batch_id(self, index: int) -> str:
         """The id of the run's `index`th batch (from 1): issue, run, index."""

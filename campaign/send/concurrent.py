@@ -149,7 +149,10 @@ class Concurrent:
             desk.call(lambda: self._answered(result, batch_id))
             answered.add(result.email)
 
-        each = replace(batch, on_sending=sending, on_result=answering)
+        def retrying(envelope: Envelope, reason: str) -> None:
+            desk.call(lambda: self._retrying(envelope, reason, batch_id))
+
+        each = replace(batch, on_sending=sending, on_result=answering, on_retrying=retrying, wait=loop.retries.wait)
         emails = [envelope.email for envelope in batch.envelopes]
         waiting = loop._waiting(emails, None)
         try:
@@ -170,9 +173,16 @@ class Concurrent:
 
     def _answered(self, result: DeliveryResult, batch_id: str) -> None:
         self.loop.record_one(result)
+        self._back_from_provider(result.email, batch_id)
+
+    def _retrying(self, envelope: Envelope, reason: str, batch_id: str) -> None:
+        self.loop.record_retrying(envelope, reason)
+        self._back_from_provider(envelope.email, batch_id)   # waiting: a second Ctrl-C leaves it failed
+
+    def _back_from_provider(self, email: str, batch_id: str) -> None:
         handed_over = self.with_provider.get(batch_id, [])
-        if result.email in handed_over:
-            handed_over.remove(result.email)
+        if email in handed_over:
+            handed_over.remove(email)
 
     def _write_ahead(self, batch: Batch) -> bool:
         """Mark the batch in flight, unless the send was stopped since it was built (it stays pending)."""
