@@ -186,3 +186,28 @@ def test_a_message_waits_for_its_turn_under_max_per_minute_before_it_is_written_
     finally:
         provider.close()
     assert events == ["written ahead", "answered", "wait", "written ahead", "answered"]
+
+
+def test_a_message_refused_for_now_is_reported_retrying_and_written_ahead_again_after_every_wait(tmp_path,
+                                                                                                smtp_server):
+    """451: the message did not go out. It is reported retrying (the send records it failed), waits its
+    backoff and then its turn under max_per_minute, and only then is written ahead again."""
+    first = envelopes(2)[0].email
+    smtp_server.refuse(first, 451, "4.7.1 try again later", times=1)
+    events: list[str] = []
+    waits = Waits()
+    provider = SmtpProvider(settings_for(tmp_path, smtp_server, "max_per_minute = 1"),
+                            sleep=lambda seconds: (events.append("wait"), waits(seconds))[1], clock=waits.clock,
+                            rng=random.Random(7))
+    batch = Batch(issue=rendered_issue(), envelopes=envelopes(2), batch_id="b-1", lists=("members",),
+                  on_sending=lambda envelope: events.append("written ahead"),
+                  on_result=lambda result: events.append("answered"),
+                  on_retrying=lambda envelope, reason: events.append("retrying"))
+    try:
+        results = provider.send(batch)
+    finally:
+        provider.close()
+    assert [result.status for result in results] == [Status.ACCEPTED, Status.ACCEPTED]
+    assert events == ["written ahead", "retrying", "wait", "wait", "written ahead", "answered",
+                      "wait", "written ahead", "answered"]
+    assert smtp_server.received()[first] == 1

@@ -160,23 +160,24 @@ class SmtpProvider:
             data = self._signer.sign(data)
         reason = ""
         for attempt in range(1, MESSAGE_ATTEMPTS + 1):
-            if attempt > 1:   # the first attempt's turn was taken before the write-ahead (send)
-                self._pacer.wait_turn(batch.wait)
             try:
                 return self._attempt(envelope.email, data, message_id)
             except _Retry as retry:
                 reason = str(retry)
-                if retry.backoff and attempt < MESSAGE_ATTEMPTS:
-                    self._back_off(batch, envelope, reason, attempt)
+                if attempt < MESSAGE_ATTEMPTS:
+                    self._before_retry(batch, envelope, retry, attempt)
         return DeliveryResult(envelope.email, Status.FAILED,
                               error=f"{reason} (gave up after {MESSAGE_ATTEMPTS} attempts)")
 
-    def _back_off(self, batch: Batch, envelope: Envelope, reason: str, attempt: int) -> None:
-        """Wait before trying a message the server refused for now (4xx): it is recorded failed during
-        the wait, then written ahead again (on_sending, which raises StopRequested after a stop)."""
+    def _before_retry(self, batch: Batch, envelope: Envelope, retry: _Retry, attempt: int) -> None:
+        """The message did not go out (a 4xx, a drop before it was sent). It is recorded failed while it
+        waits (the backoff, then its turn under max_per_minute), then written ahead again (on_sending,
+        which raises StopRequested once a stop was asked: it then stays failed, for a plain resume)."""
         if batch.on_retrying is not None:
-            batch.on_retrying(envelope, reason)
-        (batch.wait or self._sleep)(self._rng.uniform(0, min(MAX_BACKOFF, BACKOFF * 2 ** (attempt - 1))))
+            batch.on_retrying(envelope, str(retry))
+        if retry.backoff:
+            (batch.wait or self._sleep)(self._rng.uniform(0, min(MAX_BACKOFF, BACKOFF * 2 ** (attempt - 1))))
+        self._pacer.wait_turn(batch.wait)
         if batch.on_sending is not None:
             batch.on_sending(envelope)
 
