@@ -19,6 +19,7 @@ import pytest
 
 from campaign.ledger import open_ledger
 from campaign.providers.sendgrid import SendGridProvider
+from campaign.providers.smtp import SmtpProvider
 from campaign.send import RetryPolicy, SendOptions, StopSignal, send_issue, send_test
 from send_support import API_KEY, make_settings, people, small_issue
 from servers.sendgrid_server import Fault
@@ -150,3 +151,15 @@ def test_ctrl_c_during_a_test_send_stops_it_at_once_with_each_address_reported(t
     assert process.returncode == 130, stderr   # issues 11/15: an interrupted send exits 130, a test send too (was 1)
     assert "editor@example.com: failed" in stdout and "429" in stdout and "Traceback" not in stderr
     assert len(sendgrid_server.mail_sends()) == 1 and sendgrid_server.delivered() == []
+
+
+def test_an_smtp_test_send_waits_out_a_4xx_with_the_sends_own_wait(tmp_path, smtp_server):
+    """The 452's backoff goes through the test send's wait, which a stop request cuts short, not a bare sleep."""
+    smtp_server.refuse("editor@example.com", 452, "4.5.3 slow down", times=1)
+    settings = make_settings(tmp_path, {"SMTP_HOST": smtp_server.host, "SMTP_PORT": str(smtp_server.port),
+                                        "SMTP_SECURITY": "none"})
+    sleeps = Sleeps()
+    report = send_test(small_issue(), EDITORS, SmtpProvider(settings, sleep=lambda seconds: pytest.fail("slept")),
+                       settings, policy=FAST, sleep=sleeps, rng=random.Random(1))
+    assert [outcome.status for outcome in report.outcomes] == ["accepted", "accepted"]
+    assert len(sleeps) == 1 and sorted(smtp_server.recipients()) == sorted(EDITORS)

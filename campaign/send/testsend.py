@@ -87,7 +87,7 @@ def send_test(
             outcomes += failed([envelope.email for envelope in chunk], halted or STOPPED)
             continue
         batch = Batch(issue=issue, envelopes=chunk, batch_id=f"{issue.number}-test-{index}",
-                      test=True, sandbox=sandbox)
+                      test=True, sandbox=sandbox, wait=retries.wait)
         answer = deliver_with_retries(provider, batch, retries)
         outcomes += answer.outcomes
         halted = f"not sent: {answer.halt}" if answer.halt is not None else ""
