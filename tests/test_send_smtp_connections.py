@@ -38,6 +38,17 @@ def send(settings, connection, recipients, batch_size=10, **keywords):
                       SendOptions(batch_size=batch_size), sleep=lambda seconds: None, **keywords)
 
 
+def start_driver(tmp_path, server, count: int, batch: int, connections: int):
+    """tests/send_support.py sending `count` people over SMTP in a process a test can signal or kill."""
+    environ = smtp_environ(server)
+    settings = make_settings(tmp_path, environ, connections=connections)
+    process = subprocess.Popen(
+        [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--smtp",
+         "--connections", str(connections)],
+        env={**os.environ, **environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return settings, process
+
+
 def wait_until(happened, limit: float = 20.0) -> None:
     deadline = time.monotonic() + limit
     while not happened() and time.monotonic() < deadline:
@@ -110,12 +121,7 @@ def test_a_sigkill_with_three_connections_leaves_at_most_three_messages_unknown(
     count, batch = 300, 50
     with SmtpServer() as server:
         server.delay = 0.005
-        environ = smtp_environ(server)
-        settings = make_settings(tmp_path, environ, connections=3)
-        process = subprocess.Popen(
-            [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--smtp",
-             "--connections", "3"],
-            env={**os.environ, **environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        settings, process = start_driver(tmp_path, server, count, batch, connections=3)
         wait_until(lambda: len(server.messages) >= 150 or process.poll() is not None)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -163,12 +169,7 @@ def test_a_second_ctrl_c_records_each_connections_message_unknown_and_leaves_the
     count, batch = 60, 10
     with SmtpServer() as server:
         server.delay = 2.0   # three messages stored, each connection waiting for its "250"
-        environ = smtp_environ(server)
-        settings = make_settings(tmp_path, environ, connections=3)
-        process = subprocess.Popen(
-            [sys.executable, str(DRIVER), str(settings.database), str(count), str(batch), "--smtp",
-             "--connections", "3"],
-            env={**os.environ, **environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        settings, process = start_driver(tmp_path, server, count, batch, connections=3)
         wait_until(lambda: server.answering == 3 or process.poll() is not None)
         process.send_signal(signal.SIGINT)
         time.sleep(0.05)
