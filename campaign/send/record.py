@@ -10,7 +10,7 @@ import fcntl
 import os
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -129,6 +129,8 @@ class RunRecord:
     provider: str
     run_id: int
     ledger_file: LedgerFile | None = None
+    # batch id -> the addresses it was written ahead with, until its answer (see `record`)
+    written_ahead: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
@@ -185,6 +187,7 @@ class RunRecord:
         """Write a whole request ahead as one row (SendGrid); its answer is recorded with `batch_id`."""
         ledger.write_batch_ahead(self.connection, self.issue, self.kind, self.provider, batch_id, self.run_id,
                                  {e.email: e.delivery_id for e in envelopes})
+        self.written_ahead[batch_id] = frozenset(e.email for e in envelopes)
 
     def suppressed_since(self, emails: Sequence[str], reader: sqlite3.Connection | None = None) -> dict[str, str]:
         """{email: why} of these addresses now suppressed, read through `reader` (default: the ledger's
@@ -210,8 +213,10 @@ class RunRecord:
         ledger.mark_skipped(self.connection, self.issue, self.kind, reasons)
 
     def record(self, outcomes: Iterable[Outcome], batch_id: str | None = None) -> None:
-        """The answer; `batch_id`: of a batch written ahead whole, which it closes."""
-        ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes, batch_id)
+        """The answer; `batch_id`: of a batch written ahead whole, which it closes (one answer for all the
+        addresses this run wrote it ahead with is written straight from its ledger row)."""
+        carried = self.written_ahead.pop(batch_id, None) if batch_id else None
+        ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes, batch_id, carried)
 
     def finish(self, outcome: str, message: str) -> None:
         ledger.finish_run(self.connection, self.run_id, outcome, message)
