@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -91,6 +92,19 @@ def personalizations(server) -> dict[str, dict]:
     return received
 
 
+def every_unsubscribe_link_finds_its_reader(server, connection) -> int:
+    """Each message's unsubscribe token, as the stand-in received it, names its own recipient in the
+    ledger (kept with the write-ahead); returns how many were checked."""
+    checked = 0
+    for request in server.mail_sends():
+        for personalization in request.body["personalizations"]:
+            link = urlsplit(personalization["substitutions"]["[[unsubscribe_url]]"])
+            [token] = parse_qs(link.query)["t"]
+            assert ledger.address_for_token(connection, token) == personalization["to"][0]["email"]
+            checked += 1
+    return checked
+
+
 def test_a_send_built_in_a_second_process_posts_what_a_send_built_in_one_process_posts(tmp_path, monkeypatch):
     recipients = people(60) + people(5, lists=("members", "embassies"), start=60)
     recipients[3] = type(recipients[3])(email=recipients[3].email, name="Ann & <Bob>", lists=("members",),
@@ -110,6 +124,7 @@ def test_a_send_built_in_a_second_process_posts_what_a_send_built_in_one_process
                         for r in server.mail_sends() for p in r.body["personalizations"]}
             rows = {d.email: d.delivery_id for d in ledger.deliveries(connection, 30, "real")}
             assert rows == sent_ids   # each row holds the id its message carried
+            assert every_unsubscribe_link_finds_its_reader(server, connection) == 65
             received.append(personalizations(server))
             connection.close()
     in_one_process, in_two = received
