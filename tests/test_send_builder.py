@@ -137,9 +137,11 @@ def test_the_second_process_builds_every_batch_of_a_large_send(tmp_path, second_
         settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
         connection = open_ledger(settings.database)
         report = send(settings, connection, people(100), batch_size=10)
+        batch_ids = Counter(d.batch_id for d in ledger.deliveries(connection, 30, "real"))
         connection.close()
     assert report.outcome == "completed" and report.counts["accepted"] == 100
     assert len(second_process) == 10 and Counter(server.delivered()) == Counter(r.email for r in people(100))
+    assert batch_ids == {f"30-{report.run_id}-{index}": 10 for index in range(1, 11)}   # each row names its batch
 
 
 def test_a_batch_the_second_process_cannot_build_stays_pending_and_the_rest_in_flight_are_recorded(
