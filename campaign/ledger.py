@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Mapping, Sequence
 
 from .batches_in_flight import ATTEMPT, answer_whole_batch, close_batch, flying, reopen_as_rows, stage_batch, stage_ids
-from .batches_in_flight import new_delivery_id as new_delivery_id, new_delivery_ids as new_delivery_ids  # as below
+from .batches_in_flight import new_delivery_id as new_delivery_id, new_delivery_ids as new_delivery_ids  # re-exported
 from .batches_in_flight import write_batch_ahead as write_batch_ahead   # re-exported: the send loop writes through here
 from .errors import LedgerError
 from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
