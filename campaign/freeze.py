@@ -14,27 +14,29 @@ from typing import Callable, Iterable
 
 from .ledger import has_deliveries
 from .ledger_schema import timestamp, transaction
-from .link_tokens import TokenDigests, _remember_link_tokens
+from .link_tokens import MadeDigests, TokenDigests, _remember_link_tokens
 
 FREEZE_CHUNK = 10_000   # rows per statement
 
 
 def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
                     recipients: Iterable[tuple[str, str, tuple[str, ...]]], run_id: int,
-                    token_of: Callable[[str], str] | None = None, emails: Iterable[str] | None = None) -> int:
+                    token_of: Callable[[str], str] | None = None, emails: Iterable[str] | None = None,
+                    digests_made: Callable[[], bytes | None] | None = None) -> int:
     """Add a pending row for every (email, name, lists) without one; existing rows are untouched.
 
     `token_of(email)` gives the token in that person's links: each new row's is kept in the same
     transaction (table link_tokens), so every message's unsubscribe link can be answered.
     Done once per new row, in one transaction, rather than per batch: a resume pays nothing.
     `emails`, the same recipients' addresses again: on a first freeze (every row new) their tokens
-    are made on another thread while the rows are written.
+    are made on another thread while the rows are written, or, given `digests_made`, in another process
+    (link_tokens.MadeDigests).
     """
     with transaction(connection, synced=False):   # lost in a power cut: the next run freezes them again
         added = 0
         now = timestamp()   # read once for every row
         first = token_of is not None and emails is not None and not has_deliveries(connection, issue, kind)
-        digests = TokenDigests(emails, token_of) if first else None   # type: ignore[arg-type]
+        digests = _digests(emails, token_of, digests_made) if first else None
         try:
             rows = iter(recipients)
             for chunk in iter(lambda: list(islice(rows, FREEZE_CHUNK)), []):   # a statement per chunk, not per row
@@ -56,3 +58,9 @@ def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
                                      "AND status = 'pending' AND run_id = ?", (issue, kind, run_id))
             _remember_link_tokens(connection, ((email, token_of(email)) for (email,) in new))
         return added
+
+
+def _digests(emails: Iterable[str] | None, token_of: Callable[[str], str] | None,
+             made: Callable[[], bytes | None] | None) -> TokenDigests | MadeDigests:
+    assert emails is not None and token_of is not None   # a first freeze is given both
+    return TokenDigests(emails, token_of) if made is None else MadeDigests(emails, made, token_of)

@@ -9,6 +9,7 @@ the ledger keeps every new recipient's token when it freezes a send's audience.
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import sqlite3
 import threading
@@ -16,6 +17,9 @@ from itertools import islice
 from typing import Callable, Iterable
 
 from .ledger_schema import transaction
+
+
+DIGEST_SIZE = hashlib.sha256().digest_size   # 32: MadeDigests' stride
 
 
 def token_digest(token: str) -> bytes:
@@ -30,8 +34,12 @@ def _remember_link_tokens(connection: sqlite3.Connection, pairs: Iterable[tuple[
 
 def _stage(connection: sqlite3.Connection, rows: Iterable[tuple[bytes, str]]) -> None:
     """(digest, email) rows into a connection-private table, in any order (appending costs little)."""
-    connection.execute("CREATE TEMP TABLE IF NOT EXISTS new_link_tokens (digest BLOB NOT NULL, email TEXT NOT NULL)")
+    _make_stage(connection)
     connection.executemany("INSERT INTO temp.new_link_tokens (digest, email) VALUES (?, ?)", rows)
+
+
+def _make_stage(connection: sqlite3.Connection) -> None:
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS new_link_tokens (digest BLOB NOT NULL, email TEXT NOT NULL)")
 
 
 def _store_staged(connection: sqlite3.Connection) -> int:
@@ -112,3 +120,28 @@ class TokenDigests:
     def stop(self) -> None:
         """The caller gave up (its transaction failed): the thread ends without waiting to be read."""
         self._stopped.set()
+
+
+class MadeDigests:
+    """The tokens' digests of many new addresses made elsewhere (the builder process, send/builder.py)
+    while the caller writes their rows, as TokenDigests makes them on a thread: `made()` gives them,
+    32 bytes each in the order of `emails`, or None when they could not be made there, and then they
+    are made here. Staged in one statement and stored in digest order, as `_remember_link_tokens` does."""
+
+    def __init__(self, emails: Iterable[str], made: Callable[[], bytes | None], token_of: Callable[[str], str]):
+        self._emails, self._made, self._token_of = list(emails), made, token_of
+
+    def store(self, connection: sqlite3.Connection, *, wait: bool = False) -> None:
+        if not wait:   # all at once, at the end
+            return
+        digests = self._made()
+        if digests is None or len(digests) != DIGEST_SIZE * len(self._emails):
+            _remember_link_tokens(connection, ((email, self._token_of(email)) for email in self._emails))
+            return
+        _make_stage(connection)
+        connection.execute("INSERT INTO temp.new_link_tokens (digest, email) SELECT substr(?1, address.key * 32 + 1, "
+                           "32), address.value FROM json_each(?2) AS address", (digests, json.dumps(self._emails)))
+        _store_staged(connection)
+
+    def stop(self) -> None:
+        pass

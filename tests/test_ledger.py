@@ -17,6 +17,7 @@ from campaign import ledger
 from campaign.errors import LedgerError
 from campaign.ledger import Outcome, applied_migrations, open_ledger
 from campaign.ledger_schema import transaction
+from campaign.link_tokens import token_digest
 
 
 @pytest.fixture
@@ -246,6 +247,22 @@ def test_a_first_freeze_makes_the_tokens_beside_the_rows_and_keeps_every_one(con
                             emails=(email for email, _, _ in people))
     assert added == 95
     assert all(ledger.address_for_token(connection, f"tok-{email}") == email for email, _, _ in people)
+
+
+@pytest.mark.parametrize("made", ["there", "not there", "cut short"])
+def test_a_first_freeze_keeps_every_token_made_in_another_process_or_else_makes_them_itself(connection, made):
+    people = [(f"p{number:03d}@example.org", "N", ("members",)) for number in range(25)]
+    emails = [email for email, _, _ in people]
+    digests = b"".join(token_digest(f"tok-{email}") for email in emails)
+    given = {"there": digests, "not there": None, "cut short": digests[:-32]}[made]
+    def token_of(email):
+        assert made != "there", "a token was made here although the other process made them all"
+        return f"tok-{email}"
+
+    run = ledger.start_run(connection, 30, "real", "sendgrid", "", False, "")
+    freeze_audience(connection, 30, "real", people, run, token_of=token_of, emails=emails, digests_made=lambda: given)
+    assert all(ledger.address_for_token(connection, f"tok-{email}") == email for email in emails)
+    assert connection.execute("SELECT count(*) FROM link_tokens").fetchone()[0] == 25
 
 
 def test_a_token_that_cannot_be_made_rolls_the_whole_freeze_back(connection):

@@ -307,3 +307,30 @@ def test_where_no_second_process_can_be_started_the_send_builds_its_batches_itse
         report = send(settings, connection, people(50), batch_size=10)
         connection.close()
     assert report.outcome == "completed" and Counter(server.delivered()) == Counter(r.email for r in people(50))
+
+
+def test_the_builder_makes_a_first_sends_link_token_digests_as_this_process_would(tmp_path):
+    from campaign.link_tokens import token_digest
+    from campaign.personalize import recipient_token
+
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": "http://127.0.0.1:9"}, concurrency=2)
+    builder = builders.SecondProcess(small_issue(), settings, build_body, sandbox=False)
+    try:
+        emails = [r.email for r in people(300)]
+        made = builder.token_digests(emails)()
+    finally:
+        builder.close()
+    assert made == b"".join(token_digest(recipient_token(email, settings.token_secret)) for email in emails)
+
+
+@NEEDS_PROC
+def test_link_token_digests_a_dead_builder_cannot_make_are_left_to_this_process(tmp_path):
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": "http://127.0.0.1:9"}, concurrency=2)
+    builder = builders.SecondProcess(small_issue(), settings, build_body, sandbox=False)
+    try:
+        child, = [pid for pid in children_of(os.getpid()) if b"spawn_main" in command_line(pid)]
+        os.kill(child, signal.SIGKILL)                # the out-of-memory killer, say
+        made = builder.token_digests([r.email for r in people(3)])
+        assert made() is None                         # link_tokens.MadeDigests then makes them here
+    finally:
+        builder.close()

@@ -4,7 +4,9 @@ On two cores one interpreter could not both build the next batch (about 20 ms of
 1,000 recipients: merge values, link tokens, the JSON of each personalization) and write the
 ledger and post the batches in flight: they took turns at the GIL. A SendGrid send of
 `SECOND_PROCESS_FROM` recipients or more hands the building to one child process, fed each
-batch's recipients and answering with the envelopes and the provider's body.
+batch's recipients and answering with the envelopes and the provider's body. On a first send
+it first makes the digests of everyone's link tokens, which the freeze stores before any request,
+while this process writes the audience's rows (`token_digests`).
 
 Nothing else moves: the write-ahead, the post and the record stay in the sending process and
 come after the batch is built, so a build error (raised here as it was raised there) still
@@ -22,12 +24,14 @@ import signal
 import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from ..config import Settings
 from ..ledger import new_delivery_ids
-from ..personalize import Envelope, envelope_for
+from ..link_tokens import token_digest
+from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers.base import Batch, Provider
 from ..render import RenderedIssue
 
@@ -65,6 +69,22 @@ class SecondProcess:
     def submit(self, index: int, recipients: Sequence[Any], batch_id: str) -> None:
         if index not in self._ahead:   # pickled as they are kept (audience.Recipient.__reduce__)
             self._ahead[index] = (batch_id, self._pool.submit(_build_in_child, list(recipients), batch_id))
+
+    def token_digests(self, emails: list[str]) -> Callable[[], bytes | None]:
+        """The link tokens' digests of `emails` (32 bytes each, in order), made by the child before any
+        batch, while this process freezes the audience; what it returns waits for them, and gives None
+        if the child could not make them (this process then makes them: link_tokens.MadeDigests)."""
+        try:
+            future = self._pool.submit(_digests_in_child, emails)
+        except (BrokenProcessPool, RuntimeError):   # the child is already gone: made in this process
+            return lambda: None
+
+        def made() -> bytes | None:
+            try:
+                return future.result()
+            except Exception:   # the child is gone (BrokenProcessPool), or failed: made in this process
+                return None
+        return made
 
     def discard(self, index: int) -> None:
         """Batch `index` will be built here instead (someone in it was suppressed since it was submitted)."""
@@ -146,6 +166,11 @@ def _start_child(issue: RenderedIssue, settings: Settings, build_body: BuildBody
 def _end_with(sentinel: int) -> None:
     multiprocessing.connection.wait([sentinel])   # readable once the sending process is gone, however it ended
     os._exit(0)
+
+
+def _digests_in_child(emails: list[str]) -> bytes:
+    secret = _CHILD["settings"].token_secret
+    return b"".join(token_digest(recipient_token(email, secret)) for email in emails)
 
 
 def _build_in_child(recipients: list[Any], batch_id: str) -> tuple[list[tuple], Any]:

@@ -19,6 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from .. import ledger
 from ..audience import Recipient
 from ..config import Settings
 from ..checks.gate import GateDecision
@@ -27,7 +28,7 @@ from ..providers import batches
 from ..providers.base import Provider
 from ..render import RenderedIssue
 from .batch_loop import BatchLoop, Progress, Tally
-from .builder import second_process_for, worth_a_second_process
+from .builder import SecondProcess, second_process_for, worth_a_second_process
 from .concurrent import Concurrent
 from .plan import SendOptions, batch_size_for, check_merge_fields, kind_of, spread
 from .record import Left, RunRecord, send_lock
@@ -52,6 +53,15 @@ class SendReport:
     recovered: tuple[str, ...] = ()   # left in flight by an earlier run, now unknown
     left: tuple[Left, ...] = ()       # failed, unknown and rejected rows of the issue, by reason
     signal_number: int = 0            # the signal (SIGINT, SIGTERM) that interrupted the run, if one did
+
+
+def _digests_elsewhere(builder: SecondProcess | None, connection: sqlite3.Connection, issue: int, kind: str,
+                       recipients: Sequence[Recipient]) -> Callable[[], bytes | None] | None:
+    """A first send's link-token digests, made by its builder process while the audience is frozen
+    (the freeze needs them all before the first request: made here, they took 0.2 s of it)."""
+    if builder is None or ledger.has_deliveries(connection, issue, kind):   # a resume makes only the new ones
+        return None
+    return builder.token_digests([recipient.email for recipient in recipients])
 
 
 def send_issue(
@@ -96,7 +106,8 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
     try:
         start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients,
                                 forced_over, token_of=lambda email: recipient_token(email, settings.token_secret),
-                                before_sending=before_sending)
+                                before_sending=before_sending, token_digests=_digests_elsewhere(
+                                    builder, connection, issue.number, kind, recipients))
         if builder is not None and not worth_a_second_process(len(start.todo)):   # a resume with few left
             builder.close()
             builder = None

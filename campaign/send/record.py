@@ -136,7 +136,8 @@ class RunRecord:
     def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
               recipients: Sequence[Recipient], forced_over: str = "",
               token_of: Callable[[str], str] | None = None,
-              before_sending: Callable[[], str] | None = None) -> RunStart:
+              before_sending: Callable[[], str] | None = None,
+              token_digests: Callable[[], bytes | None] | None = None) -> RunStart:
         """Settle crashed runs and in-flight rows, open a run, freeze the audience into pending rows.
 
         `forced_over`: the preflight findings a --force send goes on despite (recorded with the run).
@@ -156,7 +157,7 @@ class RunRecord:
                 settled = settle_by_stored_events(connection, issue, recovered)
                 recovered = [row for row in recovered if row.email not in settled]
             freeze_audience(connection, issue, kind, ((r.email, r.name, tuple(r.lists)) for r in recipients),
-                            run_id, token_of, emails=(r.email for r in recipients))
+                            run_id, token_of, emails=(r.email for r in recipients), digests_made=token_digests)
             todo = _eligible(connection, issue, kind, recipients, set(options.eligible()))
             if before_sending is not None:
                 ledger.record_forced(connection, run_id, before_sending())
