@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 from .ledger import has_deliveries
 from .ledger_schema import timestamp, transaction
-from .link_tokens import MadeDigests, TokenDigests, _remember_link_tokens
+from .link_tokens import DigestParts, MadeDigests, TokenDigests, _remember_link_tokens
 
 FREEZE_CHUNK = 10_000   # rows per statement
 
@@ -22,7 +22,7 @@ FREEZE_CHUNK = 10_000   # rows per statement
 def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
                     recipients: Iterable[tuple[str, str, tuple[str, ...]]], run_id: int,
                     token_of: Callable[[str], str] | None = None, emails: Iterable[str] | None = None,
-                    digests_made: Callable[[], bytes | None] | None = None) -> int:
+                    digests_made: DigestParts | None = None) -> int:
     """Add a pending row for every (email, name, lists) without one; existing rows are untouched.
 
     `token_of(email)` gives the token in that person's links: each new row's is kept in the same
@@ -61,6 +61,6 @@ def freeze_audience(connection: sqlite3.Connection, issue: int, kind: str,
 
 
 def _digests(emails: Iterable[str] | None, token_of: Callable[[str], str] | None,
-             made: Callable[[], bytes | None] | None) -> TokenDigests | MadeDigests:
+             made: DigestParts | None) -> TokenDigests | MadeDigests:
     assert emails is not None and token_of is not None   # a first freeze is given both
-    return TokenDigests(emails, token_of) if made is None else MadeDigests(emails, made, token_of)
+    return TokenDigests(emails, token_of) if made is None else MadeDigests(made, token_of)

@@ -12,9 +12,10 @@ import hashlib
 import json
 import queue
 import sqlite3
+from concurrent.futures import Future
 import threading
 from itertools import islice
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .ledger_schema import transaction
 
@@ -122,26 +123,42 @@ class TokenDigests:
         self._stopped.set()
 
 
+# Addresses and their tokens' digests being made elsewhere (32 bytes each, in order), in parts; a part
+# whose future fails (or is None) is made here.
+DigestParts = Sequence[tuple[Sequence[str], "Future[bytes] | None"]]
+
+
+def _result(made: "Future[bytes] | None") -> bytes | None:
+    try:
+        return None if made is None else made.result()
+    except Exception:   # the process making them is gone (BrokenProcessPool) or failed: made here
+        return None
+
+
 class MadeDigests:
     """The tokens' digests of many new addresses made elsewhere (the builder process, send/builder.py)
-    while the caller writes their rows, as TokenDigests makes them on a thread: `made()` gives them,
-    32 bytes each in the order of `emails`, or None when they could not be made there, and then they
-    are made here. Staged in one statement and stored in digest order, as `_remember_link_tokens` does."""
+    while the caller writes their rows, as TokenDigests makes them on a thread. Each part is staged in
+    one statement (or, if it could not be made there, made here), then all are stored in digest order,
+    as `_remember_link_tokens` does. In parts: a million addresses in one blob, one JSON text and
+    SQLite's copies of both took 200 MB more."""
 
-    def __init__(self, emails: Iterable[str], made: Callable[[], bytes | None], token_of: Callable[[str], str]):
-        self._emails, self._made, self._token_of = list(emails), made, token_of
+    def __init__(self, parts: DigestParts, token_of: Callable[[str], str]):
+        self._parts, self._token_of = list(parts), token_of
 
     def store(self, connection: sqlite3.Connection, *, wait: bool = False) -> None:
-        if not wait:   # all at once, at the end
-            return
-        digests = self._made()
-        if digests is None or len(digests) != DIGEST_SIZE * len(self._emails):
-            _remember_link_tokens(connection, ((email, self._token_of(email)) for email in self._emails))
-            return
+        """Stage the parts made so far, in order (`wait`: all of them, then store them)."""
         _make_stage(connection)
-        connection.execute("INSERT INTO temp.new_link_tokens (digest, email) SELECT substr(?1, address.key * 32 + 1, "
-                           "32), address.value FROM json_each(?2) AS address", (digests, json.dumps(self._emails)))
-        _store_staged(connection)
+        while self._parts and (wait or self._parts[0][1] is None or self._parts[0][1].done()):
+            emails, made = self._parts.pop(0)
+            digests = _result(made)
+            if digests is None or len(digests) != DIGEST_SIZE * len(emails):
+                _stage(connection, ((token_digest(self._token_of(email)), email) for email in emails))
+                continue
+            connection.execute("INSERT INTO temp.new_link_tokens (digest, email) SELECT substr(?1, "
+                               "address.key * 32 + 1, 32), address.value FROM json_each(?2) AS address",
+                               (digests, json.dumps(list(emails))))
+        if wait:
+            _store_staged(connection)
 
     def stop(self) -> None:
         pass

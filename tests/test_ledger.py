@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import Future
 import signal
 import sqlite3
 import subprocess
@@ -249,20 +250,49 @@ def test_a_first_freeze_makes_the_tokens_beside_the_rows_and_keeps_every_one(con
     assert all(ledger.address_for_token(connection, f"tok-{email}") == email for email, _, _ in people)
 
 
-@pytest.mark.parametrize("made", ["there", "not there", "cut short"])
+@pytest.mark.parametrize("made", ["there", "not there", "cut short", "half there"])
 def test_a_first_freeze_keeps_every_token_made_in_another_process_or_else_makes_them_itself(connection, made):
     people = [(f"p{number:03d}@example.org", "N", ("members",)) for number in range(25)]
     emails = [email for email, _, _ in people]
     digests = b"".join(token_digest(f"tok-{email}") for email in emails)
-    given = {"there": digests, "not there": None, "cut short": digests[:-32]}[made]
+    def done(value):
+        future: Future = Future()
+        future.set_result(value)
+        return future
+
+    failed: Future = Future()
+    failed.set_exception(RuntimeError("the builder process is gone"))
+    parts = {"there": [(emails, done(digests))], "not there": [(emails, failed)],
+             "cut short": [(emails, done(digests[:-32]))],
+             "half there": [(emails[:10], done(digests[:320])), (emails[10:], None)]}[made]
     def token_of(email):
         assert made != "there", "a token was made here although the other process made them all"
+        assert made != "half there" or email not in emails[:10], "made here, although made there"
         return f"tok-{email}"
 
     run = ledger.start_run(connection, 30, "real", "sendgrid", "", False, "")
-    freeze_audience(connection, 30, "real", people, run, token_of=token_of, emails=emails, digests_made=lambda: given)
+    freeze_audience(connection, 30, "real", people, run, token_of=token_of, emails=emails, digests_made=parts)
     assert all(ledger.address_for_token(connection, f"tok-{email}") == email for email in emails)
     assert connection.execute("SELECT count(*) FROM link_tokens").fetchone()[0] == 25
+
+
+def test_digests_made_elsewhere_are_staged_as_they_come_in_order_and_stored_at_the_end(connection):
+    from campaign.link_tokens import MadeDigests
+
+    emails = [f"p{number}@example.org" for number in range(6)]
+    futures: list[Future] = [Future(), Future(), Future()]
+    digests = [b"".join(token_digest(f"tok-{email}") for email in emails[start:start + 2]) for start in (0, 2, 4)]
+    futures[0].set_result(digests[0])
+    futures[2].set_result(digests[2])
+    made = MadeDigests([(emails[start:start + 2], future) for start, future in zip((0, 2, 4), futures)],
+                       token_of=lambda email: pytest.fail("made here"))
+    with transaction(connection):
+        made.store(connection)                              # between two chunks of rows: what is made so far
+        staged = connection.execute("SELECT email FROM temp.new_link_tokens").fetchall()
+        assert [row[0] for row in staged] == emails[:2]     # the second part is not made yet: it waits its turn
+        futures[1].set_result(digests[1])
+        made.store(connection, wait=True)
+    assert all(ledger.address_for_token(connection, f"tok-{email}") == email for email in emails)
 
 
 def test_a_token_that_cannot_be_made_rolls_the_whole_freeze_back(connection):

@@ -309,18 +309,22 @@ def test_where_no_second_process_can_be_started_the_send_builds_its_batches_itse
     assert report.outcome == "completed" and Counter(server.delivered()) == Counter(r.email for r in people(50))
 
 
-def test_the_builder_makes_a_first_sends_link_token_digests_as_this_process_would(tmp_path):
+def test_the_builder_makes_a_first_sends_link_token_digests_as_this_process_would(tmp_path, monkeypatch):
     from campaign.link_tokens import token_digest
     from campaign.personalize import recipient_token
 
+    monkeypatch.setattr(builders, "DIGEST_PART", 128)   # in parts: 128, 128 and 44
     settings = make_settings(tmp_path, {"SENDGRID_API_URL": "http://127.0.0.1:9"}, concurrency=2)
     builder = builders.SecondProcess(small_issue(), settings, build_body, sandbox=False)
     try:
         emails = [r.email for r in people(300)]
-        made = builder.token_digests(emails)()
+        parts = builder.token_digests(emails)
+        made = [(list(part), future.result(timeout=30)) for part, future in parts]
     finally:
         builder.close()
-    assert made == b"".join(token_digest(recipient_token(email, settings.token_secret)) for email in emails)
+    assert [part for part, _ in made] == [emails[:128], emails[128:256], emails[256:]]
+    assert b"".join(digests for _, digests in made) == b"".join(
+        token_digest(recipient_token(email, settings.token_secret)) for email in emails)
 
 
 @NEEDS_PROC
@@ -330,7 +334,7 @@ def test_link_token_digests_a_dead_builder_cannot_make_are_left_to_this_process(
     try:
         child, = [pid for pid in children_of(os.getpid()) if b"spawn_main" in command_line(pid)]
         os.kill(child, signal.SIGKILL)                # the out-of-memory killer, say
-        made = builder.token_digests([r.email for r in people(3)])
-        assert made() is None                         # link_tokens.MadeDigests then makes them here
+        [(_, made)] = builder.token_digests([r.email for r in people(3)])
+        assert made is None or made.exception(timeout=30) is not None   # MadeDigests then makes them here
     finally:
         builder.close()

@@ -26,17 +26,20 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..config import Settings
 from ..ledger import new_delivery_ids
-from ..link_tokens import token_digest
+from ..link_tokens import DigestParts, token_digest
 from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers.base import Batch, Provider
 from ..render import RenderedIssue
 
 SECOND_PROCESS_FROM = 20_000   # recipients: under this, the child's start (about 0.3 s of CPU) costs more than it saves
 AHEAD = 3                      # batches the child builds ahead of the one handed to a worker
+DIGEST_PART = 10_000           # addresses per part of a first send's link-token digests: parts of 100,000 (3 MB
+                               # of digests, JSON and pickle each) left a million-recipient send 30 MB larger
 
 BuildBody = Callable[[Batch, Settings], Any]   # a provider's build_body: (batch, settings) -> what prepare takes
 
@@ -70,21 +73,19 @@ class SecondProcess:
         if index not in self._ahead:   # pickled as they are kept (audience.Recipient.__reduce__)
             self._ahead[index] = (batch_id, self._pool.submit(_build_in_child, list(recipients), batch_id))
 
-    def token_digests(self, emails: list[str]) -> Callable[[], bytes | None]:
-        """The link tokens' digests of `emails` (32 bytes each, in order), made by the child before any
-        batch, while this process freezes the audience; what it returns waits for them, and gives None
-        if the child could not make them (this process then makes them: link_tokens.MadeDigests)."""
-        try:
-            future = self._pool.submit(_digests_in_child, emails)
-        except (BrokenProcessPool, RuntimeError):   # the child is already gone: made in this process
-            return lambda: None
+    def token_digests(self, emails: Iterable[str]) -> DigestParts:
+        """The link tokens' digests of `emails`, made by the child before any batch while this process
+        freezes the audience, in parts of DIGEST_PART (link_tokens.MadeDigests stores them). Each part's
+        list of addresses is the one the child is sent: a million are not listed twice."""
+        addresses = iter(emails)
+        return [(part, self._digests_of(part)) for part in iter(lambda: list(islice(addresses, DIGEST_PART)), [])]
 
-        def made() -> bytes | None:
-            try:
-                return future.result()
-            except Exception:   # the child is gone (BrokenProcessPool), or failed: made in this process
-                return None
-        return made
+    def _digests_of(self, emails: list[str]) -> Future[bytes] | None:
+        """The child's digests of `emails` (32 bytes each, in order); None if it is already gone."""
+        try:
+            return self._pool.submit(_digests_in_child, emails)
+        except (BrokenProcessPool, RuntimeError):   # this process makes them instead (MadeDigests)
+            return None
 
     def discard(self, index: int) -> None:
         """Batch `index` will be built here instead (someone in it was suppressed since it was submitted)."""

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from .. import ledger
 from ..audience import Recipient
+from ..link_tokens import DigestParts
 from ..config import Settings
 from ..checks.gate import GateDecision
 from ..personalize import recipient_token
@@ -56,12 +57,12 @@ class SendReport:
 
 
 def _digests_elsewhere(builder: SecondProcess | None, connection: sqlite3.Connection, issue: int, kind: str,
-                       recipients: Sequence[Recipient]) -> Callable[[], bytes | None] | None:
+                       recipients: Sequence[Recipient]) -> DigestParts | None:
     """A first send's link-token digests, made by its builder process while the audience is frozen
     (the freeze needs them all before the first request: made here, they took 0.2 s of it)."""
     if builder is None or ledger.has_deliveries(connection, issue, kind):   # a resume makes only the new ones
         return None
-    return builder.token_digests([recipient.email for recipient in recipients])
+    return builder.token_digests(recipient.email for recipient in recipients)
 
 
 def send_issue(

@@ -21,6 +21,7 @@ from ..errors import LedgerError
 from ..events import settle_by_stored_events
 from ..ledger import FAILED, REFUSED, REJECTED, UNKNOWN, Delivery, Outcome
 from ..ledger_schema import transaction
+from ..link_tokens import DigestParts
 from ..personalize import Envelope
 from ..suppressions import add_suppression, suppressed_among
 from .plan import SendOptions
@@ -137,7 +138,7 @@ class RunRecord:
               recipients: Sequence[Recipient], forced_over: str = "",
               token_of: Callable[[str], str] | None = None,
               before_sending: Callable[[], str] | None = None,
-              token_digests: Callable[[], bytes | None] | None = None) -> RunStart:
+              token_digests: DigestParts | None = None) -> RunStart:
         """Settle crashed runs and in-flight rows, open a run, freeze the audience into pending rows.
 
         `forced_over`: the preflight findings a --force send goes on despite (recorded with the run).
