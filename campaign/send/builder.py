@@ -63,9 +63,12 @@ class SecondProcess:
     def __init__(self, issue: RenderedIssue, settings: Settings, build_body: BuildBody, sandbox: bool):
         self.issue, self.sandbox = issue, sandbox
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start_child, initargs=(issue, settings, build_body, sandbox))
-        with _main_module_hidden():
-            self._pool.submit(int)   # start it now: its imports overlap the freezing of the audience
+                                         initializer=_start_child, initargs=(settings, build_body, sandbox))
+        with _main_module_hidden():   # started now: its imports overlap the freezing of the audience
+            # The issue (200 kB pickled) is its first task, not an initarg: a start-up message over the
+            # pipe's 64 kB held this thread until the child's interpreter was up to read it (0.15 s).
+            # A task is written by the pool's own thread; the one worker takes its tasks in order.
+            self._pool.submit(_receive_issue, issue)
         _only_the_child_writes_answers(self._pool)
         self._ahead: dict[int, tuple[str, Future]] = {}
 
@@ -156,12 +159,16 @@ def second_process_for(provider: Provider, issue: RenderedIssue, settings: Setti
 _CHILD: dict[str, Any] = {}
 
 
-def _start_child(issue: RenderedIssue, settings: Settings, build_body: BuildBody, sandbox: bool) -> None:
+def _start_child(settings: Settings, build_body: BuildBody, sandbox: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the sending process's: it stops between batches
-    _CHILD.update(issue=issue, settings=settings, build_body=build_body, sandbox=sandbox)
+    _CHILD.update(settings=settings, build_body=build_body, sandbox=sandbox)
     parent = multiprocessing.parent_process()
     if parent is not None:   # its work queue never closes (this end holds both ends): watch the parent instead
         threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _receive_issue(issue: RenderedIssue) -> None:
+    _CHILD["issue"] = issue
 
 
 def _end_with(sentinel: int) -> None:
