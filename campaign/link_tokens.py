@@ -12,8 +12,8 @@ import hashlib
 import json
 import queue
 import sqlite3
-from concurrent.futures import Future
 import threading
+from concurrent.futures import Future
 from itertools import islice
 from typing import Callable, Iterable, Sequence
 

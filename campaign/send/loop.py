@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 
 from .. import ledger
 from ..audience import Recipient
-from ..link_tokens import DigestParts
 from ..config import Settings
 from ..checks.gate import GateDecision
+from ..link_tokens import DigestParts
 from ..personalize import recipient_token
 from ..providers import batches
 from ..providers.base import Provider
