@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from ..config import PROVIDERS, Settings
 from ..errors import UsageError
@@ -19,7 +19,7 @@ from .base import Batch, DeliveryResult, Provider, ProviderInfo, Status
 
 __all__ = [
     "Batch", "DeliveryResult", "Provider", "ProviderInfo", "Status",
-    "PROVIDERS", "batches", "make_provider", "provider_info",
+    "PROVIDERS", "batches", "body_builder", "make_provider", "provider_info",
 ]
 
 T = TypeVar("T")
@@ -62,6 +62,17 @@ def make_provider(name: str, settings: Settings, *, issue: int | None = None,
             raise UsageError("the outbox writes one mailbox per issue: give make_provider an issue or outbox_path")
         outbox_path = outbox_mailbox(settings, issue)
     return OutboxProvider(settings, outbox_path)
+
+
+def body_builder(name: str, settings: Settings) -> Callable[[Batch, Settings], Any] | None:
+    """The `build_body` of a provider whose batches may be built in another process (send/builder.py):
+    it posts whole batches, several at once. Known without making the provider (no credentials needed)."""
+    _check_name(name)
+    if name != "sendgrid" or settings.sendgrid.concurrency < 2:
+        return None
+    from .sendgrid_payload import build_body
+
+    return build_body
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -6,7 +6,9 @@ ledger and post the batches in flight: they took turns at the GIL. A SendGrid se
 `SECOND_PROCESS_FROM` recipients or more hands the building to one child process, fed each
 batch's recipients and answering with the envelopes and the provider's body. On a first send
 it first makes the digests of everyone's link tokens, which the freeze stores before any request,
-while this process writes the audience's rows (`token_digests`).
+while this process writes the audience's rows (`token_digests`). Started before the audience is
+loaded (`second_process_ahead`), it renders and checks the issue meanwhile, which took this
+process about half a second (`IssueToCheck`).
 
 Nothing else moves: the write-ahead, the post and the record stay in the sending process and
 come after the batch is built, so a build error (raised here as it was raised there) still
@@ -26,15 +28,21 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..config import Settings
 from ..ledger import new_delivery_ids
 from ..link_tokens import DigestParts, token_digest
 from ..personalize import Envelope, envelope_for, recipient_token
+from ..providers import body_builder
 from ..providers.base import Batch, Provider
 from ..render import RenderedIssue
+
+if TYPE_CHECKING:
+    from ..checks.gate import GateDecision
 
 SECOND_PROCESS_FROM = 20_000   # recipients: under this, the child's start (about 0.3 s of CPU) costs more than it saves
 AHEAD = 3                      # batches the child builds ahead of the one handed to a worker
@@ -57,20 +65,54 @@ def _lists_of(envelopes: Sequence[Envelope]) -> tuple[str, ...]:
     return tuple(sorted({name for envelope in envelopes for name in envelope.lists}))
 
 
-class SecondProcess:
-    """One child process building batches ahead: `submit` them in order, take each with `batch`."""
+@dataclass(frozen=True)
+class IssueToCheck:
+    """An issue the child renders and checks itself, as the preflight would here (send/workflow.py)."""
 
-    def __init__(self, issue: RenderedIssue, settings: Settings, build_body: BuildBody, sandbox: bool):
-        self.issue, self.sandbox = issue, sandbox
+    number: int
+    force: bool
+    rehearsal: bool
+
+
+class SecondProcess:
+    """One child process building batches ahead: `submit` them in order, take each with `batch`.
+
+    It is given the rendered `issue`, or an `IssueToCheck`: it then renders that issue first
+    (`rendering`) and checks it while it goes on with other tasks (`decision`).
+    """
+
+    def __init__(self, issue: RenderedIssue | IssueToCheck, settings: Settings, build_body: BuildBody,
+                 sandbox: bool):
+        self.sandbox = sandbox
+        self.issue: RenderedIssue | None = None
+        self.rendering: Future[RenderedIssue] | None = None
+        self._decision: Future[GateDecision] | None = None
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_child, initargs=(settings, build_body, sandbox))
-        with _main_module_hidden():   # started now: its imports overlap the freezing of the audience
+        with _main_module_hidden():   # started now: its imports overlap the work of this process
             # The issue (200 kB pickled) is its first task, not an initarg: a start-up message over the
             # pipe's 64 kB held this thread until the child's interpreter was up to read it (0.15 s).
             # A task is written by the pool's own thread; the one worker takes its tasks in order.
-            self._pool.submit(_receive_issue, issue)
+            if isinstance(issue, IssueToCheck):
+                self.rendering = self._pool.submit(_render_and_check_in_child, issue)
+            else:
+                self.issue = issue
+                self._pool.submit(_receive_issue, issue)
         _only_the_child_writes_answers(self._pool)
         self._ahead: dict[int, tuple[str, Future]] = {}
+
+    def _rendered(self) -> RenderedIssue:
+        if self.issue is None:   # rendered by the child: its answer
+            assert self.rendering is not None
+            self.issue = self.rendering.result()
+        return self.issue
+
+    def decision(self) -> Future[GateDecision]:
+        """The checks' decision on the issue the child rendered. Asked for only when wanted: a task sent
+        earlier (a first send's digests) never waits behind SpamAssassin, which can take seconds."""
+        if self._decision is None:
+            self._decision = self._pool.submit(_decision_in_child)
+        return self._decision
 
     def submit(self, index: int, recipients: Sequence[Any], batch_id: str) -> None:
         if index not in self._ahead:   # pickled as they are kept (audience.Recipient.__reduce__)
@@ -99,7 +141,7 @@ class SecondProcess:
         batch_id, future = self._ahead.pop(index)
         fields, body = future.result()
         envelopes = [Envelope(*envelope) for envelope in fields]
-        return Batch(issue=self.issue, envelopes=envelopes, batch_id=batch_id, lists=_lists_of(envelopes),
+        return Batch(issue=self._rendered(), envelopes=envelopes, batch_id=batch_id, lists=_lists_of(envelopes),
                      sandbox=self.sandbox), body
 
     def close(self) -> None:
@@ -148,10 +190,34 @@ def second_process_for(provider: Provider, issue: RenderedIssue, settings: Setti
     if build_body is None or provider.info.one_at_a_time or provider.concurrency < 2 \
             or not worth_a_second_process(recipients):
         return None
+    return _started(issue, settings, build_body, sandbox)
+
+
+def second_process_ahead(settings: Settings, provider: str, issue: IssueToCheck,
+                         sandbox: bool) -> SecondProcess | None:
+    """A first send's builder process, started before the audience is loaded, when the recipients file
+    has lines enough for one: it renders and checks the issue meanwhile (`SecondProcess.rendering`)."""
+    build_body = body_builder(provider, settings)
+    if build_body is None or not worth_a_second_process(_lines_in(settings.recipients) - 1):
+        return None
+    return _started(issue, settings, build_body, sandbox)
+
+
+def _started(issue: RenderedIssue | IssueToCheck, settings: Settings, build_body: BuildBody,
+             sandbox: bool) -> SecondProcess | None:
     try:
         return SecondProcess(issue, settings, build_body, sandbox)
     except (OSError, NotImplementedError):   # no process or semaphore to be had here: build in this one
         return None
+
+
+def _lines_in(path: Path) -> int:
+    """How many lines a file has (0 if it cannot be read: loading it says why): 10 ms for 100,000."""
+    try:
+        with open(path, "rb") as stream:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+    except OSError:
+        return 0
 
 
 # --- in the child ---------------------------------------------------------------------------------
@@ -169,6 +235,33 @@ def _start_child(settings: Settings, build_body: BuildBody, sandbox: bool) -> No
 
 def _receive_issue(issue: RenderedIssue) -> None:
     _CHILD["issue"] = issue
+
+
+def _render_and_check_in_child(issue: IssueToCheck) -> RenderedIssue:
+    """The issue rendered, and its checks started on a thread of their own (`_decision_in_child`)."""
+    from ..checks.gate import gate_decision  # noqa: PLC0415  (the child imports what it needs)
+    from ..checks.spam import start_scoring  # noqa: PLC0415
+    from ..render import render_issue  # noqa: PLC0415
+
+    settings = _CHILD["settings"]
+    rendered = _CHILD["issue"] = render_issue(settings, issue.number)
+    decision: Future[GateDecision] = Future()
+    _CHILD["decision"] = decision
+    spam_run = start_scoring(settings, rendered)
+
+    def check() -> None:
+        try:
+            decision.set_result(gate_decision(settings, issue.number, force=issue.force, rehearsal=issue.rehearsal,
+                                              rendered=rendered, spam_run=spam_run))
+        except BaseException as error:   # raised again in the sending process, as the checks there would
+            decision.set_exception(error)
+
+    threading.Thread(target=check, daemon=True).start()
+    return rendered
+
+
+def _decision_in_child() -> GateDecision:
+    return _CHILD["decision"].result()
 
 
 def _end_with(sentinel: int) -> None:

@@ -80,6 +80,7 @@ def send_issue(
     rng: random.Random | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     before_sending: Callable[[], str] | None = None,
+    builder: SecondProcess | None = None,
 ) -> SendReport:
     """Send `issue` to `recipients` (an audience already deduplicated and minus suppressions).
 
@@ -88,6 +89,7 @@ def send_issue(
     `before_sending()`, instead of `gate`: the decision still to come. It is called once the run
     is started and the audience frozen, all uncommitted (record.RunRecord.start), and returns what
     a forced send overrides, or raises, which leaves the ledger as it was.
+    `builder`: a process already started to build the batches (send/builder.py); it is closed here.
     """
     retries = Retries(policy, stop or StopSignal(), sleep, rng or random.Random())
     if gate is not None:
@@ -95,15 +97,16 @@ def send_issue(
     check_merge_fields(issue, recipients)
     with send_lock(connection), retries.stop.on_interrupt():
         return _run(connection, issue, recipients, provider, settings, options, retries,
-                    Tally(on_progress or (lambda progress: None)), gate.forced_over if gate else "", before_sending)
+                    Tally(on_progress or (lambda progress: None)), gate.forced_over if gate else "", before_sending,
+                    builder)
 
 
 def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Sequence[Recipient],
          provider: Provider, settings: Settings, options: SendOptions, retries: Retries, tally: Tally,
-         forced_over: str, before_sending: Callable[[], str] | None) -> SendReport:
+         forced_over: str, before_sending: Callable[[], str] | None, builder: SecondProcess | None) -> SendReport:
     size = batch_size_for(provider.info, options.batch_size)
     kind = kind_of(provider.info, options)
-    builder = second_process_for(provider, issue, settings, kind == "sandbox", len(recipients))
+    builder = builder or second_process_for(provider, issue, settings, kind == "sandbox", len(recipients))
     try:
         start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients,
                                 forced_over, token_of=lambda email: recipient_token(email, settings.token_secret),

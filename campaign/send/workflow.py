@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:   # the render, the checks and the send loop are imported when
     from ..checks.gate import GateDecision
     from ..dry_run import DryRunReport
     from ..render import RenderedIssue
+    from .builder import SecondProcess
     from .loop import Progress, SendReport
     from .testsend import TestSendReport
 
@@ -84,32 +86,65 @@ class SendResult:
 
 
 class Preflight:
-    """The issue rendered once, and its checks running in the background while the audience loads."""
+    """The issue rendered once, and its checks running in the background while the audience loads.
+
+    Given a `builder` process that renders and checks the issue itself (`SecondProcess.rendering`), this
+    process only waits for what it says; should that process die first, both are done here instead.
+    """
 
     def __init__(self, settings: Settings, issue: int, background: ThreadPoolExecutor, hooks: SendHooks, *,
-                 force: bool, rehearsal: bool):
+                 force: bool, rehearsal: bool, builder: SecondProcess | None = None):
+        self.hooks = hooks
+        self._here_instead = partial(Preflight, settings, issue, background, hooks, force=force, rehearsal=rehearsal)
+        self._here: Preflight | None = None
+        self._builder = builder if builder is not None and builder.rendering is not None else None
+        self._decision: Future[GateDecision] | None = None   # asked of the builder when wanted
+        if builder is not None and builder.rendering is not None:
+            self._rendered = builder.rendering
+            return
         from ..checks.gate import gate_decision  # noqa: PLC0415  (lazy: see the imports above)
         from ..checks.spam import start_scoring  # noqa: PLC0415
         from ..render import render_issue  # noqa: PLC0415
 
-        self.hooks = hooks
-        self.rendered = render_issue(settings, issue)
+        rendered = render_issue(settings, issue)
+        self._rendered = Future()
+        self._rendered.set_result(rendered)
         # SpamAssassin, the longest check, starts here: from the background thread its start waited
         # on the interpreter, busy loading the audience (tens of GIL hand-overs, up to 0.4 s)
-        spam_run = start_scoring(settings, self.rendered)
-        self._decision: Future[GateDecision] = background.submit(
-            gate_decision, settings, issue, force=force, rehearsal=rehearsal, rendered=self.rendered,
-            spam_run=spam_run)
+        spam_run = start_scoring(settings, rendered)
+        self._decision = background.submit(gate_decision, settings, issue, force=force, rehearsal=rehearsal,
+                                           rendered=rendered, spam_run=spam_run)
+
+    @property
+    def rendered(self) -> RenderedIssue:
+        """The rendered issue; a render error is raised here (ContentError, LayoutError)."""
+        try:
+            return self._rendered.result()
+        except BrokenExecutor:   # the builder died (the out-of-memory killer, say): BrokenProcessPool
+            return self._done_here().rendered
 
     def decided(self) -> bool:
-        return self._decision.done()
+        """Whether the checks have decided; with a builder, not until asked (`decision`)."""
+        return self._decision is not None and self._decision.done()
 
     def decision(self) -> GateDecision:
         """Wait for the checks and show them; raises ChecksFailed when the send is refused."""
-        decision = self._decision.result()
+        self.rendered   # noqa: B018  (a render error first: no checks were made without the render)
+        try:
+            if self._decision is None and self._builder is not None:
+                self._decision = self._builder.decision()
+            assert self._decision is not None
+            decision = self._decision.result()
+        except BrokenExecutor:
+            return self._done_here().decision()
         self.hooks.on_findings(decision)
         decision.enforce()
         return decision
+
+    def _done_here(self) -> Preflight:
+        if self._here is None:
+            self._here = self._here_instead()
+        return self._here
 
 
 YOUNG_COLLECTION_EVERY = 200_000   # allocations (CPython's default: 700), as mypy sets for its builds
@@ -144,13 +179,15 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
     require_issue(settings.content_dir, number)   # before the ledger is made: a typo creates no campaign.db
     connection = ledger.open_ledger(settings.database)
     try:
-        with fewer_collections(), ThreadPoolExecutor(max_workers=1) as background:
-            def preflight() -> Preflight:
-                return Preflight(settings, number, background, hooks, force=request.options.force,
-                                 rehearsal=rehearsal)
-
+        with fewer_collections(), ThreadPoolExecutor(max_workers=1) as background, ExitStack() as builders:
             # A first send surely sends: check while the audience loads. A resume may find nothing to do.
             resuming = ledger.has_deliveries(connection, number, kind)
+            builder = None if resuming else _builder_ahead(settings, request, builders)
+
+            def preflight() -> Preflight:
+                return Preflight(settings, number, background, hooks, force=request.options.force,
+                                 rehearsal=rehearsal, builder=builder)
+
             early = None if resuming else preflight()
             key = _resume_key(settings, connection, request) if resuming else None
             cached = cached_nothing_to_send(settings, number, kind, key)
@@ -179,16 +216,30 @@ def run_send(settings: Settings, request: SendRequest, hooks: SendHooks = SendHo
                 return decision if hooks.confirm(plan) else None
 
             if hooks.confirmed_ahead and not checked.decided():   # the checks decide while the audience
-                # is frozen, uncommitted (SpamAssassin takes a second or two); already decided (a large
-                # audience takes longer to load): shown at once, and a refusal costs no freezing
-                return _deliver(settings, request, connection, checked.rendered, audience, plan, decide, hooks)
+                # is frozen, uncommitted (SpamAssassin takes a second or two); already decided (an audience
+                # slower to load than the checks): shown at once, and a refusal costs no freezing. A builder's
+                # checks are asked for only now, from the freeze: its digests come first (Preflight.decided)
+                return _deliver(settings, request, connection, checked.rendered, audience, plan, decide, hooks,
+                                builder)
             decision = decide()
             if decision is None:
                 return SendResult(plan, None)
             return _deliver(settings, request, connection, checked.rendered, audience, plan,
-                            lambda: decision, hooks)
+                            lambda: decision, hooks, builder)
     finally:
         connection.close()
+
+
+def _builder_ahead(settings: Settings, request: SendRequest, stack: ExitStack) -> SecondProcess | None:
+    """A first send's builder process (send/builder.py), started now when the send looks large enough for
+    one: it renders and checks the issue while this process loads the audience (`Preflight`)."""
+    from .builder import IssueToCheck, second_process_ahead  # noqa: PLC0415  (lazy: see the imports above)
+
+    to_check = IssueToCheck(request.issue, request.options.force, rehearsal=request.kind != ledger.REAL)
+    builder = second_process_ahead(settings, request.provider, to_check, sandbox=request.kind == "sandbox")
+    if builder is not None:
+        stack.callback(builder.close)
+    return builder
 
 
 class _NotConfirmed(Exception):
@@ -197,11 +248,12 @@ class _NotConfirmed(Exception):
 
 def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Connection, rendered: RenderedIssue,
              audience: Audience, plan: SendPlan, decide: Callable[[], GateDecision | None],
-             hooks: SendHooks) -> SendResult:
+             hooks: SendHooks, builder: SecondProcess | None) -> SendResult:
     """Open the provider, run the send loop with a progress bar, always close the provider.
 
     `decide()` is called by the send loop, once the run is started and the audience frozen, before
-    anything is committed; the progress bar appears with the first count, after what it showed."""
+    anything is committed; the progress bar appears with the first count, after what it showed.
+    `builder`: the process started ahead to build the batches, if one was."""
     from .loop import send_issue  # noqa: PLC0415  (lazy: see the imports above)
 
     def before_sending() -> str:
@@ -224,7 +276,8 @@ def _deliver(settings: Settings, request: SendRequest, connection: sqlite3.Conne
                 bar[0](progress)
 
             report = send_issue(connection, rendered, audience.recipients, provider, settings, request.options,
-                                stop=hooks.stop, on_progress=on_progress, before_sending=before_sending)
+                                stop=hooks.stop, on_progress=on_progress, before_sending=before_sending,
+                                builder=builder)
     except _NotConfirmed:
         return SendResult(plan, None)
     finally:
