@@ -194,10 +194,10 @@ def deliveries(connection: sqlite3.Connection, issue: int, kind: str,
     away = flying(connection, issue, kind)
     query = "SELECT * FROM deliveries WHERE issue = ? AND kind = ?"
     params: list = [issue, kind]
-    if statuses is not None:
+    if statuses is not None:   # only with a batch in flight the OR, which takes the status index off
         statuses = list(statuses)
-        query += f" AND (status IN ({', '.join('?' for _ in statuses)}) OR email IN {_EMAILS})"
-        params += [*statuses, json.dumps(sorted(away))]
+        query += f" AND (status IN ({', '.join('?' for _ in statuses)}){f' OR email IN {_EMAILS}' if away else ''})"
+        params += [*statuses, *([json.dumps(sorted(away))] if away else [])]
     rows = [Delivery.from_row(row) for row in connection.execute(query + " ORDER BY rowid", params)]
     if away:
         rows = [replace(row, status=IN_FLIGHT) if row.email in away else row for row in rows]

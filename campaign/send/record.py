@@ -237,8 +237,10 @@ class RunRecord:
     def left(self) -> tuple[Left, ...]:
         """Who is left failed, unknown, refused or rejected, grouped by the reason recorded."""
         groups: dict[tuple[str, str], list[str]] = {}
-        for status in (FAILED, UNKNOWN, REFUSED, REJECTED):
-            for delivery in ledger.deliveries(self.connection, self.issue, self.kind, [status]):
+        order = (FAILED, UNKNOWN, REFUSED, REJECTED)
+        left = ledger.deliveries(self.connection, self.issue, self.kind, order)
+        for status in order:
+            for delivery in (row for row in left if row.status == status):
                 groups.setdefault((status, delivery.last_error or "(no reason recorded)"), []).append(delivery.email)
         return tuple(Left(status, reason, tuple(emails)) for (status, reason), emails in groups.items())
 
