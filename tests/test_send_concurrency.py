@@ -138,6 +138,32 @@ def test_an_unsubscribe_during_a_concurrent_send_is_excluded_from_later_batches(
         connection.close()
 
 
+def test_someone_suppressed_after_their_batch_was_built_and_before_it_goes_is_skipped(tmp_path):
+    # A batch is built while every worker is busy, so that a worker freed takes it at once; an
+    # unsubscribe that comes meanwhile must still keep its person out of it.
+    late = people(1, start=12)[0].email                 # in batch 3 (of 5 people each)
+
+    class UnsubscribedOnceBuilt(SendGridProvider):
+        def prepare(self, batch, body=None):
+            super().prepare(batch, body)
+            if batch.batch_id.endswith("-3"):   # built (batches 1 and 2 are at the server): the unsubscribe now
+                writer = open_ledger(settings.database)
+                add_suppression(writer, late, "unsubscribed", note="one-click, during the send")
+                writer.close()
+
+    with SendGridServer(validate=False, delay=0.2) as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=2)
+        connection = open_ledger(settings.database)
+        report = send_issue(connection, small_issue(), people(20), UnsubscribedOnceBuilt(settings), settings,
+                            SendOptions(batch_size=5), policy=FAST, sleep=lambda seconds: None)
+        statuses = ledger.status_by_email(connection, 30, "real")
+        connection.close()
+    assert report.outcome == "completed"
+    assert late not in server.delivered() and Counter(server.delivered()) == Counter(
+        r.email for r in people(20) if r.email != late)
+    assert statuses[late] == "skipped" and len(server.mail_sends()) == 4
+
+
 def test_a_batch_that_cannot_be_built_stays_pending_and_the_batches_in_flight_are_recorded(tmp_path):
     with SendGridServer(validate=False, delay=0.1) as server:
         settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)

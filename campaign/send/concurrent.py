@@ -47,7 +47,8 @@ class Concurrent:
         self.builder = loop.builder
         self.chunks: list[list[Recipient]] = []
         self.pipeline: Pipeline[Batch, Answer] = Pipeline(
-            loop.provider.concurrency, self.start, self.deliver, self.finish, self.keep_going, self.abandon)
+            loop.provider.concurrency, self.start, self.recheck, self.deliver, self.finish, self.keep_going,
+            self.abandon)
 
     def run(self, chunks: list[list[Recipient]]) -> tuple[str, str]:
         loop, self.total, self.chunks = self.loop, len(chunks), chunks
@@ -81,24 +82,41 @@ class Concurrent:
         Suppressions are read through a second connection, so this thread never waits for a worker's
         writes to read them; marking the few found skipped is a write, made through the desk.
         """
-        loop, recipients = self.loop, list(chunk)   # type: ignore[call-overload]
-        emails, skipped = [r.email for r in recipients], {}
+        recipients = list(chunk)   # type: ignore[call-overload]
+        skipped = self._skip_suppressed([recipient.email for recipient in recipients])
+        if skipped and self.builder is not None:
+            self.builder.discard(index)   # built here instead, without them
+        kept = [recipient for recipient in recipients if recipient.email not in skipped]
+        if not kept:
+            return None
+        built = self._built_elsewhere(index) if self.builder is not None and not skipped else None
+        return built if built is not None else self._built_here(kept, index)
+
+    def recheck(self, index: int, chunk: object, batch: Batch) -> Batch | None:
+        """The batch as it goes now, a worker being free: it was built while all were busy, so anyone
+        suppressed since (an unsubscribe meanwhile) is skipped and the batch built again without them."""
+        emails = {envelope.email for envelope in batch.envelopes}
+        skipped = self._skip_suppressed(list(emails))
+        if not skipped:
+            return batch
+        recipients: list[Recipient] = list(chunk)   # type: ignore[call-overload]
+        kept = [recipient for recipient in recipients if recipient.email in emails and recipient.email not in skipped]
+        return self._built_here(kept, index) if kept else None
+
+    def _skip_suppressed(self, emails: list[str]) -> dict[str, str]:
+        """{email: why} of these now suppressed, marked skipped."""
+        loop, skipped = self.loop, {}
         if self.reader is None:   # an in-memory ledger has no second connection: read through the desk
             self.pipeline.desk.call(lambda: skipped.update(loop.record.suppressed_since(emails)))
         else:
             skipped = loop.record.suppressed_since(emails, self.reader)
         if skipped:
             self.pipeline.desk.call(lambda: loop.skip(skipped))
-            if self.builder is not None:
-                self.builder.discard(index)   # built here instead, without them
-        kept = [recipient for recipient in recipients if recipient.email not in skipped]
-        if not kept:
-            return None
-        built = self._built_elsewhere(index) if self.builder is not None and not skipped else None
-        if built is not None:
-            return built
-        batch = loop.batch(kept, loop.batch_id(index))
-        loop.provider.prepare(batch)
+        return skipped
+
+    def _built_here(self, kept: list[Recipient], index: int) -> Batch:
+        batch = self.loop.batch(kept, self.loop.batch_id(index))
+        self.loop.provider.prepare(batch)
         return batch
 
     def _built_elsewhere(self, index: int) -> Batch | None:

@@ -70,6 +70,7 @@ class Pipeline(Generic[T, A]):
 
     concurrency: int
     start: Callable[[int, object], T | None]       # (index, chunk) -> a batch built, None: nothing to send
+    recheck: Callable[[int, object, T], T | None]   # the batch built while the workers were busy, as it goes now
     deliver: Callable[[T, LedgerDesk], A]           # in a worker: write ahead, the provider call, record
     finish: Callable[[int, T, A], None]             # on this thread: what the answer means for the send
     keep_going: Callable[[], bool]                  # checked before each new batch (stop, pause, a halt)
@@ -107,17 +108,20 @@ class Pipeline(Generic[T, A]):
                 in_flight: dict[Future, tuple[int, T]]) -> int:
         stopped_at = 0
         for index, chunk in enumerate(chunks, start=1):
-            while len(in_flight) >= self.concurrency:
-                self._settle(desk, in_flight)
             if not self.keep_going():
                 stopped_at = index
                 break
-            try:
-                batch = self.start(index, chunk)
-            except Exception:
-                while in_flight:
-                    self._settle(desk, in_flight)
-                raise
+            # Built while every worker is still busy, so that a worker freed takes it at once; looked at
+            # again (`recheck`: suppressed since?) once one is free, and kept back if the send stopped.
+            ready = self._built(lambda: self.start(index, chunk), desk, in_flight)
+            if ready is None:
+                continue
+            while len(in_flight) >= self.concurrency:
+                self._settle(desk, in_flight)
+            if not self.keep_going():   # stopped, paused or halted meanwhile: it stays pending
+                stopped_at = index
+                break
+            batch = self._built(lambda: self.recheck(index, chunk, ready), desk, in_flight)
             if batch is None:
                 continue
             future = pool.submit(self.deliver, batch, desk)
@@ -126,6 +130,16 @@ class Pipeline(Generic[T, A]):
         while in_flight:
             self._settle(desk, in_flight)
         return stopped_at
+
+    def _built(self, build: Callable[[], T | None], desk: LedgerDesk, in_flight: dict[Future, tuple[int, T]]) -> T | None:
+        """`build()`; an error building (its recipients stay pending) is raised once the batches in flight
+        are answered and recorded."""
+        try:
+            return build()
+        except Exception:
+            while in_flight:
+                self._settle(desk, in_flight)
+            raise
 
     def _settle(self, desk: LedgerDesk, in_flight: dict[Future, tuple[int, T]]) -> None:
         future = desk.next_answer()
