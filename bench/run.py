@@ -88,6 +88,18 @@ def busy_reasons() -> list[str]:
     return reasons
 
 
+def host_speed_ms() -> float:
+    """A fixed piece of pure Python, best of 5, in ms: a quiet VM's load average says nothing of the host
+    under it, and the send is bound by CPU while its floor is mostly waiting, so a slower host moves
+    the send's multiple of the floor (round 8: 4.1 s and 2.9x, then 5.7 s and 3.9x, the same hour)."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(number * number for number in range(300_000))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def wait_for_quiet(minutes: float) -> tuple[bool, str]:
     deadline = time.monotonic() + minutes * 60
     while True:
@@ -339,7 +351,7 @@ def main() -> int:
     output = options.output or (BENCH / "out" / "RESULTS-quick.md" if options.quick else BENCH / "RESULTS.md")
 
     quiet, condition = wait_for_quiet(options.wait_quiet)
-    load_before = os.getloadavg()
+    load_before, speed_before = os.getloadavg(), host_speed_ms()
     started = datetime.datetime.now().astimezone()
     settings = load_settings(None, environ={"CAMPAIGN_TOKEN_SECRET": "bench-secret"})
 
@@ -378,12 +390,14 @@ def main() -> int:
                  "{:.2f} s; {:.2f} s".format(*bench_send.preflight_seconds(settings, rendered)))]
 
     finished = datetime.datetime.now().astimezone()
-    load_after = os.getloadavg()
+    load_after, speed_after = os.getloadavg(), host_speed_ms()
     header = [("Date", f"{started:%Y-%m-%d %H:%M %Z} ({(finished - started).total_seconds():.0f} s run, "
                        f"{'quick' if options.quick else 'full'} sizes)"),
               ("Commit", commit()),
               *machine(),
-              ("Conditions", f"{condition}; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end"),
+              ("Conditions", f"{condition}; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
+                             f"host speed (a fixed Python loop, lower is faster) {speed_before:.1f} ms at start, "
+                             f"{speed_after:.1f} ms at end"),
               ("Versions", ", ".join(f"{name} {value}" for name, value in versions(mjml)))]
     print_table(rows)
     output.parent.mkdir(parents=True, exist_ok=True)
