@@ -183,3 +183,25 @@ def test_the_builder_is_started_ahead_only_for_a_file_long_enough_and_a_provider
     (project / "campaign.toml").write_text((project / "campaign.toml").read_text(encoding="utf-8").replace(
         "concurrency = 2", "concurrency = 1"), encoding="utf-8")
     assert builders.second_process_ahead(load_settings(project / "campaign.toml"), "sendgrid", check, False) is None
+
+
+def test_a_small_list_of_a_long_file_is_checked_by_the_builder_started_ahead_and_sent_from_here(
+        project, sendgrid_server, monkeypatch):
+    # 40 lines start the builder ahead (threshold 10 here); the list chosen holds 2 people, too few
+    # for it: it renders and checks, then is closed, and the two batches are built in this process
+    toml = project / "campaign.toml"
+    toml.write_text(toml.read_text(encoding="utf-8") + '[lists.embassies]\ndescription = "Embassies"\n',
+                    encoding="utf-8")
+    envoys = ["envoy1@example.org", "envoy2@example.org"]
+    with (project / "recipients.csv").open("a", encoding="utf-8") as rows:
+        rows.writelines(f"{email},Envoy,embassies\n" for email in envoys)
+    nothing_rendered_here(monkeypatch)
+    closed = []
+    monkeypatch.setattr(builders.SecondProcess, "close",
+                        lambda self, close=builders.SecondProcess.close: (closed.append(self), close(self))[1])
+    settings = load_settings(toml)
+    result = run_send(settings, SendRequest(30, "sendgrid", lists=("embassies",), options=SendOptions(
+        force=True, batch_size=1)), SendHooks(confirmed_ahead=True))
+    assert result.report is not None and result.report.outcome == "completed"
+    assert Counter(sendgrid_server.delivered()) == Counter(envoys) and len(sendgrid_server.mail_sends()) == 2
+    assert closed and all(builder.issue is None for builder in closed)   # it never built a batch
