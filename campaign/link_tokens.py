@@ -155,8 +155,8 @@ class MadeDigests:
                 _stage(connection, ((token_digest(self._token_of(email)), email) for email in emails))
                 continue
             connection.execute("INSERT INTO temp.new_link_tokens (digest, email) SELECT substr(?1, "
-                               "address.key * 32 + 1, 32), address.value FROM json_each(?2) AS address",
-                               (digests, json.dumps(list(emails))))
+                               "address.key * ?3 + 1, ?3), address.value FROM json_each(?2) AS address",
+                               (digests, json.dumps(list(emails)), DIGEST_SIZE))
         if wait:
             _store_staged(connection)
 
