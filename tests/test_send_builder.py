@@ -67,8 +67,8 @@ def second_process(monkeypatch):
     taken: list[str] = []
     batch = builders.SecondProcess.batch
 
-    def counted(self, index):
-        built = batch(self, index)
+    def counted(self, index, batch_id):
+        built = batch(self, index, batch_id)
         taken.append(built[0].batch_id)
         return built
 
@@ -336,5 +336,56 @@ def test_link_token_digests_a_dead_builder_cannot_make_are_left_to_this_process(
         os.kill(child, signal.SIGKILL)                # the out-of-memory killer, say
         [(_, made)] = builder.token_digests([r.email for r in people(3)])
         assert made is None or made.exception(timeout=30) is not None   # MadeDigests then makes them here
+    finally:
+        builder.close()
+
+
+def test_a_first_sends_first_batches_are_built_while_the_audience_is_frozen_and_each_is_built_once(
+        tmp_path, monkeypatch, second_process):
+    from campaign.send import loop
+
+    monkeypatch.setattr(builders, "BUILT_DURING_FREEZE", 3)
+    events: list[str] = []
+    submit, start = builders.SecondProcess.submit, loop.RunRecord.start
+
+    def submitted(self, index, recipients):
+        if index not in self._ahead:
+            events.append(f"built {index}")
+        submit(self, index, recipients)
+
+    def started(*args, **kwargs):
+        run = start(*args, **kwargs)
+        events.append("frozen")
+        return run
+
+    monkeypatch.setattr(builders.SecondProcess, "submit", submitted)
+    monkeypatch.setattr(loop.RunRecord, "start", staticmethod(started))
+    with SendGridServer() as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        first = send(settings, connection, people(100), batch_size=10)
+        assert events[:4] == ["built 1", "built 2", "built 3", "frozen"]
+        assert sorted(events[4:]) == sorted(f"built {index}" for index in range(4, 11))   # none built twice
+        events.clear()
+        again = send(settings, connection, people(130), batch_size=10)   # a resume: 30 new people
+        connection.close()
+    assert events[0] == "frozen"   # nothing is built before a resume's freeze
+    assert first.counts["accepted"] == 100 and again.counts["accepted"] == 130
+    assert Counter(server.delivered()) == Counter(r.email for r in people(130))   # each once
+    assert not [r for r in server.mail_sends() if r.errors], "every body valid against SendGrid's schema"
+    assert len(second_process) == 10 + 3
+
+
+def test_a_batch_built_ahead_for_recipients_the_send_no_longer_has_is_forgotten(tmp_path):
+    settings = make_settings(tmp_path, {"SENDGRID_API_URL": "http://127.0.0.1:9"}, concurrency=2)
+    first, second, other = people(2), people(2, start=2), people(2, start=4)
+    builder = builders.SecondProcess(small_issue(), settings, build_body, sandbox=False)
+    try:
+        builder.build_first([first, second])
+        builder.keep_if_unchanged([first, [second[0], other[1]]])
+        batch, _ = builder.batch(1, "30-1-1")
+        assert [e.email for e in batch.envelopes] == [r.email for r in first] and batch.batch_id == "30-1-1"
+        with pytest.raises(KeyError):   # built here instead, for the people the send now has
+            builder.batch(2, "30-1-2")
     finally:
         builder.close()

@@ -126,8 +126,8 @@ class Concurrent:
         assert builder is not None
         try:
             for ahead in range(index, min(index + AHEAD, len(self.chunks)) + 1):
-                builder.submit(ahead, self.chunks[ahead - 1], self.loop.batch_id(ahead))
-            batch, body = builder.batch(index)
+                builder.submit(ahead, self.chunks[ahead - 1])
+            batch, body = builder.batch(index, self.loop.batch_id(index))
         except BrokenProcessPool:
             builder.close()
             self.builder = None

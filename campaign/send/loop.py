@@ -57,12 +57,15 @@ class SendReport:
 
 
 def _digests_elsewhere(builder: SecondProcess | None, connection: sqlite3.Connection, issue: int, kind: str,
-                       recipients: Sequence[Recipient]) -> DigestParts | None:
+                       recipients: Sequence[Recipient], size: int) -> DigestParts | None:
     """A first send's link-token digests, made by its builder process while the audience is frozen
-    (the freeze needs them all before the first request: made here, they took 0.2 s of it)."""
+    (the freeze needs them all before the first request: made here, they took 0.2 s of it); then,
+    everyone being new, the first batches of `size`, built there meanwhile (SecondProcess.build_first)."""
     if builder is None or ledger.has_deliveries(connection, issue, kind):   # a resume makes only the new ones
         return None
-    return builder.token_digests(recipient.email for recipient in recipients)
+    digests = builder.token_digests(recipient.email for recipient in recipients)
+    builder.build_first(batches(recipients, size))
+    return digests
 
 
 def send_issue(
@@ -111,7 +114,8 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
         start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients,
                                 forced_over, token_of=lambda email: recipient_token(email, settings.token_secret),
                                 before_sending=before_sending, token_digests=_digests_elsewhere(
-                                    builder, connection, issue.number, kind, recipients))
+                                    builder, connection, issue.number, kind, recipients,
+                                    spread(size, provider.info, provider.concurrency, len(recipients))))
         if builder is not None and not worth_a_second_process(len(start.todo)):   # a resume with few left
             builder.close()
             builder = None
@@ -121,6 +125,8 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
         try:
             loop = BatchLoop(record, issue, provider, settings, retries, tally, options.rerun, builder)
             chunks = list(batches(start.todo, spread(size, provider.info, provider.concurrency, len(start.todo))))
+            if builder is not None:   # what it built during the freeze, if the send is still those batches
+                builder.keep_if_unchanged(chunks)
             outcome, message = Concurrent(loop).run(chunks) if loop.concurrent else loop.run(chunks)
         except BaseException as error:
             record.crashed(error)
