@@ -252,4 +252,57 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX batches_in_flight_issue ON batches_in_flight (issue, kind);
         """,
     ),
+    (
+        # The same table, its CHECKs spelled as ORs: SQLite evaluated `status IN (eight values)` far
+        # more slowly, row by row, than the equivalent comparisons. Freezing 100,000 rows took 0.53 s
+        # against 0.38 s, and answering a batch of 1,000 5.7 ms against 4.8 ms (bench/RESULTS.md).
+        # Rebuilt as in 0007: the same columns in the same order, rows in the same order, the same
+        # indexes and guards.
+        "0012_checks_as_comparisons",
+        """
+        CREATE TABLE deliveries_0012 (
+            issue       INTEGER NOT NULL,
+            kind        TEXT NOT NULL CHECK (kind = 'real' OR kind = 'outbox' OR kind = 'sandbox'),
+            email       TEXT NOT NULL,
+            name        TEXT NOT NULL DEFAULT '',
+            lists       TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status = 'pending' OR status = 'in_flight' OR status = 'accepted'
+                               OR status = 'rejected' OR status = 'refused' OR status = 'failed'
+                               OR status = 'unknown' OR status = 'skipped'),
+            provider    TEXT NOT NULL DEFAULT '',
+            message_id  TEXT NOT NULL DEFAULT '',
+            batch_id    TEXT NOT NULL DEFAULT '',
+            run_id      INTEGER REFERENCES send_runs (id),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            accepted_at TEXT,
+            delivery_id TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (issue, kind, email)
+        );
+        INSERT INTO deliveries_0012 (issue, kind, email, name, lists, status, provider, message_id, batch_id,
+                                     run_id, attempts, last_error, created_at, updated_at, accepted_at, delivery_id)
+        SELECT issue, kind, email, name, lists, status, provider, message_id, batch_id, run_id, attempts,
+               last_error, created_at, updated_at, accepted_at, delivery_id
+        FROM deliveries ORDER BY rowid;
+        DROP TABLE deliveries;
+        ALTER TABLE deliveries_0012 RENAME TO deliveries;
+        CREATE INDEX deliveries_status ON deliveries (issue, kind, status);
+        CREATE INDEX deliveries_delivery_id ON deliveries (delivery_id) WHERE delivery_id <> '';
+        CREATE TRIGGER deliveries_accepted_is_final
+        BEFORE UPDATE OF status ON deliveries
+        WHEN OLD.status = 'accepted' AND NEW.status <> 'accepted'
+        BEGIN
+            SELECT RAISE(ABORT, 'an accepted delivery is final: nobody is mailed an issue twice');
+        END;
+        CREATE TRIGGER deliveries_real_are_kept
+        BEFORE DELETE ON deliveries
+        WHEN OLD.kind = 'real'
+        BEGIN
+            SELECT RAISE(ABORT, 'the record of a real send is never deleted: it is what stops a second copy');
+        END;
+        """,
+    ),
 ]

@@ -187,6 +187,38 @@ def test_the_skipped_migration_keeps_every_row_and_both_guards(tmp_path, monkeyp
     migrated.close()
 
 
+def test_the_checks_migration_keeps_every_row_in_order_every_index_and_every_guard(tmp_path, monkeypatch):
+    before = [m for m in ledger.MIGRATIONS if m[0] < "0012_checks_as_comparisons"]
+    monkeypatch.setattr(ledger, "MIGRATIONS", before)
+    old = open_ledger(tmp_path / "campaign.db")
+    run = freeze(old, ["cy@example.org", "ana@example.org", "bo@example.org"])
+    ledger.mark_in_flight(old, 30, "real", ["ana@example.org"], "sendgrid", "b1", run, {"ana@example.org": "id-ana"})
+    ledger.record_outcomes(old, 30, "real", [Outcome("ana@example.org", ledger.ACCEPTED, "msg-1")])
+    rows_before = [tuple(row) for row in old.execute("SELECT * FROM deliveries ORDER BY rowid")]
+    schema_before = sorted(tuple(row) for row in old.execute("SELECT type, name FROM sqlite_master WHERE tbl_name = 'deliveries'"))
+    old.close()
+    monkeypatch.undo()
+
+    migrated = open_ledger(tmp_path / "campaign.db")
+    assert "0012_checks_as_comparisons" in applied_migrations(migrated)
+    assert [tuple(row) for row in migrated.execute("SELECT * FROM deliveries ORDER BY rowid")] == rows_before
+    assert sorted(tuple(row) for row in migrated.execute(
+        "SELECT type, name FROM sqlite_master WHERE tbl_name = 'deliveries'")) == schema_before
+    assert ledger.delivery_by_id(migrated, "id-ana").email == "ana@example.org"
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        migrated.execute("UPDATE deliveries SET status = 'sent' WHERE email = 'bo@example.org'")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        migrated.execute("INSERT INTO deliveries (issue, kind, email, created_at, updated_at) "
+                         "VALUES (30, 'rehearsal', 'x@example.org', '', '')")
+    for status in sorted(ledger.STATUSES, key=lambda status: status == ledger.ACCEPTED):   # each still allowed
+        migrated.execute("UPDATE deliveries SET status = ? WHERE email = 'bo@example.org'", (status,))
+    with pytest.raises(sqlite3.DatabaseError, match="accepted delivery is final"):
+        migrated.execute("UPDATE deliveries SET status = 'pending' WHERE email = 'ana@example.org'")
+    with pytest.raises(sqlite3.DatabaseError, match="never deleted"):
+        migrated.execute("DELETE FROM deliveries WHERE kind = 'real'")
+    migrated.close()
+
+
 def test_each_send_attempt_stores_its_delivery_id_and_the_id_finds_its_row(connection):
     run = freeze(connection, ["a@example.org", "b@example.org"])
     first = {"a@example.org": ledger.new_delivery_id(), "b@example.org": ledger.new_delivery_id()}
