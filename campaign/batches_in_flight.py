@@ -2,9 +2,12 @@
 
 A SendGrid request carries up to 1,000 people. Its write-ahead is one committed row listing
 them with the delivery id each message carries; their delivery rows are written once, with the
-answer (ledger.record_outcomes). Until then the readers in ledger.py show them `in_flight`. A
-batch a dead process left open is turned into per-row `in_flight` marks when the next run
-starts, which recovery then calls `unknown`: never resent unasked.
+answer (ledger.record_outcomes). One answer for all of them is first kept on the batch's row
+(`answer_whole_batch`), and written on theirs by `fold_answered`: at once, or a moment later by
+a concurrent send (send/pipeline.py), so that its workers wait for one row, not a thousand.
+Until then the readers in ledger.py show them `in_flight`. A batch a dead process left open is
+written with its answer when the next run starts if it had one; if not, it is turned into per-row
+`in_flight` marks, which recovery then calls `unknown`: never resent unasked.
 
 The functions that take no transaction of their own run inside the caller's.
 """
@@ -110,42 +113,69 @@ def close_batch(connection: sqlite3.Connection, issue: int, kind: str, batch: Op
     connection.execute("DELETE FROM batches_in_flight WHERE batch_id = ?", (batch.batch_id,))
 
 
-# One answer for every address of an open batch, read by SQLite from the batch's own row: no id is
-# staged and no address passes through Python (about 9 statements and 8 ms a batch, down to 2 and
-# 7 ms; in a send each statement also waits to win Python's GIL back). MATERIALIZED: without it
-# the planner scans the issue's rows for each address instead of looking each one up.
+# An open batch's answer kept on its row, written on every address it carried, read by SQLite from the
+# batch's own row: no id is staged and no address passes through Python (about 9 statements and 8 ms
+# a batch, down to 2 and 7 ms; in a send each statement also waits to win Python's GIL back).
+# MATERIALIZED: without it the planner scans the issue's rows for each address instead of looking each
+# one up.
 _ANSWER_WHOLE = (
     "WITH ahead AS MATERIALIZED (SELECT batch.provider, batch.batch_id, batch.run_id, "
+    "json_extract(batch.answer, '$[0]') AS status, json_extract(batch.answer, '$[1]') AS message_id, "
+    "json_extract(batch.answer, '$[2]') AS error, json_extract(batch.answer, '$[3]') AS answered_at, "
     "json_extract(pair.value, '$[0]') AS email, json_extract(pair.value, '$[1]') AS delivery_id "
-    "FROM batches_in_flight AS batch, json_each(batch.deliveries) AS pair WHERE batch.batch_id = ?5) "
-    "UPDATE deliveries SET status = ?1, message_id = ?2, last_error = ?3, updated_at = ?4, "
-    "accepted_at = CASE WHEN ?1 = 'accepted' THEN ?4 ELSE accepted_at END, provider = ahead.provider, "
-    "batch_id = ahead.batch_id, run_id = ahead.run_id, attempts = attempts + 1, delivery_id = ahead.delivery_id "
-    "FROM ahead WHERE deliveries.issue = ?6 AND deliveries.kind = ?7 AND deliveries.email = ahead.email "
+    "FROM batches_in_flight AS batch, json_each(batch.deliveries) AS pair "
+    "WHERE batch.batch_id = ?1 AND batch.answer IS NOT NULL) "
+    "UPDATE deliveries SET status = ahead.status, message_id = ahead.message_id, last_error = ahead.error, "
+    "updated_at = ahead.answered_at, "
+    "accepted_at = CASE WHEN ahead.status = 'accepted' THEN ahead.answered_at ELSE accepted_at END, "
+    "provider = ahead.provider, batch_id = ahead.batch_id, run_id = ahead.run_id, attempts = attempts + 1, "
+    "delivery_id = ahead.delivery_id "
+    "FROM ahead WHERE deliveries.issue = ?2 AND deliveries.kind = ?3 AND deliveries.email = ahead.email "
     "AND deliveries.status <> 'accepted'")
 
 
-def answer_whole_batch(connection: sqlite3.Connection, issue: int, kind: str, batch_id: str,
+def answer_whole_batch(connection: sqlite3.Connection, batch_id: str,
                        answers: Mapping[tuple[str, str, str], Collection[str]], carried: Collection[str] | None,
                        now: str) -> bool:
-    """If every address the open batch carried got the same (status, message id, error), write it on
-    their rows with the attempt and close the batch (as stage_batch, an update and close_batch do).
-    False, with nothing written, when they did not (or `carried`, the addresses, is not known) or
-    the batch is not open."""
+    """If every address the open batch carried got the same (status, message id, error), keep that answer
+    on the batch's row, for `fold_answered` to write on theirs. False, with nothing written, when they
+    did not (or `carried`, the addresses, is not known) or the batch is not open or already answered."""
     if carried is None or len(answers) != 1:
         return False
     ((status, message_id, error), emails), = answers.items()
     if set(emails) != set(carried):
         return False
-    connection.execute(_ANSWER_WHOLE, (status, message_id, error, now, batch_id, issue, kind))
-    return connection.execute("DELETE FROM batches_in_flight WHERE batch_id = ?", (batch_id,)).rowcount == 1
+    return connection.execute("UPDATE batches_in_flight SET answer = json_array(?, ?, ?, ?) "
+                              "WHERE batch_id = ? AND answer IS NULL",
+                              (status, message_id, error, now, batch_id)).rowcount == 1
+
+
+def fold_answered(connection: sqlite3.Connection, batch_id: str) -> bool:
+    """The answer kept on the batch's row written on the rows of everyone it carried (with the attempt:
+    provider, batch, run, delivery id), and the batch closed; False if it is not open with an answer."""
+    found = connection.execute("SELECT issue, kind FROM batches_in_flight WHERE batch_id = ? AND answer IS NOT NULL",
+                               (batch_id,)).fetchone()
+    if found is None:
+        return False
+    connection.execute(_ANSWER_WHOLE, (batch_id, found[0], found[1]))
+    connection.execute("DELETE FROM batches_in_flight WHERE batch_id = ?", (batch_id,))
+    return True
+
+
+def fold_answer(connection: sqlite3.Connection, batch_id: str) -> bool:
+    """`fold_answered` in a transaction of its own, not forced to disk (as record_outcomes)."""
+    with transaction(connection, synced=False):
+        return fold_answered(connection, batch_id)
 
 
 def reopen_as_rows(connection: sqlite3.Connection, issue: int, kind: str, now: str) -> None:
-    """Every batch of this issue and kind still open (its process died) becomes per-row in-flight marks."""
+    """Every batch of this issue and kind still open (its process died) is written with the answer kept on
+    its row, or, with none, becomes per-row in-flight marks."""
     open_batches = connection.execute("SELECT batch_id FROM batches_in_flight WHERE issue = ? AND kind = ?",
                                       (issue, kind)).fetchall()
     for (batch_id,) in open_batches:
+        if fold_answered(connection, batch_id):   # it was answered before the process died
+            continue
         batch = stage_batch(connection, batch_id)
         if batch is not None:
             close_batch(connection, issue, kind, batch, answered=(), now=now)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Collection, Iterable, Mapping, Sequence
 
-from .batches_in_flight import ATTEMPT, answer_whole_batch, close_batch, flying, reopen_as_rows, stage_batch, stage_ids
+from .batches_in_flight import ATTEMPT, answer_whole_batch, close_batch, flying, fold_answered, reopen_as_rows, stage_batch, stage_ids
 from .batches_in_flight import new_delivery_id as new_delivery_id, new_delivery_ids as new_delivery_ids  # re-exported
-from .batches_in_flight import write_batch_ahead as write_batch_ahead   # re-exported: the send loop writes through here
+from .batches_in_flight import fold_answer as fold_answer, write_batch_ahead as write_batch_ahead  # re-exported
 from .errors import LedgerError
 from .ledger_migrations import MIGRATIONS as MIGRATIONS  # re-exported: the ledger's one public face
 from .ledger_schema import NOW as _NOW
@@ -288,12 +288,13 @@ def mark_skipped(connection: sqlite3.Connection, issue: int, kind: str, reasons:
 
 
 def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outcomes: Iterable[Outcome],
-                    batch_id: str | None = None, carried: Collection[str] | None = None) -> None:
+                    batch_id: str | None = None, carried: Collection[str] | None = None, fold: bool = True) -> bool:
     """Committed as soon as the provider answers: one statement per distinct answer, all in one transaction.
 
     `batch_id`: the answer of a batch written ahead (write_batch_ahead): its rows take the attempt
     (provider, batch, run, delivery id) with the answer, and the batch is closed in the same transaction;
-    `carried`, the addresses it was written ahead with: one answer for all of them is written from its row.
+    `carried`, the addresses it was written ahead with: one answer for all of them is kept on the batch's
+    row and written from there, at once or, not `fold`, by fold_answer later (returns True: left to do).
     Not forced to disk: lost in a power cut, the rows are left in flight, which the next run calls
     unknown and never resends unasked; the next write-ahead, which is forced, takes it down too."""
     answers: dict[tuple[str, str, str], list[str]] = {}
@@ -301,8 +302,8 @@ def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outco
         answers.setdefault((outcome.status, outcome.message_id, outcome.error), []).append(outcome.email)
     with transaction(connection, synced=False):
         now = timestamp()
-        if batch_id and answer_whole_batch(connection, issue, kind, batch_id, answers, carried, now):
-            return
+        if batch_id and answer_whole_batch(connection, batch_id, answers, carried, now):
+            return not fold or not fold_answered(connection, batch_id)
         batch = stage_batch(connection, batch_id) if batch_id else None
         attempt, of_attempt = (f", {ATTEMPT}", batch.attempt) if batch else ("", ())
         for (status, message_id, error), emails in answers.items():
@@ -314,7 +315,7 @@ def record_outcomes(connection: sqlite3.Connection, issue: int, kind: str, outco
             )
         if batch is not None:
             close_batch(connection, issue, kind, batch, [email for emails in answers.values() for email in emails], now)
-
+    return False
 
 
 def resolve_unknown(connection: sqlite3.Connection, issue: int, email: str, status: str, note: str) -> bool:

@@ -305,4 +305,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        # A batch's one answer (a concurrent send's usual case) is first kept on the batch's row, as
+        # JSON [status, message_id, error, answered_at]: one row written while the workers wait, not a
+        # thousand. Its people's rows take it later (batches_in_flight.fold_answered); until then the
+        # batch reads in flight, and one a dead process left answered is written by the next run.
+        "0013_batch_answers",
+        """
+        ALTER TABLE batches_in_flight ADD COLUMN answer TEXT;
+        """,
+    ),
 ]

@@ -159,7 +159,8 @@ def test_an_answer_for_a_batch_no_longer_open_still_writes_its_rows(connection, 
                                         "c@example.org": "pending"}
 
 
-def test_one_answer_for_every_address_a_batch_carried_is_written_in_one_statement_from_its_row(connection):
+def test_one_answer_for_every_address_a_batch_carried_is_kept_on_its_row_and_written_from_there_in_one_statement(
+        connection):
     run = freeze(connection)
     ahead(connection, run, PEOPLE)
     statements: list[str] = []
@@ -169,8 +170,8 @@ def test_one_answer_for_every_address_a_batch_carried_is_written_in_one_statemen
     connection.set_trace_callback(None)
     written = [s for s in dict.fromkeys(statements)   # a row's trigger reports its statement again
                if s.split()[0].upper() in ("WITH", "UPDATE", "INSERT", "DELETE")]
-    assert len(written) == 2 and "UPDATE deliveries" in written[0], written
-    assert written[1].startswith("DELETE FROM batches_in_flight"), written
+    assert len(written) == 3 and written[0].startswith("UPDATE batches_in_flight SET answer"), written
+    assert "UPDATE deliveries" in written[1] and written[2].startswith("DELETE FROM batches_in_flight"), written
     assert not any("write_ahead" in s for s in statements)   # nothing staged from Python
     assert set(raw_statuses(connection).values()) == {"accepted"}
 
@@ -243,3 +244,37 @@ def test_rows_by_status_are_read_through_the_status_index_when_no_batch_is_in_fl
     assert "USING INDEX deliveries_status (issue=? AND kind=? AND status=?)" in plan, plan   # not every row
     ahead(connection, run, PEOPLE[:1])   # with a batch in flight, its people are found too
     assert [d.email for d in ledger.deliveries(connection, 30, "real", ["in_flight"])] == PEOPLE[:1]
+
+
+def test_an_answer_kept_on_its_batchs_row_reads_in_flight_until_it_is_written_on_the_peoples_rows(connection):
+    """A concurrent send keeps each batch's one answer on the batch's row (one row written while the
+    workers wait, not a thousand), and writes it on the people's rows later (fold_answer)."""
+    run = freeze(connection)
+    ids = ahead(connection, run, PEOPLE[:2])
+    kept = ledger.record_outcomes(connection, 30, "real", [Outcome(e, "accepted", "msg-1") for e in PEOPLE[:2]],
+                                  batch_id="30-1-1", carried=frozenset(PEOPLE[:2]), fold=False)
+    assert kept and set(raw_statuses(connection).values()) == {"pending"}
+    assert ledger.counts(connection, 30, "real")["in_flight"] == 2   # never read as pending meanwhile
+    assert ledger.fold_answer(connection, "30-1-1") is True
+    assert ledger.status_by_email(connection, 30, "real") == {
+        "a@example.org": "accepted", "b@example.org": "accepted", "c@example.org": "pending"}
+    rows = {d.email: d for d in ledger.deliveries(connection, 30, "real", ["accepted"])}
+    assert {email: row.delivery_id for email, row in rows.items()} == ids
+    assert {(row.message_id, row.provider, row.batch_id, row.attempts) for row in rows.values()} == {
+        ("msg-1", "sendgrid", "30-1-1", 1)}
+    assert {run_id for (run_id,) in connection.execute("SELECT run_id FROM deliveries WHERE status = 'accepted'")} == {run}
+    assert ledger.fold_answer(connection, "30-1-1") is False   # closed: nothing more to write
+    assert connection.execute("SELECT count(*) FROM batches_in_flight").fetchone()[0] == 0
+
+
+def test_an_answer_a_dead_send_kept_on_its_batchs_row_is_written_by_the_next_run_never_made_unknown(connection):
+    run = freeze(connection)
+    ahead(connection, run, PEOPLE[:2], batch_id="30-1-1")
+    ahead(connection, run, PEOPLE[2:], batch_id="30-1-2")
+    ledger.record_outcomes(connection, 30, "real", [Outcome(e, "accepted", "msg-1") for e in PEOPLE[:2]],
+                           batch_id="30-1-1", carried=frozenset(PEOPLE[:2]), fold=False)
+    # killed here: batch 1 answered (its answer on its row only), batch 2 still with the provider
+    recovered = ledger.recover_in_flight(connection, 30, "real")
+    assert [row.email for row in recovered] == ["c@example.org"]
+    assert ledger.status_by_email(connection, 30, "real") == {
+        "a@example.org": "accepted", "b@example.org": "accepted", "c@example.org": "unknown"}

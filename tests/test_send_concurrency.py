@@ -275,3 +275,32 @@ def test_a_concurrent_send_gives_every_row_a_delivery_id_and_sends_it_in_custom_
         connection.close()
     assert len(sent) == 20 and all(sent.values()), sent
     assert sent == stored
+
+
+def test_a_worker_writes_only_its_batchs_row_and_the_answer_reaches_everyones_row_before_the_send_ends(tmp_path):
+    """A worker waits for one row (the answer kept on its batch's row), not a thousand: the people's
+    rows are written by the ledger's own thread meanwhile, or at the end, never by a worker."""
+    writers: dict[str, set[str]] = {"batch answers": set(), "people's rows": set()}
+
+    def traced(statement: str) -> None:
+        thread = threading.current_thread().name.split("_")[0]
+        if statement.startswith("UPDATE batches_in_flight SET answer"):
+            writers["batch answers"].add(thread)
+        elif statement.startswith("WITH ahead") and "UPDATE deliveries" in statement:
+            writers["people's rows"].add(thread)
+
+    with SendGridServer() as server:
+        settings = make_settings(tmp_path, {"SENDGRID_API_URL": server.url}, concurrency=4)
+        connection = open_ledger(settings.database)
+        connection.set_trace_callback(traced)
+        report = send(settings, connection, people(200), batch_size=10)
+        connection.set_trace_callback(None)
+        left_open = connection.execute("SELECT count(*) FROM batches_in_flight").fetchone()[0]
+        rows = ledger.deliveries(connection, 30, "real")
+        connection.close()
+    assert writers["batch answers"] == {"campaign-batch"}
+    assert writers["people's rows"] and writers["people's rows"] <= {"campaign-ledger-meanwhile", "MainThread"}
+    assert report.outcome == "completed" and report.counts["accepted"] == 200 and left_open == 0
+    carried = {p["to"][0]["email"]: (request.message_id, p["custom_args"]["campaign_delivery"])
+               for request in server.mail_sends() for p in request.body["personalizations"]}
+    assert {row.email: (row.message_id, row.delivery_id) for row in rows} == carried   # each its own request's

@@ -165,15 +165,17 @@ class BatchLoop:
         """One provider call's batch; each envelope gets a fresh delivery id, stored with its write-ahead."""
         return make_batch(recipients, self.issue, self.settings, batch_id, self.record.kind == "sandbox", **callbacks)
 
-    def settle(self, answer: Answer, answered: Container[str] = (), whole: str | None = None) -> tuple[int, str]:
+    def settle(self, answer: Answer, answered: Container[str] = (), whole: str | None = None,
+               fold_later: bool = False) -> tuple[int, str]:
         """Record a batch's answer (what on_result did not already); raise its halt after recording.
-        `whole`: the batch id of a request written ahead whole, which this answer closes."""
+        `whole`: the batch id of a request written ahead whole, which this answer closes (`fold_later`:
+        see RunRecord.record)."""
         unanswered = [outcome for outcome in answer.outcomes if outcome.email not in answered]
         if answer.halt is not None:   # a configuration fault: nothing of these went out, they stay pending
             self.record.record([replace(outcome, status=PENDING, error=f"not sent: {answer.halt}")
                                 for outcome in unanswered], whole)
             raise answer.halt
-        self._record(unanswered, whole)
+        self._record(unanswered, whole, fold_later)
         return answer.accepted, answer.last_error
 
     def _without_new_suppressions(self, chunk: Sequence[Recipient]) -> list[Recipient]:
@@ -195,8 +197,8 @@ class BatchLoop:
             self.tally.report(f"{error}: retrying in {delay:.0f} s (attempt {attempt + 1})")
         return waiting
 
-    def _record(self, outcomes: list[Outcome], whole: str | None = None) -> None:
-        self.record.record(outcomes, whole)
+    def _record(self, outcomes: list[Outcome], whole: str | None = None, fold_later: bool = False) -> None:
+        self.record.record(outcomes, whole, fold_later)
         self.tally.add(outcomes)
 
     def _where(self, next_batch: int, total_batches: int, during: bool = False) -> str:

@@ -122,7 +122,10 @@ class SecondProcess:
     def build_first(self, chunks: Iterable[Sequence[Any]]) -> None:
         """A first send's first batches, built while this process freezes the audience (after the digests
         it needs for that): the child would otherwise start on them only when the first requests are due,
-        and then build more slowly than four workers post (about 20 ms a batch against 15)."""
+        and then build more slowly than four workers post (about 20 ms a batch against 15). The checks'
+        decision, if this process makes it, is asked first: the freeze waits for it, never behind these."""
+        if self.rendering is not None:
+            self.decision()
         for index, chunk in enumerate(islice(chunks, BUILT_DURING_FREEZE), start=1):
             self.submit(index, chunk)
 

@@ -48,7 +48,7 @@ class Concurrent:
         self.chunks: list[list[Recipient]] = []
         self.pipeline: Pipeline[Batch, Answer] = Pipeline(
             loop.provider.concurrency, self.start, self.recheck, self.deliver, self.finish, self.keep_going,
-            self.abandon)
+            self.abandon, meanwhile=loop.record.fold)
 
     def run(self, chunks: list[list[Recipient]]) -> tuple[str, str]:
         loop, self.total, self.chunks = self.loop, len(chunks), chunks
@@ -150,6 +150,7 @@ class Concurrent:
             on_wait=lambda error, delay, attempt: desk.call(lambda: waiting(error, delay, attempt)),
             before_retry=lambda: desk.call(lambda: loop.record.write_batch_ahead(batch.envelopes, batch.batch_id)))
         desk.call(lambda: self._record(batch, answer))
+        desk.more_to_do()   # its answer, kept on the batch's row, written on its people's rows
         return answer
 
     def _message_by_message(self, batch: Batch, desk: LedgerDesk) -> Answer:
@@ -216,7 +217,8 @@ class Concurrent:
         if answer.halt is not None:   # the other workers stop before their next message
             self.halt = answer.halt
         try:
-            self.loop.settle(answer, answered or (), whole=None if answered is not None else batch.batch_id)
+            self.loop.settle(answer, answered or (), whole=None if answered is not None else batch.batch_id,
+                             fold_later=True)
         except ProviderConfigError:   # recorded pending; `finish` stops the send
             pass
 

@@ -11,6 +11,10 @@ next, instead of taking turns with it.
 At most `concurrency` batches are in flight: a crash (SIGKILL) leaves at most
 that many batches `in_flight` (unknown on the next run); Ctrl-C twice records
 those written ahead unknown at once, and the rest stay pending.
+
+A write that can wait (a batch's answer, kept on the batch's row, written on its
+thousand people's rows) is made by a thread of its own, through the desk, while the
+batches go (`meanwhile`): a worker waits only for the one row, then takes its next batch.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import queue
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 WORKER_HANDOFF = 0.0005   # seconds: sys.setswitchinterval while batches are in flight (see Pipeline.run)
 
@@ -40,6 +45,7 @@ class LedgerDesk:
         self._lock = threading.Lock()
         self._closed = False
         self._answered: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self._more = threading.Event()
 
     def call(self, write: Callable[[], None]) -> None:
         """Run `write` now, on this thread, while no other thread writes; DeskClosed once the send stopped."""
@@ -62,6 +68,41 @@ class LedgerDesk:
             self._closed = True
             last()
 
+    def more_to_do(self) -> None:
+        """A write that can wait is there to make (see `meanwhile`)."""
+        self._more.set()
+
+    @contextmanager
+    def meanwhile(self, write: Callable[[], bool]) -> Iterator[None]:
+        """While inside, a thread of its own makes `write()` through the desk (while it returns True) each
+        time `more_to_do` is called. An error there stops the thread: the write is left to whoever makes
+        it next (Pipeline.run, at the end), where the error is raised."""
+        done = threading.Event()
+
+        def writing() -> None:
+            while not done.is_set():
+                self._more.wait(0.1)   # bounded: `done` is looked at again
+                self._more.clear()
+                try:
+                    while not done.is_set() and self._made(write):
+                        pass
+                except Exception:
+                    return
+
+        thread = threading.Thread(target=writing, name="campaign-ledger-meanwhile", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            self._more.set()
+            thread.join()
+
+    def _made(self, write: Callable[[], bool]) -> bool:
+        made: list[bool] = []
+        self.call(lambda: made.append(write()))
+        return made[0]
+
 
 @dataclass
 class Pipeline(Generic[T, A]):
@@ -75,6 +116,7 @@ class Pipeline(Generic[T, A]):
     finish: Callable[[int, T, A], None]             # on this thread: what the answer means for the send
     keep_going: Callable[[], bool]                  # checked before each new batch (stop, pause, a halt)
     abandon: Callable[[list[T]], None]              # the send dies with these in flight: record them unknown
+    meanwhile: Callable[[], bool] = lambda: False   # a write that can wait: made if there is one (see the top)
     desk: LedgerDesk = field(default_factory=LedgerDesk)   # every ledger write of the send goes through it
 
     def run(self, chunks: Iterable[object]) -> int:
@@ -94,15 +136,23 @@ class Pipeline(Generic[T, A]):
         # handoff the workers mostly waited. 0.5 ms keeps them close behind.
         sys.setswitchinterval(WORKER_HANDOFF)
         try:
-            stopped_at = self._launch(chunks, desk, pool, in_flight)
+            with desk.meanwhile(self.meanwhile):
+                stopped_at = self._launch(chunks, desk, pool, in_flight)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
-            desk.close(lambda: self.abandon([batch for _, batch in in_flight.values()]))
+            desk.close(lambda: self._catch_up(lambda: self.abandon([batch for _, batch in in_flight.values()])))
             raise
         finally:
             sys.setswitchinterval(switch_interval)
         pool.shutdown(wait=True)
+        desk.call(self._catch_up)
         return stopped_at
+
+    def _catch_up(self, first: Callable[[], None] = lambda: None) -> None:
+        """`first`, then every write that could wait and is not made yet."""
+        first()
+        while self.meanwhile():
+            pass
 
     def _launch(self, chunks: Iterable[object], desk: LedgerDesk, pool: ThreadPoolExecutor,
                 in_flight: dict[Future, tuple[int, T]]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,8 @@ class RunRecord:
     ledger_file: LedgerFile | None = None
     # batch id -> the addresses it was written ahead with, until its answer (see `record`)
     written_ahead: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+    # the batches whose answer is kept on their own row, in the order answered, until `fold` writes it
+    unfolded: deque[str] = field(default_factory=deque, compare=False, repr=False)
 
     @classmethod
     def start(cls, connection: sqlite3.Connection, issue: int, kind: str, provider: str, options: SendOptions,
@@ -214,16 +217,35 @@ class RunRecord:
     def mark_skipped(self, reasons: dict[str, str]) -> None:
         ledger.mark_skipped(self.connection, self.issue, self.kind, reasons)
 
-    def record(self, outcomes: Iterable[Outcome], batch_id: str | None = None) -> None:
+    def record(self, outcomes: Iterable[Outcome], batch_id: str | None = None, fold_later: bool = False) -> None:
         """The answer; `batch_id`: of a batch written ahead whole, which it closes (one answer for all the
-        addresses this run wrote it ahead with is written straight from its ledger row)."""
+        addresses this run wrote it ahead with is kept on its ledger row and written from there: at once,
+        or with `fold_later` by `fold`, the batch reading in flight meanwhile)."""
         carried = self.written_ahead.pop(batch_id, None) if batch_id else None
-        ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes, batch_id, carried)
+        kept = ledger.record_outcomes(self.connection, self.issue, self.kind, outcomes, batch_id, carried,
+                                      fold=not fold_later)
+        if kept and batch_id:
+            self.unfolded.append(batch_id)
+
+    def fold(self) -> bool:
+        """Write the oldest answer kept on its batch's row on its people's rows; False when none is left.
+        (One the process dies before writing is written when the next run starts.)"""
+        if not self.unfolded:
+            return False
+        ledger.fold_answer(self.connection, self.unfolded.popleft())
+        return True
 
     def finish(self, outcome: str, message: str) -> None:
+        while self.fold():
+            pass
         ledger.finish_run(self.connection, self.run_id, outcome, message)
 
     def crashed(self, error: BaseException) -> None:
+        try:
+            while self.fold():
+                pass
+        except sqlite3.Error:   # the next run writes them: the crash is what is reported
+            pass
         ledger.finish_run(self.connection, self.run_id, "crashed", f"{type(error).__name__}: {error}")
 
     def counts(self) -> dict[str, int]:
