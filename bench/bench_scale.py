@@ -77,7 +77,7 @@ class KillCounts:
     concurrency: int
     batch: int
     kills: list[int] = field(default_factory=list)       # requests seen at the stand-in at each kill
-    unknown_after_kill: list[int] = field(default_factory=list)   # rows left in flight by each kill
+    unknown_after_kill: list[int] = field(default_factory=list)   # rows each kill left in flight unanswered
     most_copies_before: int = 0                           # before --resend-unknown
     unknown_before_resend: int = 0
     second_copies: int = 0                                # addresses with two copies after --resend-unknown
@@ -91,10 +91,15 @@ class KillCounts:
 
 
 def _in_flight(database: Path) -> int:
-    """Rows in flight (in a batch written ahead, or marked one by one), as the ledger's readers count them."""
+    """Rows a kill left in flight with no answer (in a batch written ahead, or marked one by one): what the
+    next run calls unknown. A batch answered just before the kill reads in flight too until its rows are
+    written; the next run writes them with its answer, so it is not counted here."""
     connection = sqlite3.connect(database)
     try:
-        return ledger.counts(connection, 30, "real")["in_flight"]
+        answered = connection.execute(
+            "SELECT count(*) FROM batches_in_flight AS batch, json_each(batch.deliveries) "
+            "WHERE batch.issue = 30 AND batch.kind = 'real' AND batch.answer IS NOT NULL").fetchone()[0]
+        return ledger.counts(connection, 30, "real")["in_flight"] - answered
     finally:
         connection.close()
 

@@ -294,7 +294,7 @@ def scale_rows(times: bench_send.SendTimes, million: bench_send.SendTimes | None
     if kills is not None:
         rows.append(Row(f"issue 18: {len(kills.kills)} SIGKILLs of a concurrent {kills.recipients:,} send "
                         "(copies per address, not timed)",
-                        f"kills after {kills.kills} requests; in flight at each kill {kills.unknown_after_kill}; "
+                        f"kills after {kills.kills} requests; in flight unanswered at each kill {kills.unknown_after_kill}; "
                         f"most copies before --resend-unknown {kills.most_copies_before}; unknown "
                         f"{kills.unknown_before_resend:,} (bound {kills.bound:,}); second copies "
                         f"{kills.second_copies:,} ({kills.second_copies_outside_unknown} outside the unknown); "
