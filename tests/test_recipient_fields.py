@@ -127,6 +127,19 @@ def test_a_loaded_recipient_is_still_a_frozen_dataclass_of_five_fields(settings)
         row.email = "eve@example.org"  # type: ignore[misc]
 
 
+def test_a_recipients_plain_row_sent_to_another_process_builds_the_same_message(settings):
+    from campaign.recipient import RecipientRow
+
+    loaded = load(settings, "email,name,city,lists\nana@example.org,Ana,Lima,members;embassies\n")
+    made = Recipient(email="bo@example.org", name="Bo", lists=("members",), fields={"name": "Bo", "city": "Oslo"})
+    for recipient in (select_audience(loaded, ("members", "embassies"), {}).recipients[0], made):
+        row = tuple.__new__(RecipientRow, pickle.loads(pickle.dumps(recipient.row())))
+        assert (row.email, row.name, row.lists, row.line) == (recipient.email, recipient.name, recipient.lists,
+                                                              recipient.line)
+        assert dict(row.fields) == dict(recipient.fields)
+        assert envelope_for(row, settings, 30, "id-1") == envelope_for(recipient, settings, 30, "id-1")
+
+
 def test_a_person_listed_three_times_is_one_recipient_on_every_list_and_two_duplicates(settings):
     """Duplicates are found while loading (select_audience builds no {address: row} of everyone)."""
     loaded = load(settings, "email,name,lists\nana@example.org,Ana,members\nbob@example.org,Bob,members\n"

@@ -39,6 +39,7 @@ from ..link_tokens import DigestParts, token_digest
 from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers import body_builder
 from ..providers.base import Batch, Provider
+from ..recipient import Recipient, RecipientRow
 from ..render import RenderedIssue
 
 if TYPE_CHECKING:
@@ -115,9 +116,9 @@ class SecondProcess:
             self._decision = self._pool.submit(_decision_in_child)
         return self._decision
 
-    def submit(self, index: int, recipients: Sequence[Any]) -> None:
-        if index not in self._ahead:   # pickled as they are kept (audience.Recipient.__reduce__)
-            self._ahead[index] = (recipients, self._pool.submit(_build_in_child, list(recipients)))
+    def submit(self, index: int, recipients: Sequence[Recipient]) -> None:
+        if index not in self._ahead:   # as plain tuples (recipient.RecipientRow)
+            self._ahead[index] = (recipients, self._pool.submit(_build_in_child, [r.row() for r in recipients]))
 
     def build_first(self, chunks: Iterable[Sequence[Any]]) -> None:
         """A first send's first batches, built while this process freezes the audience (after the digests
@@ -244,6 +245,7 @@ def _lines_in(path: Path) -> int:
 # --- in the child ---------------------------------------------------------------------------------
 
 _CHILD: dict[str, Any] = {}
+_as_recipient = tuple.__new__   # a row read as RecipientRow, without the Python call its own __new__ makes
 
 
 def _start_child(settings: Settings, build_body: BuildBody, sandbox: bool) -> None:
@@ -295,10 +297,11 @@ def _digests_in_child(emails: list[str]) -> bytes:
     return b"".join(token_digest(recipient_token(email, secret)) for email in emails)
 
 
-def _build_in_child(recipients: list[Any]) -> tuple[list[tuple], Any]:
+def _build_in_child(rows: list[tuple]) -> tuple[list[tuple], Any]:
     """The batch's envelopes without their merge values (the body holds them) and its body (which has no
     batch id in it: the sending process names the batch when it takes it)."""
     settings = _CHILD["settings"]
+    recipients = [_as_recipient(RecipientRow, row) for row in rows]
     batch = make_batch(recipients, _CHILD["issue"], settings, "", _CHILD["sandbox"])
     body = _CHILD["build_body"](batch, settings)
     return [(e.email, e.name, {}, e.lists, e.line, e.delivery_id) for e in batch.envelopes], body
