@@ -8,6 +8,7 @@ of which sends its batch message by message, every message written ahead and ans
 from __future__ import annotations
 
 import sqlite3
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
@@ -27,10 +28,11 @@ class Concurrent:
     """The batches of one run with up to `provider.concurrency` in flight; see pipeline.py.
 
     Each batch is built on this thread (or, for a large send, taken from the builder process:
-    builder.py); a worker writes it ahead (committed), posts it and records the answer, all
-    through the one LedgerDesk, so this thread builds the next batch meanwhile. A provider that
-    sends message by message (SMTP) is written ahead and answered per message instead. What an
-    answer means for the send (a pause, a halt) is decided here, in order.
+    builder.py); a worker takes it, looks up its people in the suppressions again, writes it
+    ahead (committed), posts it and records the answer, all through the one LedgerDesk, so this
+    thread builds the next batch meanwhile. A provider that sends message by message (SMTP) is
+    written ahead and answered per message instead. What an answer means for the send (a pause,
+    a halt) is decided by its worker under the desk's lock, in the order the answers come.
     """
 
     def __init__(self, loop: BatchLoop):
@@ -44,6 +46,7 @@ class Concurrent:
         self.held_back = 0                     # the first batch built but not sent, the send having stopped
         self.cut_short: set[str] = set()       # batches a stop cut between two messages (SMTP)
         self.reader: sqlite3.Connection | None = None   # reads suppressions beside the writers (WAL)
+        self._reading = threading.Lock()                  # one thread at a time on it
         self.builder = loop.builder
         self.chunks: list[list[Recipient]] = []
         self.pipeline: Pipeline[Batch, Answer] = Pipeline(
@@ -93,7 +96,7 @@ class Concurrent:
         return built if built is not None else self._built_here(kept, index)
 
     def recheck(self, index: int, chunk: object, batch: Batch) -> Batch | None:
-        """The batch as it goes now, a worker being free: it was built while all were busy, so anyone
+        """In the worker that took it, the batch as it goes now: it was built while all were busy, so anyone
         suppressed since (an unsubscribe meanwhile) is skipped and the batch built again without them."""
         emails = {envelope.email for envelope in batch.envelopes}
         skipped = self._skip_suppressed(list(emails))
@@ -109,7 +112,8 @@ class Concurrent:
         if self.reader is None:   # an in-memory ledger has no second connection: read through the desk
             self.pipeline.desk.call(lambda: skipped.update(loop.record.suppressed_since(emails)))
         else:
-            skipped = loop.record.suppressed_since(emails, self.reader)
+            with self._reading:
+                skipped = loop.record.suppressed_since(emails, self.reader)
         if skipped:
             self.pipeline.desk.call(lambda: loop.skip(skipped))
         return skipped
@@ -223,6 +227,7 @@ class Concurrent:
             pass
 
     def finish(self, index: int, batch: Batch, answer: Answer) -> None:
+        """In the batch's worker, under the desk's lock (one at a time, in the order answered)."""
         if not answer.attempts:   # stopped before it was written ahead, or between two of its messages
             self.held_back = min(self.held_back or index, index)
             return

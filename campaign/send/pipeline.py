@@ -22,7 +22,6 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
@@ -44,7 +43,6 @@ class LedgerDesk:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._closed = False
-        self._answered: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._more = threading.Event()
 
     def call(self, write: Callable[[], None]) -> None:
@@ -53,14 +51,6 @@ class LedgerDesk:
             if self._closed:
                 raise DeskClosed("the send stopped before this ledger write")
             write()
-
-    def finished(self, future: Future) -> None:
-        """A worker's batch is answered (a done-callback: any thread)."""
-        self._answered.put(future)
-
-    def next_answer(self) -> Future:
-        """Wait until a batch is answered; returns that batch's future."""
-        return self._answered.get()
 
     def close(self, last: Callable[[], None] = lambda: None) -> None:
         """No more writes by anyone; `last` is the final one, made while no worker can write."""
@@ -106,15 +96,18 @@ class LedgerDesk:
 
 @dataclass
 class Pipeline(Generic[T, A]):
-    """Up to `concurrency` batches in flight: `start` (build) and `finish` (what an answer means) run on
-    this thread, `deliver` (write ahead, post, record) in a worker."""
+    """Up to `concurrency` batches in flight. This thread builds each batch (`start`) and hands it over
+    through a short queue; each of `concurrency` workers takes the next one, looks at it again (`recheck`),
+    delivers it (write ahead, post, record) and says what its answer means (`finish`, under the desk's
+    lock, in the order answered), then takes the next: no hand-off through this thread between one
+    answer and the next request."""
 
     concurrency: int
     start: Callable[[int, object], T | None]       # (index, chunk) -> a batch built, None: nothing to send
-    recheck: Callable[[int, object, T], T | None]   # the batch built while the workers were busy, as it goes now
+    recheck: Callable[[int, object, T], T | None]   # in the worker, the batch as it goes now (suppressed since?)
     deliver: Callable[[T, LedgerDesk], A]           # in a worker: write ahead, the provider call, record
-    finish: Callable[[int, T, A], None]             # on this thread: what the answer means for the send
-    keep_going: Callable[[], bool]                  # checked before each new batch (stop, pause, a halt)
+    finish: Callable[[int, T, A], None]             # in a worker, under the desk's lock: what the answer means
+    keep_going: Callable[[], bool]                  # checked before each batch is built and before it goes
     abandon: Callable[[list[T]], None]              # the send dies with these in flight: record them unknown
     meanwhile: Callable[[], bool] = lambda: False   # a write that can wait: made if there is one (see the top)
     desk: LedgerDesk = field(default_factory=LedgerDesk)   # every ledger write of the send goes through it
@@ -122,14 +115,14 @@ class Pipeline(Generic[T, A]):
     def run(self, chunks: Iterable[object]) -> int:
         """Send every chunk while `keep_going`; returns the index of the first chunk not started (0: all).
 
-        An error building a batch (its recipients stay pending) first lets the batches in flight
-        finish and be recorded, then is raised. Anything that stops the send at once (Ctrl-C
-        twice, a worker's bug) hands the batches still in flight to `abandon`, under the desk's
-        lock, after which no worker writes.
+        An error building a batch (its recipients stay pending; so do those of any batch built and not
+        yet taken) is raised once the batches in flight are answered and recorded. Anything that stops
+        the send at once (Ctrl-C twice, a worker's bug) hands the batches still in flight to `abandon`,
+        under the desk's lock, after which no worker writes.
         """
-        desk = self.desk
-        in_flight: dict[Future, tuple[int, T]] = {}
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="campaign-batch")
+        desk, work = self.desk, _Work[T]()
+        workers = [threading.Thread(target=self._work, args=(work,), name=f"campaign-batch_{n}")
+                   for n in range(self.concurrency)]
         switch_interval = sys.getswitchinterval()
         # Each ledger statement and socket call of a worker lets go of the GIL and must win it back
         # from this thread, which builds bodies without pause: at Python's default 5 ms per
@@ -137,16 +130,59 @@ class Pipeline(Generic[T, A]):
         sys.setswitchinterval(WORKER_HANDOFF)
         try:
             with desk.meanwhile(self.meanwhile):
-                stopped_at = self._launch(chunks, desk, pool, in_flight)
+                for worker in workers:
+                    worker.start()
+                stopped_at = self._launch(chunks, work)
+                work.ended = True
+                for worker in workers:
+                    worker.join()
+                work.raise_any()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            desk.close(lambda: self._catch_up(lambda: self.abandon([batch for _, batch in in_flight.values()])))
+            work.stop()
+            desk.close(lambda: self._catch_up(lambda: self.abandon(work.in_flight())))
             raise
         finally:
             sys.setswitchinterval(switch_interval)
-        pool.shutdown(wait=True)
         desk.call(self._catch_up)
-        return stopped_at
+        return min((index for index in (stopped_at, work.first_not_started) if index), default=0)
+
+    def _launch(self, chunks: Iterable[object], work: "_Work[T]") -> int:
+        """Build each batch and queue it for the workers; the index of the first chunk not built (0: all)."""
+        for index, chunk in enumerate(chunks, start=1):
+            if not self.keep_going() or work.stopping:
+                return index
+            try:
+                batch = self.start(index, chunk)
+            except Exception as error:   # its recipients stay pending: raised when the workers are done
+                work.failed_to_build(error)
+                return 0
+            if batch is not None and not work.queue(index, chunk, batch, self.keep_going):
+                return index
+        return 0
+
+    def _work(self, work: "_Work[T]") -> None:
+        """A worker: take the next batch, look at it again, deliver it, say what its answer means; again."""
+        try:
+            while (taken := work.take()) is not None:
+                index, chunk, built = taken
+                if not self.keep_going() or work.stopping:   # stopped, paused or halted meanwhile: pending
+                    work.not_started(index)
+                    continue
+                try:
+                    batch = self.recheck(index, chunk, built)
+                except Exception as error:   # rebuilding it without someone: its recipients stay pending
+                    work.failed_to_build(error, index)
+                    continue
+                if batch is not None:
+                    self._deliver(index, batch, work)
+        except BaseException as error:   # a worker's bug (or the desk closed under it): the send stops at once
+            work.broke(error)
+
+    def _deliver(self, index: int, batch: T, work: "_Work[T]") -> None:
+        work.flying[index] = batch
+        answer = self.deliver(batch, self.desk)
+        self.desk.call(lambda: self.finish(index, batch, answer))
+        del work.flying[index]
 
     def _catch_up(self, first: Callable[[], None] = lambda: None) -> None:
         """`first`, then every write that could wait and is not made yet."""
@@ -154,45 +190,77 @@ class Pipeline(Generic[T, A]):
         while self.meanwhile():
             pass
 
-    def _launch(self, chunks: Iterable[object], desk: LedgerDesk, pool: ThreadPoolExecutor,
-                in_flight: dict[Future, tuple[int, T]]) -> int:
-        stopped_at = 0
-        for index, chunk in enumerate(chunks, start=1):
-            if not self.keep_going():
-                stopped_at = index
-                break
-            # Built while every worker is still busy, so that a worker freed takes it at once; looked at
-            # again (`recheck`: suppressed since?) once one is free, and kept back if the send stopped.
-            ready = self._built(lambda: self.start(index, chunk), desk, in_flight)
-            if ready is None:
-                continue
-            while len(in_flight) >= self.concurrency:
-                self._settle(desk, in_flight)
-            if not self.keep_going():   # stopped, paused or halted meanwhile: it stays pending
-                stopped_at = index
-                break
-            batch = self._built(lambda: self.recheck(index, chunk, ready), desk, in_flight)
-            if batch is None:
-                continue
-            future = pool.submit(self.deliver, batch, desk)
-            in_flight[future] = (index, batch)
-            future.add_done_callback(desk.finished)
-        while in_flight:
-            self._settle(desk, in_flight)
-        return stopped_at
 
-    def _built(self, build: Callable[[], T | None], desk: LedgerDesk, in_flight: dict[Future, tuple[int, T]]) -> T | None:
-        """`build()`; an error building (its recipients stay pending) is raised once the batches in flight
-        are answered and recorded."""
-        try:
-            return build()
-        except Exception:
-            while in_flight:
-                self._settle(desk, in_flight)
-            raise
+LOOKAHEAD = 1   # batches built and waiting for a worker: one, so that a freed worker takes it at once
 
-    def _settle(self, desk: LedgerDesk, in_flight: dict[Future, tuple[int, T]]) -> None:
-        future = desk.next_answer()
-        index, batch = in_flight[future]
-        self.finish(index, batch, future.result())   # a worker's bug is raised here: the batch is abandoned
-        del in_flight[future]
+
+class _Work(Generic[T]):
+    """What this thread and the workers share: the queue of built batches, those in flight, what went wrong."""
+
+    def __init__(self) -> None:
+        self._ready: queue.Queue[tuple[int, object, T]] = queue.Queue(maxsize=LOOKAHEAD)
+        self.flying: dict[int, T] = {}                # index -> batch taken by a worker and not yet finished
+        self.first_not_started = 0
+        self.stopping = False                         # no worker takes another batch
+        self.ended = False                            # every batch is queued: a worker finding none is done
+        self._lock = threading.Lock()
+        self._build_error: BaseException | None = None
+        self._bug: BaseException | None = None
+
+    def queue(self, index: int, chunk: object, batch: T, keep_going: Callable[[], bool]) -> bool:
+        """Hand the batch to the next free worker; False, the batch not started, once the send stops."""
+        while not self.stopping:
+            try:
+                self._ready.put((index, chunk, batch), timeout=0.05)   # bounded: the send may stop meanwhile
+                return True
+            except queue.Full:
+                if not keep_going():
+                    break
+        self.not_started(index)
+        return False
+
+    def take(self) -> tuple[int, object, T] | None:
+        """The next batch built; None once there is none to come (or the send stops)."""
+        while True:
+            try:
+                return self._ready.get(timeout=0.05)   # bounded: `ended` and `stopping` are looked at again
+            except queue.Empty:
+                if self.ended or self.stopping:
+                    return None
+
+    def stop(self) -> None:
+        """The send stops at once: no worker takes another batch; those queued are not started."""
+        self.stopping = True
+        while True:
+            try:
+                self.not_started(self._ready.get_nowait()[0])
+            except queue.Empty:
+                return
+
+    def not_started(self, index: int) -> None:
+        with self._lock:
+            self.first_not_started = min(self.first_not_started or index, index)
+
+    def failed_to_build(self, error: BaseException, index: int = 0) -> None:
+        """A batch could not be built (`index`: rebuilt by a worker, which then takes no other); raised at the
+        end. Built by this thread, the batches queued before it still go."""
+        with self._lock:
+            self._build_error = self._build_error or error
+            self.stopping = self.stopping or bool(index)
+        if index:
+            self.not_started(index)
+
+    def broke(self, error: BaseException) -> None:
+        with self._lock:
+            self._bug = self._bug or error
+            self.stopping = True
+
+    def in_flight(self) -> list[T]:
+        return list(self.flying.values())
+
+    def raise_any(self) -> None:
+        """A worker's bug first (the send then stops at once), else an error building a batch."""
+        if self._bug is not None:
+            raise self._bug
+        if self._build_error is not None:
+            raise self._build_error
