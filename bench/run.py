@@ -254,22 +254,33 @@ def send_rows(times: bench_send.SendTimes) -> list[Row]:
     return rows
 
 
+# The send's multiple of its floor moves with the host's speed minute to minute (round 8: 2.9x to 3.9x the
+# same hour): its target is judged on the median of the first send and these, each right before its own floor.
+SENDS_AGAIN = 2
+
 # Issue 18's targets, with the figures before it (measured from outside / the last RESULTS.md) beside them.
 BEFORE = {"send": "12.3 s, 7.6x the floor (RESULTS.md: 27.0 s)", "rss": "141 MB", "million": "111 s, 739 MB",
           "resume": "0.9-2.8 s", "dry": "4.0 s (RESULTS.md: 10.4 s)", "help": "0.22-0.55 s"}
 
 
 def scale_rows(times: bench_send.SendTimes, million: bench_send.SendTimes | None,
-               kills: bench_scale.KillCounts | None, help_seconds: float) -> list[Row]:
-    """Issue 18: the send against the bare-client floor, the million, the cached resume, start-up, kills."""
+               kills: bench_scale.KillCounts | None, help_seconds: float,
+               again: list[bench_send.SendAndFloor]) -> list[Row]:
+    """Issue 18: the send against the bare-client floor, the million, the cached resume, start-up, kills.
+    The send's target is judged on the median of the first send and `again`, each against its own floor."""
     n, send, cached = times.recipients, times.runs["send"], times.runs["resume-cached"]
-    ratio = send.seconds / times.floor_seconds if times.floor_seconds else float("inf")
+    pairs = [bench_send.SendAndFloor(send.seconds, times.floor_seconds, send.exit_code, send.requests), *again]
+    wall, ratio = statistics.median(p.send_seconds for p in pairs), statistics.median(p.ratio for p in pairs)
+    each = "; ".join(f"{p.send_seconds:.2f} s / {p.floor_seconds:.2f} s = {p.ratio:.2f}x" for p in pairs)
     rows = [
         Row(f"floor: a bare client posting the same {send.requests} bodies, {times.floor_concurrency} at a time",
             f"{times.floor_seconds:.2f} s"),
         Row(f"issue 18: send {n:,} (wall; x floor; requests) [before: {BEFORE['send']}]",
-            f"{send.seconds:.1f} s; {ratio:.1f}x; {send.requests} requests", "< 5 s, <= 3x, exactly 100",
-            send.seconds < 5 and ratio <= 3 and send.requests == -(-n // 1000)),
+            f"{send.seconds:.1f} s; {send.seconds / times.floor_seconds:.1f}x; {send.requests} requests"),
+        Row(f"issue 18: send {n:,}, median of {len(pairs)} first sends, each against its own floor "
+            f"(send / floor: {each})", f"{wall:.2f} s; {ratio:.2f}x; requests {[p.requests for p in pairs]}",
+            "< 5 s, <= 3x, exactly 100",
+            wall < 5 and ratio <= 3 and all(p.requests == -(-n // 1000) and p.exit_code == 0 for p in pairs)),
         Row(f"issue 18: send {n:,} peak RSS [before: {BEFORE['rss']}]", f"{send.peak_rss_mb:.0f} MB", "< 200 MB",
             send.peak_rss_mb < 200),
         Row(f"issue 18: resume with nothing to send, {n:,}, answered from the cache [before: {BEFORE['resume']}]",
@@ -380,7 +391,10 @@ def main() -> int:
     if not options.no_kills:
         print("five SIGKILLs ...", file=sys.stderr, flush=True)
         kills = bench_scale.kill_five_times(sizes.send_recipients, sizes.server_delay)
-    rows += scale_rows(send_times, million, kills, help_seconds)
+    print(f"send {sizes.send_recipients:,} again, {SENDS_AGAIN} times, each with its floor ...", file=sys.stderr,
+          flush=True)
+    again = [bench_send.send_and_floor(sizes.send_recipients, sizes.server_delay) for _ in range(SENDS_AGAIN)]
+    rows += scale_rows(send_times, million, kills, help_seconds, again)
     print("SMTP, 1 connection and 4 ...", file=sys.stderr, flush=True)
     rows += smtp_rows(*bench_smtp.compare(sizes.smtp_recipients, sizes.smtp_delay, 4), sizes.smtp_delay)
     rows += [Row("  paid by every send, dry run and resume: CLI start-up (`campaign --help`)",
