@@ -213,32 +213,30 @@ def measure_send(count: int, delay: float, *, dry_run: bool = True, concurrency:
 
 @dataclass(frozen=True)
 class SendAndFloor:
-    """One more first send of the same list (a fresh project, its dry run first, not timed), then the
-    bare client posting the same bodies at once: their ratio is measured within seconds of each other."""
+    """One more first send of the same list, as `measure_send` makes it (a fresh project: its dry run, the
+    send, a resume and a cached resume), then the bare client posting the same bodies at once: the send
+    and its floor are measured within seconds of each other."""
 
+    dry_run_seconds: float
     send_seconds: float
     floor_seconds: float
-    exit_code: int
+    cached_resume_seconds: float
+    exit_codes: tuple[int, ...]
     requests: int
 
     @property
     def ratio(self) -> float:
         return self.send_seconds / self.floor_seconds if self.floor_seconds else float("inf")
 
+    @classmethod
+    def of(cls, times: SendTimes) -> "SendAndFloor":
+        runs = times.runs
+        return cls(runs["dry-run"].seconds, runs["send"].seconds, times.floor_seconds, runs["resume-cached"].seconds,
+                   tuple(run.exit_code for run in runs.values()), runs["send"].requests)
 
-def send_and_floor(count: int, delay: float, concurrency: int = 4) -> SendAndFloor:
-    from bench_scale import bare_client_seconds   # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory(prefix="campaign-bench-again-") as name, \
-            SendGridServer(api_key=None, delay=delay, validate=False) as server:
-        folder = Path(name)
-        environ = bench_project(folder, count, server.url)
-        environ.update(COLUMNS="100")
-        command = ["send", "--issue", "30", "--yes", "--force", "--config", str(folder / "campaign.toml")]
-        _count_requests(run_campaign("dry-run", [*command, "--dry-run"], folder, environ), server)
-        send = _count_requests(run_campaign("send", command, folder, environ), server)
-        floor = bare_client_seconds(server, send.body_sizes, concurrency)
-    return SendAndFloor(send.seconds, floor, send.exit_code, send.requests)
+def send_and_floor(count: int, delay: float) -> SendAndFloor:
+    return SendAndFloor.of(measure_send(count, delay))
 
 
 def main(count: int, delay: float) -> None:
