@@ -14,12 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .errors import ContentError, UsageError
 
-# libyaml's C parser when PyYAML has it (its wheels do): ten times faster, same safe subset.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ISSUE_FILE = "issue.yaml"
 # What `campaign new` leaves in every field to write; `campaign check` reports each one left (field-todo).
 TODO_MARKER = re.compile(r"\bTODO\b")
@@ -213,9 +209,19 @@ def _read_text(path: Path) -> str:
         raise ContentError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
 
 
+def yaml_loader() -> type:
+    """libyaml's C parser when PyYAML has it (its wheels do): ten times faster, same safe subset.
+    Imported when content is read: a send gets its Issue from the render and never needs YAML."""
+    import yaml  # noqa: PLC0415
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(text: str, path: Path) -> dict:
+    import yaml  # noqa: PLC0415  (see yaml_loader)
+
     try:
-        data = yaml.load(text, Loader=YAML_LOADER)
+        data = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -22,7 +22,7 @@ from .ledger import IN_FLIGHT, UNKNOWN
 from .mime import UnusableAddress, build_message
 from .merge import BUILTIN_FIELDS, CONTROL_CHARACTERS, escape_html
 from .personalize import envelope_for
-from .render import RenderedIssue
+from .rendered import RenderedIssue
 from .send.plan import SendOptions, check_merge_fields
 from .spreadsheet import csv_bytes
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from .config import Sender, WebLinks
 from .merge import CONTROL_CHARACTERS, escape_header
 from .personalize import Envelope, personalize
-from .render import RenderedIssue
+from .rendered import RenderedIssue
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 # SMTP folding (CRLF, 78 columns) for every header built from a value; a raw

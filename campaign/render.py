@@ -26,6 +26,7 @@ from .config import Settings
 from .content import Issue, Section, load_issue
 from .errors import ContentError, LayoutError
 from .merge import MergeTemplate
+from .rendered import RenderedIssue as RenderedIssue   # re-exported: where it always was
 
 BASE_LAYOUT = "base.mjml.j2"
 TEXT_LAYOUT = "issue.txt.j2"
@@ -40,27 +41,6 @@ CSS_VALUE = re.compile(r"[A-Za-z0-9 #%.,'\"()+_>\[\]=-]*")
 # inlined, premailer would copy it onto every table and cell (about 10 KB for issue 30).
 MJML_RESET = '<style type="text/css">\n#outlook a'
 
-
-@dataclass(frozen=True)
-class RenderedIssue:
-    """One issue rendered once, merge placeholders intact, ready to fill many times."""
-
-    number: int
-    subject: MergeTemplate
-    html: MergeTemplate
-    text: MergeTemplate
-    preheader: str
-    mjml: str = ""
-    issue: Issue | None = None
-
-    def field_names(self) -> set[str]:
-        return self.subject.field_names() | self.html.field_names() | self.text.field_names()
-
-    def content(self) -> Issue:
-        """The Issue this was rendered from: every render_issue result has it (one built by hand may not)."""
-        if self.issue is None:
-            raise ContentError(f"issue {self.number} was rendered without its content files")
-        return self.issue
 
 
 def render_issue(settings: Settings, number: int, *, images_base: str | None = None,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .content import (ISSUE_FILE, SECTION_INDEX, SECTION_KINDS, TODO_MARKER, YAML_LOADER, Issue, Item, Section,
+from .content import (ISSUE_FILE, SECTION_INDEX, SECTION_KINDS, TODO_MARKER, Issue, Item, Section, yaml_loader,
                       available_issues, issue_folder, load_issue)
 from .errors import UsageError
 
@@ -198,6 +198,6 @@ def todo(hint: str) -> str:
 
 def scalar(value: str) -> str:
     """A YAML string that reads back as the same string: plain when safe, else in JSON's quotes (valid YAML)."""
-    if PLAIN.fullmatch(value) and yaml.load(value, Loader=YAML_LOADER) == value:
+    if PLAIN.fullmatch(value) and yaml.load(value, Loader=yaml_loader()) == value:
         return value
     return json.dumps(value, ensure_ascii=False)

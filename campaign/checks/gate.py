@@ -8,14 +8,15 @@ records what it went on over (`GateDecision.forced_over`). Nothing else decides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from ..config import Settings
 from ..errors import ChecksFailed
-from ..render import RenderedIssue
-from ..spam import SpamRun
 from .findings import ERROR, Finding
-from .report import check_issue
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..rendered import RenderedIssue
+    from ..spam import SpamRun
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def decide(findings: Sequence[Finding], number: int, *, force: bool, rehearsal: 
 def gate_decision(settings: Settings, number: int, *, force: bool, rehearsal: bool,
                   rendered: RenderedIssue | None = None, spam_run: SpamRun | None = None) -> GateDecision:
     """Check issue `number` (reusing `rendered`, and `spam_run` started on it) and decide; raises nothing."""
+    from .report import check_issue  # noqa: PLC0415  (every check, and the render: see checks/__init__.py)
+
     findings = check_issue(settings, number, rendered=rendered, spam_run=spam_run).findings
     return decide(findings, number, force=force, rehearsal=rehearsal)
 

@@ -16,7 +16,7 @@ from ..errors import ProviderConfigError, TransientProviderError
 from ..ledger import ACCEPTED, FAILED, PENDING, SKIPPED, UNKNOWN, Outcome
 from ..personalize import Envelope
 from ..providers.base import Batch, DeliveryResult, Provider
-from ..render import RenderedIssue
+from ..rendered import RenderedIssue
 from .builder import SecondProcess, make_batch
 from .record import RunRecord
 from .retry import Answer, Retries, deliver_with_retries, outcome_of

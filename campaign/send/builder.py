@@ -41,7 +41,7 @@ from ..personalize import Envelope, envelope_for, recipient_token
 from ..providers import body_builder
 from ..providers.base import Batch, Provider
 from ..recipient import Recipient, RecipientRow
-from ..render import RenderedIssue
+from ..rendered import RenderedIssue
 
 if TYPE_CHECKING:
     from ..checks.gate import GateDecision

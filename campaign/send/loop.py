@@ -27,7 +27,7 @@ from ..link_tokens import DigestParts
 from ..personalize import recipient_token
 from ..providers import batches
 from ..providers.base import Provider
-from ..render import RenderedIssue
+from ..rendered import RenderedIssue
 from .batch_loop import BatchLoop, Progress, Tally
 from .builder import SecondProcess, second_process_for, worth_a_second_process
 from .concurrent import Concurrent

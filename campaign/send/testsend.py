@@ -18,7 +18,7 @@ from ..merge import MergeTemplate
 from ..personalize import SAMPLE_RECIPIENT, envelope_for
 from ..providers import batches
 from ..providers.base import Batch, Provider
-from ..render import RenderedIssue
+from ..rendered import RenderedIssue
 from .plan import check_merge_fields
 from .retry import Retries, RetryPolicy, deliver_with_retries, failed
 from .stop import StopSignal
