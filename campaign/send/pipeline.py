@@ -115,10 +115,11 @@ class Pipeline(Generic[T, A]):
     def run(self, chunks: Iterable[object]) -> int:
         """Send every chunk while `keep_going`; returns the index of the first chunk not started (0: all).
 
-        An error building a batch (its recipients stay pending; so do those of any batch built and not
-        yet taken) is raised once the batches in flight are answered and recorded. Anything that stops
-        the send at once (Ctrl-C twice, a worker's bug) hands the batches still in flight to `abandon`,
-        under the desk's lock, after which no worker writes.
+        An error building a batch (its recipients stay pending) is raised once the batches in flight,
+        and any built before it, are answered and recorded; an error rebuilding one in a worker (see
+        `recheck`) also leaves pending those not yet taken. Anything that stops the send at once (Ctrl-C
+        twice, a worker's bug) hands the batches still in flight to `abandon`, under the desk's lock,
+        after which no worker writes.
         """
         desk, work = self.desk, _Work[T]()
         workers = [threading.Thread(target=self._work, args=(work,), name=f"campaign-batch_{n}")
