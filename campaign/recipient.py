@@ -83,7 +83,7 @@ class RecipientRow(NamedTuple):
 
     @property
     def fields(self) -> Mapping[str, str]:
-        return self.values if self.shape is None else RowFields(self.shape, self.name, self.values)
+        return _fields_of(self.shape, self.name, self.values)
 
 
 def _restored(email: str, name: str, lists: tuple[str, ...], line: int, shape: FieldShape | None,
@@ -95,8 +95,12 @@ def _restored(email: str, name: str, lists: tuple[str, ...], line: int, shape: F
 
 
 def _fields(recipient: Recipient) -> Mapping[str, str]:
-    shape = recipient._shape
-    return recipient._values if shape is None else RowFields(shape, recipient.name, recipient._values)
+    return _fields_of(recipient._shape, recipient.name, recipient._values)
+
+
+def _fields_of(shape: FieldShape | None, name: str, values: Any) -> Mapping[str, str]:
+    """A row's columns read through its file's shape, or (no shape) the mapping it was made with."""
+    return values if shape is None else RowFields(shape, name, values)
 
 
 # After the dataclass is made, so that it still counts `fields` as one of its five fields (for ==, repr, replace).
