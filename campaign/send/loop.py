@@ -56,8 +56,8 @@ class SendReport:
     signal_number: int = 0            # the signal (SIGINT, SIGTERM) that interrupted the run, if one did
 
 
-def _digests_elsewhere(builder: SecondProcess | None, connection: sqlite3.Connection, issue: int, kind: str,
-                       recipients: Sequence[Recipient], size: int) -> DigestParts | None:
+def _first_send_elsewhere(builder: SecondProcess | None, connection: sqlite3.Connection, issue: int, kind: str,
+                           recipients: Sequence[Recipient], size: int) -> DigestParts | None:
     """A first send's link-token digests, made by its builder process while the audience is frozen
     (the freeze needs them all before the first request: made here, they took 0.2 s of it); then,
     everyone being new, the first batches of `size`, built there meanwhile (SecondProcess.build_first)."""
@@ -113,7 +113,7 @@ def _run(connection: sqlite3.Connection, issue: RenderedIssue, recipients: Seque
     try:
         start = RunRecord.start(connection, issue.number, kind, provider.info.name, options, recipients,
                                 forced_over, token_of=lambda email: recipient_token(email, settings.token_secret),
-                                before_sending=before_sending, token_digests=_digests_elsewhere(
+                                before_sending=before_sending, token_digests=_first_send_elsewhere(
                                     builder, connection, issue.number, kind, recipients,
                                     spread(size, provider.info, provider.concurrency, len(recipients))))
         if builder is not None and not worth_a_second_process(len(start.todo)):   # a resume with few left
